@@ -1,0 +1,134 @@
+"""ResNet + FPN feature extractor (paper Sec. 3, "Backbone").
+
+torchvision's ResNet ("pytorch" style, stride in the 3x3 conv) and FeaturePyramidNetwork, giving
+P2-P5 (strides 4, 8, 16, 32) with nearest top-down upsampling and no extra levels, exactly as
+MMDetection's ``ResNet(norm_eval=True, frozen_stages=1)`` + ``FPN(num_outs=4)``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import resnet
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.ops import FeaturePyramidNetwork
+
+_RESNETS: dict[str, tuple[Callable[..., resnet.ResNet], object]] = {
+    "resnet18": (resnet.resnet18, resnet.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (resnet.resnet34, resnet.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (resnet.resnet50, resnet.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (resnet.resnet101, resnet.ResNet101_Weights.IMAGENET1K_V1),
+}
+STRIDES = (4, 8, 16, 32)
+
+
+def _norm_layer(norm: str) -> Callable[[int], nn.Module]:
+    if norm in ("frozen_bn", "bn"):
+        return nn.BatchNorm2d
+    if norm == "gn":
+        return lambda channels: nn.GroupNorm(32, channels)
+    raise ValueError(f"unknown norm {norm!r}; use frozen_bn, bn or gn")
+
+
+class ResNetFPN(nn.Module):
+    """ResNet body + FPN.
+
+    Args:
+        depth_name: one of resnet18/34/50/101.
+        out_channels: FPN width (256).
+        norm: ``frozen_bn`` keeps BatchNorm in eval mode (running statistics frozen, affine
+            parameters trainable: MMDetection's ``norm_eval=True``); ``bn`` trains it; ``gn`` uses
+            GroupNorm(32), which suits training from scratch with small batches.
+        frozen_stages: 0 freezes nothing, 1 freezes the stem and layer1, k freezes up to layer k.
+        pretrained: load torchvision's IMAGENET1K_V1 weights (downloads once into the torch cache).
+    """
+
+    def __init__(
+        self,
+        *,
+        depth_name: str = "resnet50",
+        out_channels: int = 256,
+        norm: str = "frozen_bn",
+        frozen_stages: int = 1,
+        pretrained: bool = False,
+    ) -> None:
+        super().__init__()
+        if depth_name not in _RESNETS:
+            raise ValueError(f"unknown backbone {depth_name!r}; choose from {sorted(_RESNETS)}")
+        factory, weights = _RESNETS[depth_name]
+        body = factory(weights=weights if pretrained else None, norm_layer=_norm_layer(norm))
+        self.body = IntermediateLayerGetter(
+            body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
+        )
+        widths = [_block_out(getattr(body, f"layer{i}")) for i in (1, 2, 3, 4)]
+        self.fpn = FeaturePyramidNetwork(widths, out_channels)
+        self.out_channels = out_channels
+        self.freeze_bn_stats = norm == "frozen_bn"
+        frozen = [self.body.conv1, self.body.bn1] if frozen_stages >= 1 else []
+        frozen += [getattr(self.body, f"layer{i}") for i in range(1, frozen_stages + 1)]
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+        _init_fpn(self.fpn)
+
+    def train(self, mode: bool = True) -> "ResNetFPN":
+        super().train(mode)
+        if self.freeze_bn_stats:
+            for m in self.body.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) normalised batch -> [P2, P3, P4, P5], each (B, C, H/s, W/s)."""
+        feats = self.body(images)
+        return list(self.fpn(OrderedDict(feats)).values())
+
+
+def _block_out(layer: nn.Sequential) -> int:
+    last = layer[-1]
+    return (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+
+
+def _init_fpn(fpn: nn.Module) -> None:
+    """MMDetection's FPN init: xavier_uniform conv weights, zero bias."""
+    for m in fpn.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold eval-mode BatchNorm into the preceding conv, in place (inference only).
+
+    Returns the module; every ``conv -> bn`` pair of the ResNet body becomes one conv with bias.
+    """
+    for name, child in list(module.named_children()):
+        fold_frozen_batchnorm(child)
+    pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
+    for conv_name, bn_name in pairs:
+        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(module, conv_name, _fold(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+    if isinstance(module, nn.Sequential) and len(module) == 2:
+        conv, bn = module[0], module[1]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            module[0], module[1] = _fold(conv, bn), nn.Identity()
+    return module
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, bias=True,
+    ).to(conv.weight.device, conv.weight.dtype)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused

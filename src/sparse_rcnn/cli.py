@@ -1,0 +1,136 @@
+"""The ``sparse-rcnn`` command: models, predict, convert, train, eval, demo, benchmark, export.
+
+Each subcommand is a small function; errors a user can fix (bad config key, unreadable image or
+checkpoint, bad annotations) are printed as one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("sparse_rcnn")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .checkpoints import CheckpointError
+    from .config import ConfigError
+    from .images import ImageError
+
+    errors: list[type[BaseException]] = [CheckpointError, ConfigError, ImageError, FileNotFoundError]
+    try:
+        from .data import DataError
+
+        errors.append(DataError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .config import named_configs
+    from .zoo import ZOO
+
+    print(f"{'name':<66} {'box AP':>6}  weights")
+    for name in named_configs():
+        entry = ZOO.get(name)
+        print(f"{name:<66} {entry.box_ap if entry else '-':>6}  {entry.url if entry else '(train it: sparse-rcnn demo)'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoints import load_model
+    from .predictor import PredictionLoader, to_record
+    from .visualize import draw_detections, save_png
+
+    model = load_model(args.model, args.weights, device=args.device)
+    loader = PredictionLoader(args.images, test_scale=model.test_scale, batch_size=args.batch_size, workers=args.workers)
+    out = open(args.output, "w") if args.output else sys.stdout
+    failures: list[str] = []
+    first = True
+    out.write("[")
+    with torch.no_grad():
+        for batch in loader:
+            failures += [f"{p}: {e}" if not e.startswith(p) else e for p, e in batch.failures]
+            if not batch.images:
+                continue
+            dets = model.detect_resized([img.to(args.device) for img in batch.images], batch.scale_factors)
+            for path, (h, w), det, original in zip(batch.paths, batch.sizes, dets, batch.originals):
+                det = {k: v.cpu() for k, v in det.items()}
+                keep = det["scores"] >= args.score_thr
+                det = {k: v[keep] for k, v in det.items()}
+                out.write(("\n" if first else ",\n") + json.dumps(to_record(path, w, h, det, model.class_names)))
+                first = False
+                if args.save_vis:
+                    drawn = draw_detections(original, det["boxes"], det["labels"].tolist(), model.class_names, det["scores"])
+                    save_png(drawn, Path(args.save_vis) / f"{Path(path).stem}.png")
+    out.write("\n]\n")
+    if out is not sys.stdout:
+        out.close()
+    for f in failures:
+        log.error("skipped %s", f)
+    if failures:
+        log.error("%d of %d images failed", len(failures), len(failures) + loader.num_ok)
+        return 1
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoints import load_model, model_checkpoint, save_checkpoint
+
+    model = load_model(args.model, args.src)
+    save_checkpoint(model_checkpoint(model, model.config), args.dst)
+    log.info("wrote %s (%s, %d classes)", args.dst, model.config.name, model.num_classes)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparse-rcnn", description="Sparse R-CNN object detection")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the named configs and their published AP")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("predict", help="detect objects in images (files or folders)")
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("--model", help="named config (see `sparse-rcnn models`)")
+    p.add_argument("--weights", help="checkpoint path or URL (default: the published weights of --model)")
+    p.add_argument("--output", help="write the JSON here instead of stdout")
+    p.add_argument("--save-vis", metavar="DIR", help="write each image with its boxes drawn to DIR/<stem>.png")
+    p.add_argument("--score-thr", type=float, default=0.0, help="drop detections below this score")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("convert", help="convert an MMDetection checkpoint to a sparse-rcnn checkpoint")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--model", help="named config the checkpoint belongs to (default: inferred)")
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        return args.func(args)
+    except _user_errors() as e:
+        log.error("%s", e)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Sparse R-CNN (paper Sec. 3, Fig. 3): backbone -> learnable proposals -> 6 dynamic stages.
+
+``SparseRCNN`` follows torchvision's detection contract: ``model(images, targets)`` returns the
+weighted losses in training and ``[{"boxes", "scores", "labels"}]`` in image pixels in eval mode.
+``detect`` is the tensor-only core (normalised padded batch -> top-k), which ONNX export uses.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import box_convert
+
+from .backbone import STRIDES, ResNetFPN
+from .config import ModelConfig
+from .criterion import SetCriterion
+from .head import DynamicStage, decode_boxes
+from .matcher import HungarianMatcher
+from .pooler import MultiLevelRoIAlign
+from .postprocess import TopKPostProcess
+from .preprocess import ImageBatcher, resize_for_test
+
+
+class SparseRCNN(nn.Module):
+    def __init__(
+        self, *, backbone: nn.Module, stages: Sequence[DynamicStage], pooler: MultiLevelRoIAlign,
+        batcher: ImageBatcher, criterion: SetCriterion, postprocess: TopKPostProcess,
+        num_proposals: int = 100, dim: int = 256, test_scale: tuple[int, int] = (1333, 800),
+        class_names: Optional[Sequence[str]] = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.proposal_boxes = nn.Embedding(num_proposals, 4)  # normalised cx, cy, w, h
+        self.proposal_features = nn.Embedding(num_proposals, dim)
+        self.stages = nn.ModuleList(stages)
+        self.pooler = pooler
+        self.batcher = batcher
+        self.criterion = criterion
+        self.postprocess = postprocess
+        self.test_scale = test_scale
+        num_classes = stages[0].cls_logits.out_features
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        with torch.no_grad():  # every proposal starts as the whole image
+            self.proposal_boxes.weight[:, :2] = 0.5
+            self.proposal_boxes.weight[:, 2:] = 1.0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def forward(
+        self, images: list[Tensor], targets: Optional[list[dict[str, Tensor]]] = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """images: (3, H, W) RGB tensors, uint8 0-255 or float 0-1.
+
+        Training: images are already augmented and resized by the data pipeline; targets hold
+        ``boxes`` (n, 4) absolute xyxy in those pixels and ``labels`` (n,). Returns the weighted
+        losses of every stage; their sum is the objective.
+        Eval: each image is resized to ``test_scale``; returns per image ``boxes`` (k, 4) in its
+        own pixels, ``scores`` (k,), ``labels`` (k,), sorted by score.
+        """
+        if self.training:
+            if targets is None:
+                raise ValueError("training needs targets; call model.eval() for inference")
+            batch, sizes = self.batcher(images)
+            device = batch.device
+            targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+            logits, boxes = self.run_stages(self.backbone(batch), sizes)
+            return self.criterion(logits, boxes, targets, sizes)
+        resized, factors = zip(*(resize_for_test(img, self.test_scale) for img in images))
+        return self.detect_resized(list(resized), list(factors))
+
+    def detect_resized(
+        self, images: list[Tensor], scale_factors: list[tuple[float, float]]
+    ) -> list[dict[str, Tensor]]:
+        """Images already resized to the test scale, each with its (sx, sy) -> detections in the
+        original pixels (boxes divided by the per-axis scale factor)."""
+        batch, sizes = self.batcher(images)
+        boxes, scores, labels = self.detect(batch, sizes)
+        factors = torch.tensor([[sx, sy, sx, sy] for sx, sy in scale_factors], device=boxes.device, dtype=boxes.dtype)
+        boxes = boxes / factors[:, None]
+        return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels)]
+
+    def detect(self, batch: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalised padded (B, 3, Hp, Wp) batch, (B, 2) unpadded (h, w) -> top-k boxes (B, k, 4)
+        in batch pixels, scores (B, k), labels (B, k)."""
+        logits, boxes = self.run_stages(self.backbone(batch), image_sizes)
+        return self.postprocess(logits[-1], boxes[-1])
+
+    def initial_proposals(self, image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 2) (h, w) -> boxes (B, N, 4) absolute xyxy, features (B, N, C)."""
+        whwh = image_sizes[:, [1, 0, 1, 0]].to(self.proposal_boxes.weight.dtype)
+        boxes = box_convert(self.proposal_boxes.weight, "cxcywh", "xyxy")[None] * whwh[:, None]
+        feats = self.proposal_features.weight[None].expand(image_sizes.shape[0], -1, -1)
+        return boxes, feats
+
+    def run_stages(self, features: list[Tensor], image_sizes: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """FPN maps + (B, 2) sizes -> per stage logits (B, N, C) and decoded boxes (B, N, 4).
+
+        Decoded boxes keep their gradient for the loss; the next stage sees them detached.
+        """
+        boxes, feats = self.initial_proposals(image_sizes)
+        all_logits, all_boxes = [], []
+        for stage in self.stages:
+            roi_feats = self.pooler(features, boxes)
+            logits, deltas, feats = stage(feats, roi_feats)
+            new_boxes = decode_boxes(boxes, deltas)
+            all_logits.append(logits)
+            all_boxes.append(new_boxes)
+            boxes = new_boxes.detach()
+        return all_logits, all_boxes
+
+    def predict(self, inputs, *, batch_size: int = 1, score_thr: float = 0.0):
+        """Detect objects in file paths, PIL images, (H, W, 3) RGB arrays or (3, H, W) tensors.
+
+        Returns one dict per input: ``boxes`` (k, 4) in original pixels, ``scores``, ``labels``,
+        and ``categories`` (class names). See ``sparse_rcnn.predictor``.
+        """
+        from .predictor import predict
+
+        return predict(self, inputs, batch_size=batch_size, score_thr=score_thr)
+
+
+def build_model(cfg: ModelConfig, class_names: Optional[Sequence[str]] = None) -> SparseRCNN:
+    """The only place that reads a ``ModelConfig``."""
+    if class_names is not None and len(class_names) != cfg.num_classes:
+        raise ValueError(f"{len(class_names)} class names for num_classes={cfg.num_classes}")
+    dim = cfg.fpn_channels
+    matcher = HungarianMatcher(
+        class_weight=cfg.class_weight, l1_weight=cfg.l1_weight, giou_weight=cfg.giou_weight,
+        focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma,
+    )
+    return SparseRCNN(
+        backbone=ResNetFPN(
+            depth_name=cfg.backbone, out_channels=dim, norm=cfg.norm,
+            frozen_stages=cfg.frozen_stages, pretrained=cfg.pretrained_backbone,
+        ),
+        stages=[
+            DynamicStage(
+                num_classes=cfg.num_classes, dim=dim, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim,
+                dynamic_dim=cfg.dynamic_dim, pooler_size=cfg.pooler_size,
+                num_cls_fcs=cfg.num_cls_fcs, num_reg_fcs=cfg.num_reg_fcs,
+            )
+            for _ in range(cfg.num_stages)
+        ],
+        pooler=MultiLevelRoIAlign(strides=STRIDES, output_size=cfg.pooler_size),
+        batcher=ImageBatcher(mean=cfg.pixel_mean, std=cfg.pixel_std, size_divisor=cfg.size_divisor),
+        criterion=SetCriterion(
+            num_classes=cfg.num_classes, matcher=matcher, class_weight=cfg.class_weight,
+            l1_weight=cfg.l1_weight, giou_weight=cfg.giou_weight, focal_alpha=cfg.focal_alpha,
+            focal_gamma=cfg.focal_gamma,
+        ),
+        postprocess=TopKPostProcess(max_per_image=cfg.max_per_image or cfg.num_proposals),
+        num_proposals=cfg.num_proposals,
+        dim=dim,
+        test_scale=cfg.test_scale,
+        class_names=class_names,
+    )

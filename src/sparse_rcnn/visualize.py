@@ -1,0 +1,98 @@
+"""Pictures for people: detections drawn on images, image grids and training curves (PNG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes, make_grid
+
+_PALETTE = [
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+    "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
+]
+
+
+def _font() -> Optional[str]:
+    try:
+        from matplotlib import font_manager
+
+        return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
+    except Exception:  # matplotlib missing or broken: torchvision's default bitmap font
+        return None
+
+
+def draw_detections(
+    image: Tensor, boxes: Tensor, labels: Sequence[int], class_names: Sequence[str],
+    scores: Optional[Tensor] = None, width: int = 2, color: Optional[str] = None,
+) -> Tensor:
+    """(3, H, W) uint8 image + (k, 4) xyxy boxes -> (3, H, W) uint8 with boxes and captions."""
+    if len(boxes) == 0:
+        return image
+    captions = [
+        class_names[int(l)] + (f" {float(s):.2f}" if scores is not None else "")
+        for l, s in zip(labels, scores if scores is not None else [None] * len(labels))
+    ]
+    colors = [color or _PALETTE[int(l) % len(_PALETTE)] for l in labels]
+    font = _font()
+    size = max(10, min(image.shape[1:]) // 40)
+    return draw_bounding_boxes(
+        image, boxes.float(), labels=captions, colors=colors, width=width, font=font, font_size=size
+    )
+
+
+def save_png(image: Tensor, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path)
+
+
+def save_grid(images: list[Tensor], path: str | Path, nrow: int = 4, size: int = 320) -> None:
+    """Resize each (3, H, W) uint8 image to fit ``size`` and save them as one PNG grid."""
+    tiles = []
+    for img in images:
+        pil = Image.fromarray(img.permute(1, 2, 0).numpy())
+        pil.thumbnail((size, size))
+        canvas = Image.new("RGB", (size, size), (255, 255, 255))
+        canvas.paste(pil, ((size - pil.width) // 2, (size - pil.height) // 2))
+        tiles.append(torch.from_numpy(np.asarray(canvas)).permute(2, 0, 1))
+    save_png(make_grid(tiles, nrow=nrow, padding=4, pad_value=255), path)
+
+
+def plot_training_curves(log_jsonl: str | Path, path: str | Path) -> None:
+    """Training loss, its terms, learning rate and validation AP from the trainer's JSONL log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, val = [], []
+    for line in Path(log_jsonl).read_text().splitlines():
+        rec = json.loads(line)
+        (val if rec.get("type") == "val" else train).append(rec)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    if train:
+        it = [r["iter"] for r in train]
+        axes[0].plot(it, [r["loss"] for r in train], label="total")
+        for key in ("loss_cls", "loss_bbox", "loss_iou"):
+            if key in train[0]:
+                axes[0].plot(it, [r[key] for r in train], label=key, alpha=0.7)
+        axes[0].set_yscale("log")
+        axes[0].legend()
+        axes[1].plot(it, [r["lr"] for r in train])
+    axes[0].set(title="training loss", xlabel="iteration")
+    axes[1].set(title="learning rate", xlabel="iteration")
+    if val:
+        axes[2].plot([r["iter"] for r in val], [r["bbox_mAP"] for r in val], "o-", label="AP")
+        axes[2].plot([r["iter"] for r in val], [r["bbox_mAP_50"] for r in val], "s--", label="AP50")
+        axes[2].legend()
+    axes[2].set(title="validation box AP", xlabel="iteration")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
