@@ -1,0 +1,14 @@
+"""Sparse R-CNN: End-to-End Object Detection with Learnable Proposals (Sun et al., arXiv 2011.12450).
+
+    >>> import sparse_rcnn
+    >>> model = sparse_rcnn.load("sparse_rcnn_r50_fpn_1x_coco")          # published weights
+    >>> model = sparse_rcnn.load("sparse_rcnn_r50_fpn_1x_coco", weights="ckpt.pth")
+    >>> result = model.predict("street.jpg", score_thr=0.3)              # boxes in image pixels
+"""
+
+from .checkpoints import load_model as load
+from .config import Config, load_config
+from .model import SparseRCNN, build_model
+
+__version__ = "0.1.0"
+__all__ = ["load", "Config", "load_config", "SparseRCNN", "build_model", "__version__"]
