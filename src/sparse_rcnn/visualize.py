@@ -42,7 +42,8 @@ def draw_detections(
     font = _font()
     size = max(10, min(image.shape[1:]) // 40)
     return draw_bounding_boxes(
-        image, boxes.float(), labels=captions, colors=colors, width=width, font=font, font_size=size
+        image, boxes.float(), labels=captions, colors=colors, width=width, font=font, font_size=size,
+        fill_labels=True, label_colors="black", label_background_colors=colors,
     )
 
 
