@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from .config import Config, config_from_dict, load_config
+from .config import Config, ConfigError, config_from_dict, load_config
 from .zoo import ZOO
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,12 @@ def convert_mmdet_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.
 
 def infer_mmdet_config(state: dict[str, torch.Tensor], base: Config) -> Config:
     """The architecture an MMDetection state_dict implies (depth, proposals, classes, stages)."""
+    needed = ["rpn_head.init_proposal_bboxes.weight", "roi_head.bbox_head.0.fc_cls.weight"]
+    if any(k not in state for k in needed):
+        raise CheckpointError(
+            f"not a Sparse R-CNN checkpoint: its state_dict has no {' / '.join(k for k in needed if k not in state)} "
+            "(is it another detector, or a backbone only?)"
+        )
     layer3 = {int(m.group(1)) for k in state if (m := re.match(r"backbone\.layer3\.(\d+)\.", k))}
     stages = {int(m.group(1)) for k in state if (m := re.match(r"roi_head\.bbox_head\.(\d+)\.", k))}
     depth = {6: "resnet50", 23: "resnet101"}.get(len(layer3), base.model.backbone)
@@ -117,12 +123,40 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the .pth file inside it")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable (truncated or not a PyTorch file): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    if not isinstance(ckpt, dict) or not ("state_dict" in ckpt or ckpt.get("format") == FORMAT):
-        raise CheckpointError(f"{str(path)!r} is not a Sparse R-CNN checkpoint (no 'state_dict' or 'model' entry)")
+        text = str(e)
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if culprit:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds pickled Python objects ({culprit.group(1)}) that safe loading "
+                "refuses; if you trust it, re-save only its tensors/state_dict"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
+        reason = detail.group(1).splitlines()[0] if detail else text.split(". ")[0].splitlines()[0] if text else ""
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is unreadable, truncated or not a PyTorch file ({type(e).__name__}: {reason})"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{str(path)!r} is not a Sparse R-CNN checkpoint (it holds a {type(ckpt).__name__})")
+    if ckpt.get("format") == FORMAT:
+        lacking = [k for k in ("config", "model") if not isinstance(ckpt.get(k), dict)]
+        if lacking:
+            raise CheckpointError(f"{str(path)!r} is an incomplete sparse-rcnn checkpoint (no {' or '.join(lacking)})")
+    elif ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise CheckpointError(
+            f"{str(path)!r} is a bare state_dict without its config; save models with "
+            "sparse_rcnn.checkpoints.model_checkpoint + save_checkpoint"
+        )
+    elif not isinstance(ckpt.get("state_dict"), dict):
+        keys = ", ".join(map(str, list(ckpt)[:8]))
+        raise CheckpointError(
+            f"{str(path)!r} is not a Sparse R-CNN checkpoint (no 'state_dict' or sparse-rcnn 'model' entry; "
+            f"it holds: {keys or 'nothing'})"
+        )
     return ckpt
 
 
@@ -182,6 +216,7 @@ def resolve_weights(weights: Optional[str], name: Optional[str]) -> Path:
     """A local path, an http(s) URL, or None for the published weights of the named config."""
     if weights is None:
         if name not in ZOO:
+            load_config(name)  # an unknown name raises ConfigError with the closest match
             raise CheckpointError(f"no published weights for {name!r}; pass --weights PATH")
         return download(ZOO[name].url)
     if weights.startswith(("http://", "https://")):
@@ -205,7 +240,12 @@ def load_model(name: Optional[str] = None, weights: Optional[str] = None, *, dev
         state = convert_mmdet_state_dict(ckpt["state_dict"])
         class_names = mmdet_class_names(ckpt)
     else:
-        cfg = config_from_dict(ckpt["config"])
+        try:
+            cfg = config_from_dict(ckpt["config"])
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint {weights!r} has a config this version cannot use: {e}") from None
+        if name and name != cfg.name:
+            log.warning("--model %s ignored: the checkpoint carries its own config (%s)", name, cfg.name)
         state, class_names = ckpt["model"], ckpt.get("class_names")
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_backbone=False))
     if class_names is not None and len(class_names) != cfg.model.num_classes:

@@ -138,7 +138,54 @@ def load_config(name_or_path: str, overrides: typing.Sequence[str] = ()) -> Conf
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build a validated Config from nested dicts (as saved in checkpoints)."""
-    return _build(Config, raw, prefix="")
+    cfg = _build(Config, raw, prefix="")
+    check_values(cfg)
+    return cfg
+
+
+# Values the code accepts; anything else is a ConfigError when the config is built.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.backbone": ("resnet18", "resnet34", "resnet50", "resnet101"),
+    "model.norm": ("frozen_bn", "bn", "gn"),
+    "data.pipeline": ("1x", "multiscale", "crop"),
+    "data.bad_annotations": ("error", "skip"),
+    "train.amp": ("none", "bf16", "fp16"),
+}
+# Lower bounds (for tuples: of every item); None values (optional keys) pass.
+AT_LEAST: dict[str, float] = {
+    **dict.fromkeys(
+        ["model.fpn_channels", "model.num_classes", "model.num_proposals", "model.num_stages", "model.num_heads",
+         "model.ffn_dim", "model.dynamic_dim", "model.pooler_size", "model.size_divisor", "model.test_scale",
+         "model.max_per_image", "data.train_scale", "data.ms_short_sides", "data.crop_short_sides",
+         "data.crop_size", "data.batch_size", "train.epochs", "train.max_iters", "train.accumulate",
+         "train.log_interval", "train.max_bad_steps"], 1),
+    **dict.fromkeys(
+        ["model.frozen_stages", "model.num_cls_fcs", "model.num_reg_fcs", "data.min_size", "data.workers",
+         "data.flip_prob", "train.lr", "train.weight_decay", "train.clip_grad_norm", "train.warmup_iters",
+         "train.checkpoint_interval", "train.keep_checkpoints", "train.eval_interval", "train.lr_steps",
+         "train.lr_gamma", "model.focal_alpha", "model.focal_gamma"], 0),
+}
+AT_MOST: dict[str, float] = {"data.flip_prob": 1, "model.focal_alpha": 1, "model.frozen_stages": 4}
+
+
+def check_values(cfg: Config) -> None:
+    """Refuse values no builder can use, naming the key (ranges, choices, head divisibility)."""
+    for section in ("model", "data", "train"):
+        for f in dataclasses.fields(getattr(cfg, section)):
+            key, value = f"{section}.{f.name}", getattr(getattr(cfg, section), f.name)
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ConfigError(f"config key {key!r} must be one of {', '.join(CHOICES[key])}; got {value!r}")
+            items = value if isinstance(value, tuple) else (value,)
+            if key in AT_LEAST and any(v is not None and v < AT_LEAST[key] for v in items):
+                raise ConfigError(f"config key {key!r} must be >= {AT_LEAST[key]:g}; got {value!r}")
+            if key in AT_MOST and any(v is not None and v > AT_MOST[key] for v in items):
+                raise ConfigError(f"config key {key!r} must be <= {AT_MOST[key]:g}; got {value!r}")
+    if any(v <= 0 for v in cfg.model.pixel_std):
+        raise ConfigError(f"config key 'model.pixel_std' must be > 0; got {cfg.model.pixel_std!r}")
+    if cfg.model.fpn_channels % cfg.model.num_heads:
+        raise ConfigError(
+            f"config key 'model.num_heads' ({cfg.model.num_heads}) must divide model.fpn_channels ({cfg.model.fpn_channels})"
+        )
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:

@@ -7,6 +7,7 @@ raises ``ImageError`` with a one-line message naming the file and the cause.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Iterable, Union
@@ -33,31 +34,43 @@ def read_image(path: Union[str, Path]) -> np.ndarray:
         raise ImageError(f"{path}: empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise ImageError(
-                        f"{path}: {img.width}x{img.height} is larger than the {MAX_PIXELS // 1_000_000} MP limit; "
-                        "downscale it first"
-                    )
+            # Our MAX_PIXELS check below is the limit; Pillow's own (89 MP) would pre-empt it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # reads the header only
+                check_size(path, img.width, img.height)
                 img = ImageOps.exif_transpose(img)
                 return to_rgb_array(img)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image, or an unsupported/corrupt format") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageError(f"{path}: image too large to decode safely; downscale it first") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError as e:  # Pillow refuses > 179 MP while parsing the header
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "it"
+        raise ImageError(f"{path}: {size} is larger than the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
+
+
+def check_size(path: Union[str, Path], width: int, height: int) -> None:
+    """Refuse images over ``MAX_PIXELS`` before decoding them."""
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{path}: {width}x{height} is larger than the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first"
+        )
 
 
 def to_rgb_array(img: Image.Image) -> np.ndarray:
     """Any PIL mode -> (H, W, 3) uint8 RGB."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img).astype(np.int64)
-        arr = np.clip(arr >> 8, 0, 255).astype(np.uint8) if arr.max() > 255 else arr.astype(np.uint8)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit: keep the high byte, as OpenCV
+        arr = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
+    if img.mode == "I":  # 32-bit integers: values above 255 are taken as 16-bit data
+        arr = np.asarray(img).astype(np.int64)
+        arr = np.clip(arr >> 8, 0, 255) if arr.max() > 255 else np.clip(arr, 0, 255)
+        return np.ascontiguousarray(np.repeat(arr.astype(np.uint8)[..., None], 3, axis=2))
     if img.mode == "F":
         arr = np.clip(np.asarray(img), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
@@ -67,12 +80,19 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def expand_image_paths(paths: Iterable[Union[str, Path]]) -> list[str]:
-    """Paths as given; a directory expands to the image files inside it (sorted, not recursive)."""
+    """Paths as given; a directory expands to the image files inside it (sorted, not recursive,
+    hidden files skipped). A directory without any raises ``ImageError``."""
     out: list[str] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out += sorted(str(c) for c in path.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS and c.is_file())
+            found = sorted(
+                str(c) for c in path.iterdir()
+                if c.suffix.lower() in IMAGE_EXTENSIONS and not c.name.startswith(".") and c.is_file()
+            )
+            if not found:
+                raise ImageError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            out += found
         else:
             out.append(str(p))
     return out

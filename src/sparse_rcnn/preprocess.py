@@ -19,7 +19,8 @@ def rescale_size(w: int, h: int, scale: tuple[int, int]) -> tuple[int, int]:
     """Keep-ratio target (new_w, new_h) so that the image fits ``scale`` = (long max, short max)."""
     long_max, short_max = max(scale), min(scale)
     s = min(long_max / max(h, w), short_max / min(h, w))
-    return int(w * s + 0.5), int(h * s + 0.5)
+    # At least 1 pixel: a 3000x1 strip would round to height 0 (MMDetection fails there).
+    return max(1, int(w * s + 0.5)), max(1, int(h * s + 0.5))
 
 
 def resize_array(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
