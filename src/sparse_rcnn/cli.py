@@ -89,6 +89,141 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .checkpoints import load_model
+    from .config import ConfigError, config_from_dict
+    from .data import CocoDetection
+    from .evaluation import evaluate
+
+    model = load_model(args.model, args.weights, device=args.device)
+    raw = model.config.to_dict()
+    for item in args.set:  # only the data section matters here; validated like any config
+        key, sep, value = item.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not sep or section != "data" or not name:
+            raise ConfigError(f"--set {item!r}: eval takes data.KEY=VALUE, e.g. data.bad_annotations=skip")
+        raw["data"][name] = yaml.safe_load(value)
+    data_cfg = config_from_dict(raw).data
+    dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
+    if len(dataset.cat_ids) != model.num_classes:
+        raise ConfigError(
+            f"{args.ann} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
+            "pick the matching --model/--weights"
+        )
+    if dataset.class_names != model.class_names:
+        log.warning("category names of %s differ from the model's; labels are matched by position", args.ann)
+    metrics, results = evaluate(
+        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, classwise=True
+    )
+    print(f"{'metric':<28} {'value':>7}")
+    for key, value in metrics.items():
+        print(f"{key:<28} {value:>7.4f}")
+    print(f"{len(dataset)} images, {len(results)} detections")
+    if args.output:
+        report = {**metrics, "num_images": len(dataset), "num_detections": len(results),
+                  "model": model.config.name, "weights": args.weights, "ann": str(args.ann)}
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+        log.info("wrote %s", args.output)
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(json.dumps(results))
+        log.info("wrote %s (%d detections, COCO results format)", args.results, len(results))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from .config import load_config
+    from .engine import Trainer, TrainingError, TrainingInterrupted
+
+    cfg = load_config(args.config, args.set)
+    data = {"train_ann": args.train_ann, "train_images": args.train_images, "val_ann": args.val_ann,
+            "val_images": args.val_images, "batch_size": args.batch_size, "workers": args.workers}
+    data = {k: v for k, v in data.items() if v is not None}
+    if (args.train_ann or args.train_images) and not (args.val_ann or args.val_images):
+        data.update(val_ann=None, val_images=None)  # own data: the config's COCO val paths do not apply
+    train = {"epochs": args.epochs, "max_iters": None} if args.epochs else {}
+    if args.max_iters:
+        train["max_iters"] = args.max_iters
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data), train=dataclasses.replace(cfg.train, **train))
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
+    try:
+        metrics = Trainer(cfg, output_dir=args.output_dir, resume=args.resume, device=args.device).fit()
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        return 128 + e.signum
+    except TrainingError as e:
+        log.error("%s", e)
+        return 1
+    for key, value in metrics.items():
+        print(f"{key:<28} {value:>7.4f}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate the shapes dataset, train the demo config on it, evaluate, draw the results."""
+    import dataclasses
+
+    import torch
+    from torchvision.utils import draw_bounding_boxes
+
+    from .config import load_config
+    from .engine import Trainer, TrainingError, TrainingInterrupted
+    from .preprocess import resize_tensor
+    from .synthetic import SyntheticSpec, generate
+    from .visualize import draw_detections, save_grid
+
+    out = Path(args.output_dir)
+    spec = SyntheticSpec(seed=args.seed, **({"num_train": args.num_images, "num_val": max(20, args.num_images // 10)}
+                                            if args.num_images else {}))
+    data = generate(out / "data", spec)
+    cfg = load_config(args.config, args.set)
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, train_ann=str(data.train_ann), train_images=str(data.train_images),
+                                 val_ann=str(data.val_ann), val_images=str(data.val_images)),
+        train=dataclasses.replace(cfg.train, **({"epochs": args.epochs, "max_iters": None} if args.epochs else {}),
+                                  **({"max_iters": args.max_iters} if args.max_iters else {})),
+    )
+    try:
+        trainer = Trainer(cfg, output_dir=out, resume=args.resume, device=args.device)
+        metrics = trainer.fit()
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        return 128 + e.signum
+    except TrainingError as e:
+        log.error("%s", e)
+        return 1
+    # Predictions (score > 0.3, class colours) over the ground truth (white), enlarged to be readable.
+    model, val, zoom = trainer.model.eval(), trainer.val_dataset, 3
+    tiles = []
+    with torch.no_grad():
+        for i in range(min(12, len(val))):
+            image, target = val[i]
+            det = model([image.to(trainer.device)])[0]
+            keep = det["scores"] > 0.3
+            h, w = image.shape[1:]
+            big = resize_tensor(image, (w * zoom, h * zoom))
+            big = draw_bounding_boxes(big, target["boxes"] * zoom, colors="white", width=1)
+            tiles.append(draw_detections(big, det["boxes"][keep].cpu() * zoom, det["labels"][keep].tolist(),
+                                         model.class_names, det["scores"][keep].cpu()))
+    save_grid(tiles, out / "predictions.png", nrow=4, size=max(w, h) * zoom)
+    print(f"{'metric':<28} {'value':>7}")
+    for key, value in metrics.items():
+        print(f"{key:<28} {value:>7.4f}")
+    print(f"metrics:     {out / 'metrics.json'}")
+    print(f"curves:      {out / 'curves.png'}")
+    print(f"predictions: {out / 'predictions.png'} (white: ground truth; coloured: predictions with score > 0.3)")
+    print(f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} IMAGES)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse-rcnn", description="Sparse R-CNN object detection")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -114,6 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst")
     p.add_argument("--model", help="named config the checkpoint belongs to (default: inferred)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("eval", help="COCO box AP of a model on a COCO-format annotation file")
+    p.add_argument("--model", help="named config (see `sparse-rcnn models`)")
+    p.add_argument("--weights", help="checkpoint path or URL (default: the published weights of --model)")
+    p.add_argument("--ann", required=True, help="COCO annotation JSON")
+    p.add_argument("--images", required=True, help="folder holding the images named in --ann")
+    p.add_argument("--output", help="write the metrics here as JSON")
+    p.add_argument("--results", help="write the detections here (COCO results JSON)")
+    p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
+                   help="data option, e.g. data.bad_annotations=skip")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -215,7 +215,7 @@ def _validate(raw: dict, file: str, image_dir: Path) -> tuple[dict, list[Annotat
             categories.append(cat)
 
     listing = set(os.listdir(image_dir))
-    images, sizes = [], {}
+    images, sizes, dropped = [], {}, set()  # dropped: ids of bad images, whose annotations go silently
     for img in raw["images"]:
         iid = img.get("id") if isinstance(img, dict) else None
         if not _is_int(iid):
@@ -224,13 +224,16 @@ def _validate(raw: dict, file: str, image_dir: Path) -> tuple[dict, list[Annotat
         name, w, h = img.get("file_name"), img.get("width"), img.get("height")
         if iid in sizes:
             bad(iid, None, "duplicate image id")
-        elif not isinstance(name, str) or not name:
+            continue
+        dropped.add(iid)
+        if not isinstance(name, str) or not name:
             bad(iid, None, "image entry has no file_name")
         elif not (isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0):
             bad(iid, None, f"image width/height missing or not positive ({w!r} x {h!r})")
         elif not (name in listing or ("/" in name and (image_dir / name).is_file())):
             bad(iid, None, f"image file {name!r} not found in {image_dir}")
         else:
+            dropped.discard(iid)
             sizes[iid] = (w, h)
             images.append(img)
 
@@ -247,6 +250,8 @@ def _validate(raw: dict, file: str, image_dir: Path) -> tuple[dict, list[Annotat
             bad(iid, aid, "duplicate annotation id")
             continue
         ann_ids.add(aid)
+        if iid in dropped:
+            continue
         if iid not in sizes:
             bad(iid, aid, "refers to an image that is missing or unusable" if _is_int(iid) else "no integer image_id")
         elif ann.get("category_id") not in cat_ids:

@@ -1,0 +1,134 @@
+"""COCO box AP (paper Sec. 4, Table 1-4 metric) with pycocotools' COCOeval, as MMDetection's CocoMetric.
+
+``evaluate`` runs a model over a ``CocoDetection`` (original images; each is resized to the
+model's test scale on the CPU with OpenCV, exactly as ``sparse-rcnn predict``), converts the
+detections to COCO results (``[x, y, w, h]`` with w = x2 - x1, category id of the label) and
+scores them. Under ``torch.distributed`` every rank runs a strided shard of the images and the
+results are gathered to all ranks before scoring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import CocoDetection
+from .preprocess import resize_for_test
+
+log = logging.getLogger(__name__)
+
+# Our key -> index in COCOeval.stats (MMDetection's names for the first six).
+METRICS = {
+    "bbox_mAP": 0, "bbox_mAP_50": 1, "bbox_mAP_75": 2, "bbox_mAP_s": 3, "bbox_mAP_m": 4, "bbox_mAP_l": 5,
+    "bbox_AR_1": 6, "bbox_AR_10": 7, "bbox_AR_100": 8, "bbox_AR_s": 9, "bbox_AR_m": 10, "bbox_AR_l": 11,
+}
+
+
+def coco_evaluate(
+    coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None, classwise: bool = False,
+) -> dict[str, float]:
+    """COCO bbox metrics of ``results`` ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}])
+    against the pycocotools ``coco_gt``, on a 0-1 scale: ``bbox_mAP`` (AP@[.5:.95]), ``bbox_mAP_50``,
+    ``bbox_mAP_75``, ``bbox_mAP_s/m/l``, and the recalls ``bbox_AR_1/10/100/s/m/l``.
+
+    image_ids: the images evaluated (default: every image of ``coco_gt``). classwise: also
+    ``bbox_AP_<category name>`` per category (-1 where it has no ground truth).
+    No results at all scores 0 everywhere. pycocotools' prints are silenced.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    if not results:
+        log.warning("no detections to evaluate; every metric is 0")
+        return {k: 0.0 for k in METRICS}
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        coco_dt = coco_gt.loadRes(results)
+        coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
+        if image_ids is not None:
+            coco_eval.params.imgIds = list(image_ids)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    log.debug("COCOeval:\n%s", text.getvalue())
+    metrics = {k: float(coco_eval.stats[i]) for k, i in METRICS.items()}
+    if classwise:
+        precision = coco_eval.eval["precision"]  # (iou, recall, category, area, max dets)
+        for k, cat_id in enumerate(coco_eval.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            p = p[p > -1]
+            name = coco_gt.cats[cat_id].get("name", cat_id)
+            metrics[f"bbox_AP_{name}"] = float(p.mean()) if p.size else -1.0
+    return metrics
+
+
+def detections_to_coco(image_id: int, det: dict[str, Tensor], cat_ids: Sequence[int]) -> list[dict]:
+    """One image's detections (``boxes`` (k, 4) xyxy in original pixels, ``scores``, ``labels``
+    contiguous) -> COCO results entries."""
+    boxes = det["boxes"].detach().float().cpu().numpy().astype(np.float64)
+    scores = det["scores"].detach().float().cpu().tolist()
+    labels = det["labels"].detach().cpu().tolist()
+    out = []
+    for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores, labels):
+        out.append({"image_id": int(image_id), "category_id": int(cat_ids[label]),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    return out
+
+
+def _resize_batch(batch: list[tuple[Tensor, dict]], test_scale: tuple[int, int]):
+    """Collate for evaluation: resize each original image to the test scale (CPU, OpenCV)."""
+    images, factors, ids = [], [], []
+    for image, target in batch:
+        resized, factor = resize_for_test(image, test_scale)
+        images.append(resized)
+        factors.append(factor)
+        ids.append(target["image_id"])
+    return images, factors, ids
+
+
+@torch.no_grad()
+def evaluate(
+    model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = "cpu", workers: int = 0,
+    progress: bool = True, classwise: bool = False,
+) -> tuple[dict[str, float], list[dict]]:
+    """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
+
+    Returns (metrics as ``coco_evaluate``, with per-category AP if ``classwise``; COCO results
+    of all images). The model may be wrapped
+    in DistributedDataParallel; its training/eval mode is restored afterwards.
+    """
+    if dataset.transform is not None:
+        raise ValueError("evaluate needs a dataset of original images: build it with train=False and no transform")
+    net = getattr(model, "module", model)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    indices = list(range(rank, len(dataset), world))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=workers,
+        collate_fn=functools.partial(_resize_batch, test_scale=tuple(net.test_scale)),
+    )
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="eval", unit="batch", leave=False)
+    was_training = net.training
+    net.eval()
+    results: list[dict] = []
+    try:
+        for images, factors, ids in loader:
+            dets = net.detect_resized([img.to(device) for img in images], factors)
+            for image_id, det in zip(ids, dets):
+                results += detections_to_coco(image_id, det, dataset.cat_ids)
+    finally:
+        net.train(was_training)
+    if distributed:
+        gathered: list[Optional[list[dict]]] = [None] * world
+        torch.distributed.all_gather_object(gathered, results)
+        results = [r for part in gathered for r in (part or [])]
+    metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, classwise=classwise)
+    return metrics, results

@@ -1,0 +1,143 @@
+"""COCO evaluation: agreement with an independent COCOeval run, perfect predictions, the eval command."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
+from sparse_rcnn.cli import main
+from sparse_rcnn.data import CocoDetection
+from sparse_rcnn.evaluation import METRICS, coco_evaluate, detections_to_coco, evaluate
+from sparse_rcnn.model import build_model
+from test_data import write_coco
+from tiny import tiny_config
+
+SIX = ["bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l"]
+
+
+def make_set(tmp_path, n=4, seed=0):
+    """n images of 64x48 / 48x64 with 1-3 boxes each over three categories (ids 5, 9, 11)."""
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    for i in range(1, n + 1):
+        w, h = (64, 48) if i % 2 else (48, 64)
+        images.append((i, w, h))
+        for _ in range(int(rng.integers(1, 4))):
+            bw, bh = float(rng.uniform(8, w / 2)), float(rng.uniform(8, h / 2))
+            box = [float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh)), bw, bh]
+            anns.append((len(anns) + 1, i, int(rng.choice([5, 9, 11])), box, {}))
+    cats = [{"id": 5, "name": "x"}, {"id": 9, "name": "y"}, {"id": 11, "name": "z"}]
+    return write_coco(tmp_path, images, anns, cats)
+
+
+def independent_stats(coco_gt, results):
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        e = COCOeval(coco_gt, coco_gt.loadRes(results), "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return e.stats
+
+
+def test_ground_truth_as_detections_scores_one(tmp_path):
+    ds = CocoDetection(*make_set(tmp_path), train=False)
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in ds.coco.dataset["annotations"]]
+    m = coco_evaluate(ds.coco, results)
+    assert m["bbox_mAP"] == 1.0 and m["bbox_mAP_50"] == 1.0 and m["bbox_mAP_75"] == 1.0 and m["bbox_AR_100"] == 1.0
+    assert set(SIX) <= set(m) and m["bbox_mAP_l"] == -1.0  # no large objects in 64 px images
+
+
+def test_metrics_equal_cocoeval_on_noisy_detections(tmp_path):
+    ds = CocoDetection(*make_set(tmp_path, n=6), train=False)
+    rng = np.random.default_rng(1)
+    results = []
+    for a in ds.coco.dataset["annotations"]:
+        for _ in range(3):
+            x, y, w, h = (np.array(a["bbox"]) + rng.normal(0, 3, 4)).tolist()
+            results.append({"image_id": a["image_id"], "category_id": int(rng.choice(ds.cat_ids)),
+                            "bbox": [x, y, abs(w), abs(h)], "score": float(rng.uniform())})
+    m = coco_evaluate(ds.coco, results, classwise=True)
+    stats = independent_stats(ds.coco, results)
+    assert [m[k] for k in METRICS] == [float(s) for s in stats]
+    assert 0 < m["bbox_mAP"] < 1 and {"bbox_AP_x", "bbox_AP_y", "bbox_AP_z"} <= set(m)
+
+
+def test_detections_to_coco_and_empty_results(tmp_path):
+    det = {"boxes": torch.tensor([[1.0, 2.0, 11.0, 22.5]]), "scores": torch.tensor([0.5]), "labels": torch.tensor([2])}
+    assert detections_to_coco(7, det, [5, 9, 11]) == [{"image_id": 7, "category_id": 11, "bbox": [1.0, 2.0, 10.0, 20.5], "score": 0.5}]
+    ds = CocoDetection(*make_set(tmp_path), train=False)
+    assert coco_evaluate(ds.coco, []) == {k: 0.0 for k in METRICS}
+
+
+class GroundTruthModel(nn.Module):
+    """Answers each image (recognised by its original size) with its ground truth."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.test_scale = (160, 128)
+        self.dataset = dataset
+        self.index = {(img["height"], img["width"]): i for i, img in enumerate(dataset._images)}
+        self.calls = []
+
+    def detect_resized(self, images, factors):
+        out = []
+        for img, (sx, sy) in zip(images, factors):
+            self.calls.append(self.training)
+            _, t = self.dataset[self.index[round(img.shape[1] / sy), round(img.shape[2] / sx)]]
+            out.append({"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"]})
+        return out
+
+
+def test_evaluate_perfect_model_under_distributed(tmp_path):
+    ann, img = make_set(tmp_path, n=2)
+    ds = CocoDetection(ann, img, train=False)
+    model = GroundTruthModel(ds).train()
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        metrics, results = evaluate(model, ds, batch_size=2, progress=False)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert metrics["bbox_mAP"] == 1.0 and len(results) == len(ds.coco.dataset["annotations"])
+    assert model.calls == [False, False] and model.training  # eval mode inside, restored after
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    cfg = tiny_config(num_classes=3)
+    model = build_model(cfg.model, ["x", "y", "z"])
+    path = tmp_path / "tiny.pth"
+    save_checkpoint(model_checkpoint(model, cfg), path)
+    return path
+
+
+def test_eval_command_agrees_with_cocoeval(tmp_path, tiny_checkpoint, capsys):
+    ann, img = make_set(tmp_path, n=3)
+    out, res = tmp_path / "metrics.json", tmp_path / "results.json"
+    code = main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img),
+                 "--output", str(out), "--results", str(res), "--batch-size", "2"])
+    assert code == 0 and "bbox_mAP" in capsys.readouterr().out
+    metrics, results = json.loads(out.read_text()), json.loads(res.read_text())
+    assert len(results) == 3 * 8 and metrics["num_images"] == 3  # tiny model: 8 detections per image
+    ds = CocoDetection(ann, img, train=False)
+    stats = independent_stats(ds.coco, results)
+    assert [metrics[k] for k in METRICS] == [float(s) for s in stats]
+
+
+def test_eval_command_user_errors(tmp_path, tiny_checkpoint, caplog):
+    ann, img = write_coco(tmp_path, [(1, 40, 40)], [(1, 1, 1, [1.0, 1.0, 0.0, 5.0], {}), (2, 1, 1, [1, 1, 9, 9], {})],
+                          [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}, {"id": 3, "name": "z"}])
+    args = ["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img)]
+    assert main(args) == 2 and "data.bad_annotations=skip" in caplog.text
+    assert main(args + ["--set", "data.bad_annotations=skip"]) == 0
+    assert main(args + ["--set", "data.bad_annotations=maybe"]) == 2
+    ann2, _ = write_coco(tmp_path / "two", [(1, 40, 40)], [(1, 1, 1, [1, 1, 9, 9], {})])
+    assert main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann2), "--images", str(img)]) == 2
+    assert "2 categories but the model predicts 3" in caplog.text
