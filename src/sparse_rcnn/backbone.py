@@ -67,6 +67,8 @@ class ResNetFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork(widths, out_channels)
         self.out_channels = out_channels
         self.freeze_bn_stats = norm == "frozen_bn"
+        self.compute_dtype: torch.dtype | None = None  # None: the dtype of the input batch
+        self.channels_last = False
         frozen = [self.body.conv1, self.body.bn1] if frozen_stages >= 1 else []
         frozen += [getattr(self.body, f"layer{i}") for i in range(1, frozen_stages + 1)]
         for module in frozen:
@@ -82,10 +84,25 @@ class ResNetFPN(nn.Module):
                     m.eval()
         return self
 
+    def set_compute(self, *, dtype: torch.dtype | None = None, channels_last: bool = False) -> "ResNetFPN":
+        """Run the convolutions in ``dtype`` (weights converted; None keeps them) and/or in
+        channels-last (NHWC) memory layout. The outputs keep the input's dtype and NCHW layout,
+        so the head never sees the difference. In place; returns self."""
+        if dtype is not None:
+            self.to(dtype)
+        self.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.compute_dtype, self.channels_last = dtype, channels_last
+        return self
+
     def forward(self, images: Tensor) -> list[Tensor]:
         """(B, 3, H, W) normalised batch -> [P2, P3, P4, P5], each (B, C, H/s, W/s)."""
-        feats = self.body(images)
-        return list(self.fpn(OrderedDict(feats)).values())
+        x = images if self.compute_dtype is None else images.to(self.compute_dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        feats = list(self.fpn(OrderedDict(self.body(x))).values())
+        if x is images:
+            return feats
+        return [f.to(images.dtype).contiguous() for f in feats]
 
 
 def _block_out(layer: nn.Sequential) -> int:

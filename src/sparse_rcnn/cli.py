@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
     p.set_defaults(func=cmd_eval)
+
+    from .benchmark import add_parser as add_benchmark_parser
+
+    add_benchmark_parser(sub)
     return parser
 
 

@@ -56,7 +56,13 @@ class HungarianMatcher(nn.Module):
                 costs.append(None)
                 continue
             costs.append(self.cost(logits[i].float(), boxes[i].float(), t["labels"], t["boxes"].float(), whwh))
-        host = [None if c is None else c.cpu().numpy() for c in costs]  # one sync per stage
+        host: list = [None] * len(costs)
+        present = [i for i, c in enumerate(costs) if c is not None]
+        if present:  # one device -> host copy (one sync) per stage for the whole batch
+            joined = torch.cat([costs[i] for i in present], dim=1).cpu().numpy()
+            splits = np.cumsum([costs[i].shape[1] for i in present])[:-1]
+            for i, block in zip(present, np.split(joined, splits, axis=1)):
+                host[i] = block
         device = boxes.device
         out = []
         for c in host:

@@ -1,0 +1,111 @@
+"""Deviation of every fast inference mode from plain fp32, on the MMDetection reference inputs.
+
+For each mode of ``model.optimize_for_inference`` this runs the R-50 reference checkpoint on the
+reference images (batch 1, test pipeline) and reports, against plain fp32:
+  * max |score difference| and max |box difference| (px) rank by rank, and whether the output is
+    bit-identical;
+  * the top-k agreement: greedy one-to-one matching in fp32's score order, same label and
+    IoU >= 0.9; the mode passes when >= 95 % of fp32's top-k detections are matched.
+It also writes each mode's detections in ``sparse-rcnn predict``'s format to --out-dir, so that
+``/work/shared/mmdet-reference/compare.py REF_DIR DIR/<mode>.json`` checks them against MMDetection.
+
+    python benchmarks/check_fast_modes.py [--modes fp32-cl bf16 ...] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import torch
+from torchvision.ops import box_iou
+
+from sparse_rcnn.checkpoints import load_model
+from sparse_rcnn.predictor import predict, to_record
+
+ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
+COMPARE = os.environ.get("MMDET_COMPARE", "/work/shared/mmdet-reference/compare.py")
+
+# mode name -> optimize_for_inference kwargs (None: the model as loaded, no call at all)
+MODES = {
+    "fp32": None,
+    "fp32-cl": dict(dtype="fp32", channels_last=True),
+    "fp32-cl-fold": dict(dtype="fp32", channels_last=True, fold_bn=True),
+    "bf16-backbone": dict(dtype="bf16", channels_last=True, head_dtype="fp32"),
+    "bf16": dict(dtype="bf16", channels_last=True),
+    "bf16-fold": dict(dtype="bf16", channels_last=True, fold_bn=True),
+}
+
+
+def topk_agreement(ref: dict, det: dict, iou_thr: float = 0.9) -> float:
+    """Fraction of ``ref``'s detections matched one-to-one (greedy, ref score order) by a
+    detection of ``det`` with the same label and IoU >= iou_thr."""
+    iou = box_iou(ref["boxes"].double(), det["boxes"].double())
+    iou[ref["labels"][:, None] != det["labels"][None, :]] = -1
+    used = torch.zeros(len(det["boxes"]), dtype=torch.bool)
+    matched = 0
+    for i in torch.argsort(ref["scores"], descending=True).tolist():
+        row = iou[i].masked_fill(used, -1)
+        j = int(row.argmax())
+        if row[j] >= iou_thr:
+            used[j] = True
+            matched += 1
+    return matched / max(1, len(ref["boxes"]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="sparse_rcnn_r50_fpn_1x_coco")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out-dir", default="/tmp/fast_modes")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ref_dir = osp.join(ORACLE_DIR, "ref", args.config)
+    images = [osp.join(ORACLE_DIR, "ref", "inputs", f"img{i}.png") for i in (0, 1)]
+    os.makedirs(args.out_dir, exist_ok=True)
+    baseline = None
+    ok = True
+    for mode in ["fp32"] + [m for m in args.modes if m != "fp32"]:
+        model = load_model(args.config, osp.join(ref_dir, "ckpt.pth"))
+        if MODES[mode] is not None:
+            model.optimize_for_inference(**MODES[mode])
+        dets = predict(model, images)
+        records = []
+        for path, det in zip(images, dets):
+            from PIL import Image
+
+            w, h = Image.open(path).size
+            records.append(to_record(path, w, h, det, model.class_names))
+        out = osp.join(args.out_dir, f"{mode}.json")
+        with open(out, "w") as f:
+            json.dump(records, f)
+        vs_mmdet = subprocess.run([sys.executable, COMPARE, ref_dir, out], capture_output=True, text=True)
+        summary = vs_mmdet.stdout.strip().splitlines()[-1] if vs_mmdet.stdout.strip() else vs_mmdet.stderr.strip()
+        if baseline is None:
+            baseline = dets
+        line = {"mode": mode, "kwargs": MODES[mode], "compare_py_vs_mmdet": summary}
+        agree, max_score, max_box, identical = [], 0.0, 0.0, True
+        for ref, det in zip(baseline, dets):
+            agree.append(topk_agreement(ref, det))
+            max_score = max(max_score, float((ref["scores"] - det["scores"]).abs().max()))
+            same = ref["labels"] == det["labels"]
+            if same.any():
+                max_box = max(max_box, float((ref["boxes"][same] - det["boxes"][same]).abs().max()))
+            identical &= all(torch.equal(ref[k], det[k]) for k in ("boxes", "scores", "labels"))
+        line.update(
+            bit_identical_to_fp32=identical, max_score_diff_vs_fp32=max_score,
+            max_box_px_vs_fp32_same_rank_label=max_box, topk_matched_iou09=[round(a, 4) for a in agree],
+            topk_pass=min(agree) >= 0.95,
+        )
+        ok &= line["topk_pass"]
+        print(json.dumps(line), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

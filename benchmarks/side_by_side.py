@@ -1,0 +1,89 @@
+"""sparse-rcnn vs MMDetection on the same machine, ALTERNATING runs, printing ratios.
+
+Each round runs, one after the other, MMDetection (``benchmarks/mmdet_bench.py`` in the oracle
+venv) and ``sparse-rcnn benchmark`` in each requested mode, every run in a fresh process on the
+reference R-50 checkpoint and the same synthetic 800x1333 input (batch 1 for inference, batch 2 for
+training). Ratios are taken within a round (neighbouring runs see the same machine load); the
+summary reports the median ratio over rounds. One JSON line per run and a summary are written.
+
+    python benchmarks/side_by_side.py [--rounds 3] [--modes fp32 bf16 train] [--iters 5]
+        [--threads 2] [--out benchmarks/results/side_by_side.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+
+ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
+ORACLE_PY = osp.join(ORACLE_DIR, "venv", "bin", "python")
+HERE = osp.dirname(osp.abspath(__file__))
+CONFIG = "sparse_rcnn_r50_fpn_1x_coco"
+CKPT = osp.join(ORACLE_DIR, "ref", CONFIG, "ckpt.pth")
+
+# our mode -> (extra `sparse-rcnn benchmark` args, MMDetection mode it is compared with)
+MODES = {
+    "fp32": ([], "inference"),
+    "fp32-cl": (["--channels-last"], "inference"),
+    "fp32-cl-fold": (["--channels-last", "--fold-bn"], "inference"),
+    "bf16": (["--dtype", "bf16", "--channels-last"], "inference"),
+    "bf16-fold": (["--dtype", "bf16", "--channels-last", "--fold-bn"], "inference"),
+    "train": (["--train"], "train"),
+}
+
+
+def run_json(cmd: list[str]) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", default=["fp32", "bf16", "train"], choices=list(MODES))
+    ap.add_argument("--iters", type=int, default=5, help="timed inference iterations per run")
+    ap.add_argument("--train-iters", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=osp.join(HERE, "results", "side_by_side.jsonl"))
+    args = ap.parse_args()
+    os.makedirs(osp.dirname(args.out), exist_ok=True)
+    ratios: dict[str, list[float]] = {m: [] for m in args.modes}
+    with open(args.out, "a") as log:
+        for r in range(args.rounds):
+            mmdet: dict[str, dict] = {}
+            for mode in args.modes:
+                extra, kind = MODES[mode]
+                iters = args.train_iters if kind == "train" else args.iters
+                if kind not in mmdet:  # MMDetection first, then ours, within the same round
+                    cmd = [ORACLE_PY, osp.join(HERE, "mmdet_bench.py"), "--iters", str(iters),
+                           "--threads", str(args.threads)] + (["--train"] if kind == "train" else [])
+                    mmdet[kind] = run_json(cmd)
+                    mmdet[kind].update(round=r, load=os.getloadavg()[0])
+                    log.write(json.dumps(mmdet[kind]) + "\n")
+                cmd = [sys.executable, "-m", "sparse_rcnn.cli", "benchmark", "--model", CONFIG, "--weights", CKPT,
+                       "--iters", str(iters), "--threads", str(args.threads)] + extra
+                ours = run_json(cmd)
+                ours.update(round=r, mode_name=mode)
+                log.write(json.dumps(ours) + "\n")
+                log.flush()
+                ratio = ours["images_per_s"] / mmdet[kind]["images_per_s"]
+                ratios[mode].append(ratio)
+                print(f"round {r} {mode:<13} ours {ours['latency_ms_median']:9.0f} ms  mmdet "
+                      f"{mmdet[kind]['latency_ms_median']:9.0f} ms  speed-up x{ratio:.2f}  "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        summary = {m: {"median_speedup": statistics.median(v), "all": [round(x, 3) for x in v]} for m, v in ratios.items()}
+        log.write(json.dumps({"summary": summary}) + "\n")
+    print(json.dumps({"summary": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
