@@ -19,24 +19,37 @@ from .images import read_image, to_rgb_array
 
 
 def to_image_tensor(x: Any) -> Tensor:
-    """A path, PIL image, (H, W, 3) RGB array or (3, H, W) tensor -> (3, H, W) tensor."""
+    """A path, PIL image, (H, W, 3) RGB array or (3, H, W) tensor -> (3, H, W) tensor.
+
+    Arrays may also be (H, W) or (H, W, 1) grey or (H, W, 4) RGBA (alpha dropped, as for files).
+    PIL images are used as given: apply ``PIL.ImageOps.exif_transpose`` first for EXIF rotation.
+    """
     if isinstance(x, (str, Path)):
         x = read_image(x)
     if isinstance(x, Image.Image):
         x = to_rgb_array(x)
     if isinstance(x, np.ndarray):
         if x.ndim == 2:
-            x = np.repeat(x[..., None], 3, axis=2)
+            x = x[..., None]
+        if x.ndim == 3 and x.shape[2] == 1:
+            x = np.repeat(x, 3, axis=2)
+        if x.ndim == 3 and x.shape[2] == 4:
+            x = x[..., :3]
         if x.ndim != 3 or x.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) RGB array, got shape {x.shape}")
         if x.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 array, got {x.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)
+            raise ValueError(
+                f"expected a uint8 (0-255) array, got {x.dtype}; for 0-1 floats pass "
+                "(x * 255).round().astype(np.uint8), or a float (3, H, W) tensor"
+            )
+        x = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)
     if isinstance(x, Tensor):
         if x.dim() != 3 or x.shape[0] != 3:
             raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(x.shape)}")
+        if x.shape[1] == 0 or x.shape[2] == 0:
+            raise ValueError(f"empty image of shape {tuple(x.shape)}")
         return x
-    raise TypeError(f"cannot use {type(x).__name__} as an image")
+    raise TypeError(f"cannot use {type(x).__name__} as an image; pass a path, PIL image, array or tensor")
 
 
 @torch.no_grad()
