@@ -134,6 +134,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from .config import load_config
+    from .engine import Trainer, TrainingError, TrainingInterrupted
+
+    cfg = load_config(args.config, args.set)
+    data = {"train_ann": args.train_ann, "train_images": args.train_images, "val_ann": args.val_ann,
+            "val_images": args.val_images, "batch_size": args.batch_size, "workers": args.workers}
+    data = {k: v for k, v in data.items() if v is not None}
+    if (args.train_ann or args.train_images) and not (args.val_ann or args.val_images):
+        data.update(val_ann=None, val_images=None)  # own data: the config's COCO val paths do not apply
+    train = {"epochs": args.epochs, "max_iters": None} if args.epochs else {}
+    if args.max_iters:
+        train["max_iters"] = args.max_iters
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data), train=dataclasses.replace(cfg.train, **train))
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
+    try:
+        metrics = Trainer(cfg, output_dir=args.output_dir, resume=args.resume, device=args.device).fit()
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        return 128 + e.signum
+    except TrainingError as e:
+        log.error("%s", e)
+        return 1
+    for key, value in metrics.items():
+        print(f"{key:<28} {value:>7.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse-rcnn", description="Sparse R-CNN object detection")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -173,6 +205,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="image decoding processes")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "train", help="train a model on COCO-format data (one process, or several under torchrun)",
+        description="Train Sparse R-CNN. Several processes: torchrun --nproc_per_node=N --no-python sparse-rcnn train ... "
+        "Exit status: 0 done; 1 training diverged (non-finite losses; the last good checkpoint is kept); 2 bad "
+        "input; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint (continue with --resume).",
+    )
+    p.add_argument("--config", required=True, help="named config (see `sparse-rcnn models`) or a YAML file")
+    p.add_argument("--train-ann", help="COCO annotation JSON of the training set (default: the config's)")
+    p.add_argument("--train-images", help="folder holding the training images")
+    p.add_argument("--val-ann", help="COCO annotation JSON to evaluate on after each epoch")
+    p.add_argument("--val-images", help="folder holding the validation images")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="epochs to train (default: the config's)")
+    length.add_argument("--max-iters", type=int, help="stop after this many iterations instead")
+    p.add_argument("--batch-size", type=int, help="images per process and step (default: 2)")
+    p.add_argument("--workers", type=int, help="data loading processes (default: 2)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.lr=1e-4 or data.pipeline=multiscale (repeatable)")
+    p.add_argument("--output-dir", required=True, help="checkpoints, log.jsonl, curves.png, model_final.pth go here")
+    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --output-dir")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.set_defaults(func=cmd_train)
 
     from .benchmark import add_parser as add_benchmark_parser
 

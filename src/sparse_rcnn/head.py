@@ -55,8 +55,9 @@ class DynamicConv(nn.Module):
         w_in = params[:, :n_in].view(p, self.dim, self.dynamic_dim)
         w_out = params[:, -n_in:].view(p, self.dynamic_dim, self.dim)
         x = roi_feats.flatten(2).transpose(1, 2)  # (P, S*S, C)
-        x = torch.relu(self.norm_in(torch.bmm(x, w_in)))
-        x = torch.relu(self.norm_out(torch.bmm(x, w_out)))
+        # .to(): CPU autocast does not cast bmm's inputs to a common type (a no-op in fp32)
+        x = torch.relu(self.norm_in(torch.bmm(x.to(w_in.dtype), w_in)))
+        x = torch.relu(self.norm_out(torch.bmm(x.to(w_out.dtype), w_out)))
         return torch.relu(self.fc_norm(self.fc_layer(x.flatten(1))))
 
 

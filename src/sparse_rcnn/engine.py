@@ -1,0 +1,569 @@
+"""Training (paper Sec. 4 "Implementation details", with MMDetection's recipe: SPEC "Training recipe").
+
+AdamW (lr 2.5e-5, weight decay 1e-4 on every parameter), gradient clipping at L2 norm 1, linear
+warm-up over 500 iterations from x0.001, then x0.1 at each ``lr_steps`` epoch; batch 16 in total
+(2 images x 8 GPUs). One *iteration* is one optimiser step; with ``train.accumulate = k`` it takes
+k batches per process.
+
+Other batch sizes. The recipe is tuned for 16 images per step (``batch_size x processes x
+accumulate``). AdamW is much less sensitive to the batch than SGD: first keep lr 2.5e-5 and use
+``train.accumulate`` to reach 16 if memory allows. Otherwise linear scaling ``lr x B/16`` is a
+starting point, not a guarantee, and the warm-up should cover about the same number of images
+(``warmup_iters x 16/B``). Epoch-based steps need no change.
+
+Runs are exactly resumable: checkpoints hold the model, optimiser, AMP scaler, counters and RNG
+states; the data order and augmentation are functions of (seed, epoch, index), and the learning
+rate a pure function of (iteration, epoch), so ``--resume`` ends with the same parameters as an
+uninterrupted run. SIGINT / SIGTERM finish the current step, write a checkpoint and raise
+``TrainingInterrupted`` (the CLI exits with 130 / 143).
+
+Fault injection switches, for tests only (read from the environment, inactive when unset):
+``SPARSE_RCNN_INJECT_NAN_AT="3,5-7,10-"`` multiplies the loss by NaN at those iterations
+(numbered from 1, as in the log and the checkpoint names);
+``SPARSE_RCNN_FAULT_SLOW_SAVE="N:S"`` sleeps S seconds in the middle of writing iteration N's
+checkpoint (so that a test can kill the process while the file is being written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import re
+import resource
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .checkpoints import CheckpointError, load_state_strict, model_checkpoint, read_checkpoint, save_checkpoint
+from .config import Config, ConfigError
+from .model import build_model
+from .sampler import GroupedBatchSampler
+
+log = logging.getLogger(__name__)
+_CKPT = re.compile(r"^iter_(\d+)\.pth$")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (e.g. the loss diverged); the message says why and what to try."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT / SIGTERM stopped the run after a checkpoint was written."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on every trainable parameter (MMDetection: no paramwise config)."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+
+def lr_factor(
+    iteration: int, epoch: int, *, warmup_iters: int, warmup_factor: float, steps: Sequence[int], gamma: float
+) -> float:
+    """Multiplier of the base lr at a 0-based iteration inside a 0-based epoch.
+
+    mmengine's ``LinearLR(start_factor, by_epoch=False, end=warmup_iters)`` reaches 1 at iteration
+    ``warmup_iters - 1``; ``MultiStepLR(milestones=steps, by_epoch=True)`` multiplies by gamma from
+    epoch ``s`` on; both compose multiplicatively.
+    """
+    warm = 1.0
+    if warmup_iters > 1:
+        warm = warmup_factor + (1.0 - warmup_factor) * min(iteration, warmup_iters - 1) / (warmup_iters - 1)
+    return warm * gamma ** sum(epoch >= s for s in steps)
+
+
+def build_datasets(cfg: Config) -> tuple[Any, Optional[Any]]:
+    """Training and (optional) validation ``CocoDetection`` from ``cfg.data``."""
+    from .data import CocoDetection
+    from .transforms import build_train_transform
+
+    d = cfg.data
+    if not d.train_ann or not d.train_images:
+        raise ConfigError("no training data: pass --train-ann and --train-images (or set data.train_ann, data.train_images)")
+    if bool(d.val_ann) != bool(d.val_images):
+        raise ConfigError("validation needs both --val-ann and --val-images (data.val_ann, data.val_images)")
+    transform = build_train_transform(
+        pipeline=d.pipeline, train_scale=d.train_scale, ms_short_sides=d.ms_short_sides,
+        crop_short_sides=d.crop_short_sides, crop_size=d.crop_size, flip_prob=d.flip_prob,
+    )
+    train = CocoDetection(
+        d.train_ann, d.train_images, transform=transform, train=True, filter_empty=d.filter_empty,
+        min_size=d.min_size, bad_annotations=d.bad_annotations, seed=cfg.train.seed,
+    )
+    val = None
+    if d.val_ann:
+        val = CocoDetection(d.val_ann, d.val_images, train=False, filter_empty=False, bad_annotations=d.bad_annotations)
+        if list(val.class_names) != list(train.class_names):
+            raise ConfigError(f"validation categories {val.class_names[:5]}... differ from training's {train.class_names[:5]}...; use annotation files with the same categories")
+    return train, val
+
+
+class _Iterations:
+    """Iterations named by ``"3,5-7,10-"``: {3, 5, 6, 7} and every one from 10 on."""
+
+    def __init__(self, spec: str) -> None:
+        self.single: set[int] = set()
+        self.open_from: Optional[int] = None
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            lo, dash, hi = part.partition("-")
+            if dash and not hi:
+                self.open_from = int(lo) if self.open_from is None else min(self.open_from, int(lo))
+            else:
+                self.single.update(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+
+    def __contains__(self, i: int) -> bool:
+        return i in self.single or (self.open_from is not None and i >= self.open_from)
+
+
+class _SlowToPickle:
+    """Fault injection: pickling this sleeps, which holds ``save_checkpoint`` mid-write."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __reduce__(self):
+        time.sleep(self.seconds)
+        return (OrderedDict, ())
+
+
+def _numpy_state() -> tuple:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
+
+
+def _set_numpy_state(state: Sequence) -> None:
+    name, keys, pos, has_gauss, gauss = state
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+
+
+def _memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+class Trainer:
+    """Trains a Sparse R-CNN from ``cfg`` and writes everything to ``output_dir``.
+
+    ``output_dir/log.jsonl`` (train records every ``log_interval`` iterations, val records after
+    each evaluation), TensorBoard scalars (if installed), ``checkpoints/iter_XXXXXXX.pth``
+    (every ``checkpoint_interval`` iterations and each epoch end; the last ``keep_checkpoints``
+    kept), ``model_final.pth`` (model + config), ``metrics.json`` and ``curves.png``.
+    Under ``torchrun`` each process trains on its shard; only rank 0 writes.
+    ``train_dataset`` / ``val_dataset`` replace the COCO files of ``cfg.data`` (any dataset with
+    ``class_names``, ``aspect_ratios()`` and ``(image, target)`` items).
+    """
+
+    def __init__(
+        self, cfg: Config, *, output_dir: str | Path, resume: bool = False, device: Optional[str] = None,
+        progress: bool = True, train_dataset: Any = None, val_dataset: Any = None,
+    ) -> None:
+        if cfg.train.amp not in ("none", "bf16", "fp16"):
+            raise ConfigError(f"train.amp must be none, bf16 or fp16, got {cfg.train.amp!r}")
+        if cfg.train.accumulate < 1 or cfg.data.batch_size < 1:
+            raise ConfigError("train.accumulate and data.batch_size must be >= 1")
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        self._owns_group = False
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self._owns_group = True
+        self.is_main = self.rank == 0
+        self.output_dir = Path(output_dir)
+        self.ckpt_dir = self.output_dir / "checkpoints"
+        self.progress = progress
+
+        if train_dataset is None:
+            train_dataset, built_val = build_datasets(cfg)
+            val_dataset = val_dataset if val_dataset is not None else built_val
+        self.train_dataset, self.val_dataset = train_dataset, val_dataset
+        class_names = list(train_dataset.class_names)
+        if cfg.model.num_classes != len(class_names):
+            log.info("num_classes %d -> %d (the training set's categories)", cfg.model.num_classes, len(class_names))
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=len(class_names)))
+        self.cfg = cfg
+        t = cfg.train
+
+        torch.manual_seed(t.seed)
+        np.random.seed(t.seed)
+        random.seed(t.seed)
+        self.model = build_model(cfg.model, class_names).to(self.device)
+        self.model.train()
+        self.net: nn.Module = self.model
+        if self.world_size > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )
+        self.optimizer = build_optimizer(self.model, lr=t.lr, weight_decay=t.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        self.sampler = GroupedBatchSampler(
+            train_dataset.aspect_ratios(), cfg.data.batch_size, seed=t.seed, rank=self.rank, world_size=self.world_size,
+        )
+        self.batches_per_epoch = len(self.sampler)
+        self.iters_per_epoch = -(-self.batches_per_epoch // t.accumulate)
+        self.max_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
+        self.iter = self.epoch = self.iter_in_epoch = 0
+        self.skipped_steps = self.bad_in_row = 0
+        self.last_saved_iter = -1
+        self.metrics: dict[str, float] = {}
+        self._signal: Optional[int] = None
+        self._nan_at = _Iterations(os.environ.get("SPARSE_RCNN_INJECT_NAN_AT", ""))
+        slow = os.environ.get("SPARSE_RCNN_FAULT_SLOW_SAVE", "")
+        self._slow_save = tuple(float(x) for x in slow.split(":")) if slow else None
+        if resume:
+            self._resume()
+        elif self.is_main and any(self._checkpoints()):
+            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; pass --resume to continue that run, or choose another --output-dir")
+        self._writer = None
+
+    # ---------------------------------------------------------------- loop
+    def fit(self) -> dict[str, float]:
+        """Train to ``max_iters`` (or ``epochs``); return the last validation metrics ({} without val)."""
+        old_handlers = self._install_signal_handlers()
+        try:
+            if self.is_main:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                self._writer = self._tensorboard()
+                log.info("training %s: %d iterations (%d per epoch, %d images/step over %d process(es)) -> %s",
+                         self.cfg.name, self.max_iters, self.iters_per_epoch,
+                         self.cfg.data.batch_size * self.world_size * self.cfg.train.accumulate, self.world_size, self.output_dir)
+            bar = self._progress_bar()
+            while self.iter < self.max_iters:
+                if self._train_epoch(bar):  # a whole epoch done
+                    self._save()
+                    interval = self.cfg.train.eval_interval
+                    if interval and self.epoch % interval == 0 and self.iter < self.max_iters:
+                        self._evaluate()
+            bar.close()
+            self._save()
+            if self.val_dataset is not None and self.metrics.get("iter") != self.iter:
+                self._evaluate()
+            self._finish()
+            return {k: v for k, v in self.metrics.items() if k not in ("iter", "epoch")}
+        finally:
+            for signum, handler in old_handlers.items():
+                signal.signal(signum, handler)
+            if self._writer is not None:
+                self._writer.close()
+            if self._owns_group and dist.is_initialized():
+                dist.destroy_process_group()
+
+    def _train_epoch(self, bar) -> bool:
+        """Train to the end of the epoch (True) or to ``max_iters`` (False)."""
+        k = self.cfg.train.accumulate
+        self.sampler.set_epoch(self.epoch, start=self.iter_in_epoch * k)
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(self.epoch)
+        from .data import collate
+
+        loader = DataLoader(
+            self.train_dataset, batch_sampler=self.sampler, collate_fn=collate,
+            num_workers=self.cfg.data.workers, pin_memory=self.device.type == "cuda",
+        )
+        batches = iter(loader)
+        window: dict[str, float] = defaultdict(float)
+        while self.iter < self.max_iters:
+            t0 = time.perf_counter()
+            n = min(k, self.batches_per_epoch - self.iter_in_epoch * k)
+            try:
+                group = [next(batches) for _ in range(n)]
+            except Exception:  # a worker killed by the same Ctrl-C: stop at this step boundary
+                if self._signal is None:
+                    raise
+                self._stop()
+            t1 = time.perf_counter()
+            stats = self._step(group)
+            self.iter += 1
+            self.iter_in_epoch += 1
+            for key, v in stats.items():
+                window[key] += v
+            window["data_time"] += t1 - t0
+            window["time"] += time.perf_counter() - t0
+            window["n"] += 1
+            bar.update(1)
+            if "loss" in stats:
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}", refresh=False)
+            if self.iter % self.cfg.train.log_interval == 0 or self.iter == self.max_iters:
+                self._log_train(window)
+                window = defaultdict(float)
+            finished = self.iter_in_epoch == self.iters_per_epoch
+            if finished:
+                self.epoch, self.iter_in_epoch = self.epoch + 1, 0
+            interval = self.cfg.train.checkpoint_interval
+            if interval and self.iter % interval == 0:
+                self._save()
+            if self._stop_requested():
+                self._stop()
+            if finished:
+                return True
+        return False
+
+    def _step(self, group: list) -> dict[str, float]:
+        """One optimiser step over ``group`` (``accumulate`` batches); skipped if not finite."""
+        t = self.cfg.train
+        lr = t.lr * lr_factor(self.iter, self.epoch, warmup_iters=t.warmup_iters, warmup_factor=t.warmup_factor,
+                              steps=t.lr_steps, gamma=t.lr_gamma)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        terms: dict[str, float] = defaultdict(float)
+        finite = True
+        for m, (images, targets) in enumerate(group):
+            images = [im.to(self.device, non_blocking=True) for im in images]
+            targets = [{"boxes": x["boxes"].to(self.device), "labels": x["labels"].to(self.device)} for x in targets]
+            last = m == len(group) - 1
+            sync = self.net.no_sync() if self.net is not self.model and not last else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    losses = self.net(images, targets)
+                loss = sum(losses.values())
+                if self.iter + 1 in self._nan_at:
+                    loss = loss * float("nan")
+                if not self._all_finite(loss.detach()):
+                    finite = False
+                    break
+                self.scaler.scale(loss / len(group)).backward()
+            terms["loss"] += loss.item() / len(group)
+            for name, value in losses.items():
+                terms[name.split(".")[-1]] += value.item() / len(group)
+        grad_norm = float("nan")
+        if finite:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            max_norm = t.clip_grad_norm if t.clip_grad_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            finite = math.isfinite(grad_norm) or self.scaler.is_enabled()  # fp16: the scaler skips
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._bad_step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.bad_in_row = 0
+        return {**terms, "lr": lr, "grad_norm": grad_norm}
+
+    def _bad_step(self) -> dict[str, float]:
+        self.skipped_steps += 1
+        self.bad_in_row += 1
+        if self.scaler.is_enabled():
+            self.scaler.update(self.scaler.get_scale() / 2)
+        if self.is_main:
+            log.warning("non-finite loss or gradient at iteration %d: step skipped (%d in a row, %d in all)",
+                        self.iter + 1, self.bad_in_row, self.skipped_steps)
+        if self.bad_in_row >= self.cfg.train.max_bad_steps:
+            good = self._checkpoints()
+            where = f"the last good checkpoint is {good[0]}" if good else "no checkpoint was written yet"
+            raise TrainingError(
+                f"training stopped: {self.bad_in_row} non-finite steps in a row (iterations "
+                f"{self.iter - self.bad_in_row + 2}-{self.iter + 1}); {where}; try a lower train.lr, "
+                f"train.amp=none, or check the annotations"
+            )
+        return {"skipped": 1.0}
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Same answer on every process (a step is skipped everywhere or nowhere)."""
+        ok = torch.isfinite(loss).to(torch.float32).reshape(1)
+        if self.world_size > 1:
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        return bool(ok.item())
+
+    # ---------------------------------------------------------------- evaluation and output
+    def _evaluate(self) -> None:
+        """COCO box AP on the validation set; every process evaluates a shard (``evaluate`` gathers)."""
+        if self.val_dataset is None:
+            return
+        from .evaluation import evaluate
+
+        metrics, _ = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size,
+                              device=self.device, workers=self.cfg.data.workers, progress=self._show_progress())
+        self.model.train()
+        self.metrics = {**{k: float(v) for k, v in metrics.items()}, "iter": self.iter, "epoch": self.epoch}
+        if self.is_main:
+            self._append_log({"type": "val", **self.metrics})
+            log.info("epoch %d iteration %d: bbox_mAP %.4f", self.epoch, self.iter, self.metrics.get("bbox_mAP", float("nan")))
+            if self._writer is not None:
+                for key, v in metrics.items():
+                    self._writer.add_scalar(f"val/{key}", float(v), self.iter)
+
+    def _log_train(self, window: dict[str, float]) -> None:
+        n = window.pop("n")
+        good = n - window.pop("skipped", 0.0)
+        if self.world_size > 1:  # average the losses over processes (same terms on every rank)
+            keys = sorted(k for k in window if k.startswith("loss"))
+            if keys:
+                vals = torch.tensor([window[k] for k in keys], dtype=torch.float64)
+                dist.all_reduce(vals)
+                window.update(zip(keys, (vals / self.world_size).tolist()))
+        if not self.is_main:
+            return
+        record = {"type": "train", "iter": self.iter, "epoch": self.epoch}
+        for key in ("loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "grad_norm"):
+            record[key] = window[key] / good if good else None
+        record.update(time=window["time"] / n, data_time=window["data_time"] / n,
+                      memory_mb=round(_memory_mb(self.device), 1), skipped_steps=self.skipped_steps)
+        self._append_log(record)
+        if self._writer is not None:
+            for key in ("loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "grad_norm", "time"):
+                if record[key] is not None:
+                    self._writer.add_scalar(f"train/{key}", record[key], self.iter)
+
+    def _append_log(self, record: dict) -> None:
+        with open(self.output_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _finish(self) -> None:
+        if not self.is_main:
+            return
+        save_checkpoint(model_checkpoint(self.model, self.cfg), self.output_dir / "model_final.pth")
+        metrics = {k: v for k, v in self.metrics.items() if k not in ("iter", "epoch")}
+        (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        if (self.output_dir / "log.jsonl").exists():
+            from .visualize import plot_training_curves
+
+            plot_training_curves(self.output_dir / "log.jsonl", self.output_dir / "curves.png")
+        log.info("done: %s (%d steps skipped)", self.output_dir / "model_final.pth", self.skipped_steps)
+
+    def _show_progress(self) -> bool:
+        return self.progress and self.is_main and sys.stderr.isatty()
+
+    def _progress_bar(self):
+        from tqdm import tqdm
+
+        return tqdm(total=self.max_iters, initial=self.iter, disable=not self._show_progress(), dynamic_ncols=True, unit="it")
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.output_dir / "tensorboard"))
+
+    # ---------------------------------------------------------------- checkpoints and resume
+    def _checkpoints(self) -> list[Path]:
+        """``iter_*.pth`` files, newest first."""
+        if not self.ckpt_dir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.ckpt_dir.iterdir() if (m := _CKPT.match(p.name))]
+        return [p for _, p in sorted(found, reverse=True)]
+
+    def _save(self) -> None:
+        if self.iter == self.last_saved_iter:
+            return
+        self.last_saved_iter = self.iter
+        if not self.is_main:
+            return
+        state = {
+            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "iter": self.iter, "iter_in_epoch": self.iter_in_epoch,
+            "skipped_steps": self.skipped_steps, "bad_in_row": self.bad_in_row, "metrics": self.metrics,
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        }
+        if self._slow_save and int(self._slow_save[0]) == self.iter:
+            state["_fault_injection"] = _SlowToPickle(self._slow_save[1] if len(self._slow_save) > 1 else 60.0)
+        path = self.ckpt_dir / f"iter_{self.iter:07d}.pth"
+        save_checkpoint(model_checkpoint(self.model, self.cfg, **state), path)
+        for old in self._checkpoints()[max(self.cfg.train.keep_checkpoints, 1):]:
+            old.unlink()
+        log.debug("wrote %s", path)
+
+    def _resume(self) -> None:
+        for tmp in self.ckpt_dir.glob(".iter_*.tmp") if self.is_main and self.ckpt_dir.is_dir() else []:
+            log.warning("removing %s, left by a run killed while writing it", tmp.name)
+            tmp.unlink(missing_ok=True)
+        for path in self._checkpoints():
+            try:
+                ckpt = read_checkpoint(path)
+                if "optimizer" not in ckpt or "iter" not in ckpt:
+                    raise CheckpointError(f"{path} holds no trainer state")
+                load_state_strict(self.model, ckpt["model"], source=str(path))
+            except CheckpointError as e:
+                log.warning("%s; trying the previous checkpoint", e)
+                continue
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+            self.epoch, self.iter, self.iter_in_epoch = ckpt["epoch"], ckpt["iter"], ckpt["iter_in_epoch"]
+            self.skipped_steps, self.bad_in_row = ckpt["skipped_steps"], ckpt["bad_in_row"]
+            self.metrics = dict(ckpt.get("metrics") or {})
+            self.last_saved_iter = self.iter
+            rng = ckpt["rng"]
+            torch.set_rng_state(rng["torch"])
+            _set_numpy_state(rng["numpy"])
+            random.setstate(rng["python"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            if self.iter_in_epoch >= self.iters_per_epoch:
+                raise ConfigError(f"{path} was written with another batch size or dataset ({self.iter_in_epoch} iterations into an epoch of {self.iters_per_epoch}); resume with the same data and batch size")
+            self._truncate_log()
+            if self.is_main:
+                log.info("resumed from %s (epoch %d, iteration %d)", path, self.epoch, self.iter)
+            return
+        log.warning("no usable checkpoint in %s: starting from scratch", self.ckpt_dir)
+
+    def _truncate_log(self) -> None:
+        """Drop log records written after the checkpoint by the interrupted run."""
+        path = self.output_dir / "log.jsonl"
+        if not self.is_main or not path.exists():
+            return
+        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("iter", 0) <= self.iter]
+        path.write_text("".join(line + "\n" for line in keep))
+
+    # ---------------------------------------------------------------- signals
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            old[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+        return old
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        self._signal = signum
+        if self.is_main:
+            log.warning("%s received: stopping after this step", signal.Signals(signum).name)
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor([float(self._signal or 0)])
+        if self.world_size > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self._signal is None:
+            self._signal = int(flag.item())
+        return bool(flag.item())
+
+    def _stop(self) -> None:
+        self._save()
+        if self.world_size > 1:
+            dist.barrier()
+        name = signal.Signals(self._signal).name
+        raise TrainingInterrupted(
+            self._signal, f"{name}: stopped at iteration {self.iter}; checkpoint in {self.ckpt_dir}; continue with --resume"
+        )
