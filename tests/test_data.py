@@ -23,13 +23,17 @@ def write_coco(root, images, annotations, categories=None, *, write_files=True):
     data = {
         "images": [{"id": iid, "file_name": f"{iid}.png", "width": w, "height": h} for iid, w, h in images],
         "annotations": [
-            {"id": aid, "image_id": iid, "category_id": cid, "bbox": box, "area": box[2] * box[3], "iscrowd": 0, **extra}
+            {"id": aid, "image_id": iid, "category_id": cid, "bbox": box, "area": _area(box), "iscrowd": 0, **extra}
             for aid, iid, cid, box, extra in annotations
         ],
         "categories": categories,
     }
     (root / "ann.json").write_text(json.dumps(data))
     return root / "ann.json", root / "img"
+
+
+def _area(box):
+    return box[2] * box[3] if len(box) == 4 and all(isinstance(v, (int, float)) for v in box) else 1.0
 
 
 IMAGES = [(1, 48, 40), (2, 40, 48), (3, 48, 40)]
@@ -62,11 +66,13 @@ def test_boxes_are_xyxy_with_x2_equal_x_plus_w(tmp_path):
     assert ds.aspect_ratios() == [48 / 40, 40 / 48, 48 / 40]
 
 
-def test_crowd_boxes_stay_out_of_targets(tmp_path):
-    anns = ANNS + [(13, 1, 1, [1.0, 1.0, 30.0, 30.0], {"iscrowd": 1}), (14, 3, 1, [1.0, 1.0, 9.0, 9.0], {"iscrowd": 1})]
+def test_crowd_and_degenerate_boxes_stay_out_of_targets(tmp_path):
+    anns = ANNS + [(13, 1, 1, [1.0, 1.0, 30.0, 30.0], {"iscrowd": 1}), (14, 3, 1, [1.0, 1.0, 9.0, 9.0], {"iscrowd": 1}),
+                   (15, 2, 1, [1.0, 1.0, 0.5, 9.0], {}), (16, 2, 1, [1.0, 1.0, 9.0, 9.0], {"area": 0}),
+                   (17, 2, 1, [1.0, 1.0, 9.0, 9.0], {"ignore": 1})]
     ds = CocoDetection(*write_coco(tmp_path, IMAGES, anns), transform=None)
-    assert ds.image_ids == [1, 2, 3]  # as MMDetection: a crowd-only image is kept, with no targets
-    assert len(ds[0][1]["boxes"]) == 2 and len(ds[2][1]["boxes"]) == 0
+    assert ds.problems == [] and ds.image_ids == [1, 2, 3]  # as MMDetection: a crowd-only image is kept
+    assert [len(ds[i][1]["boxes"]) for i in range(3)] == [2, 1, 0]  # w < 1, area 0, ignore: left out silently
     assert len(ds.coco.getAnnIds(imgIds=[1], iscrowd=None)) == 3  # evaluation still sees the crowd box
 
 
@@ -91,6 +97,8 @@ BAD = {  # case -> (images, annotations, expected text of the problem)
     "duplicate annotation id": ([], [(10, 1, 1, [1, 1, 5, 5], {})], "duplicate annotation id"),
     "duplicate image id": ([(1, 20, 20)], [], "duplicate image id"),
     "unknown image": ([], [(20, 77, 1, [1, 1, 5, 5], {})], "refers to an image that is missing"),
+    "not numbers": ([], [(20, 1, 1, [1, "2", 5, 5], {})], "bbox must be [x, y, w, h] numbers"),
+    "not a box": ([], [(20, 1, 1, [1, 2, 5], {})], "bbox must be [x, y, w, h]"),
 }
 
 
