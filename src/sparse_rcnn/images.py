@@ -51,7 +51,8 @@ def read_image(path: Union[str, Path]) -> np.ndarray:
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
 
 
 def check_size(path: Union[str, Path], width: int, height: int) -> None:
