@@ -12,16 +12,10 @@ starting point, not a guarantee, and the warm-up should cover about the same num
 (``warmup_iters x 16/B``). Epoch-based steps need no change.
 
 Runs are exactly resumable: checkpoints hold the model, optimiser, AMP scaler, counters and RNG
-states; the data order and augmentation are functions of (seed, epoch, index), and the learning
-rate a pure function of (iteration, epoch), so ``--resume`` ends with the same parameters as an
-uninterrupted run. SIGINT / SIGTERM finish the current step, write a checkpoint and raise
-``TrainingInterrupted`` (the CLI exits with 130 / 143).
-
-Fault injection switches, for tests only (read from the environment, inactive when unset):
-``SPARSE_RCNN_INJECT_NAN_AT="3,5-7,10-"`` multiplies the loss by NaN at those iterations
-(numbered from 1, as in the log and the checkpoint names);
-``SPARSE_RCNN_FAULT_SLOW_SAVE="N:S"`` sleeps S seconds in the middle of writing iteration N's
-checkpoint (so that a test can kill the process while the file is being written).
+states (``train_state``); the data order and augmentation are functions of (seed, epoch, index),
+and the learning rate a pure function of (iteration, epoch), so ``--resume`` ends with the same
+parameters as an uninterrupted run. Non-finite steps, signals and the fault injection switches
+used by the tests are described in ``faults``.
 """
 
 from __future__ import annotations
@@ -33,13 +27,11 @@ import logging
 import math
 import os
 import random
-import re
 import resource
 import signal
 import sys
-import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -49,25 +41,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoints import CheckpointError, load_state_strict, model_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import model_checkpoint, save_checkpoint
 from .config import Config, ConfigError
+from .faults import StopSignals, TrainingError, TrainingInterrupted, all_finite, nan_iterations, slow_save
 from .model import build_model
 from .sampler import GroupedBatchSampler
+from .train_state import checkpoint_path, list_checkpoints, newest_good, prune, rng_state, set_rng_state
 
+__all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "build_optimizer", "lr_factor", "build_datasets"]
 log = logging.getLogger(__name__)
-_CKPT = re.compile(r"^iter_(\d+)\.pth$")
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (e.g. the loss diverged); the message says why and what to try."""
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT / SIGTERM stopped the run after a checkpoint was written."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum = signum
 
 
 def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -114,44 +96,6 @@ def build_datasets(cfg: Config) -> tuple[Any, Optional[Any]]:
         if list(val.class_names) != list(train.class_names):
             raise ConfigError(f"validation categories {val.class_names[:5]}... differ from training's {train.class_names[:5]}...; use annotation files with the same categories")
     return train, val
-
-
-class _Iterations:
-    """Iterations named by ``"3,5-7,10-"``: {3, 5, 6, 7} and every one from 10 on."""
-
-    def __init__(self, spec: str) -> None:
-        self.single: set[int] = set()
-        self.open_from: Optional[int] = None
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            lo, dash, hi = part.partition("-")
-            if dash and not hi:
-                self.open_from = int(lo) if self.open_from is None else min(self.open_from, int(lo))
-            else:
-                self.single.update(range(int(lo), int(hi) + 1) if dash else [int(lo)])
-
-    def __contains__(self, i: int) -> bool:
-        return i in self.single or (self.open_from is not None and i >= self.open_from)
-
-
-class _SlowToPickle:
-    """Fault injection: pickling this sleeps, which holds ``save_checkpoint`` mid-write."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __reduce__(self):
-        time.sleep(self.seconds)
-        return (OrderedDict, ())
-
-
-def _numpy_state() -> tuple:
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
-
-
-def _set_numpy_state(state: Sequence) -> None:
-    name, keys, pos, has_gauss, gauss = state
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
 
 
 def _memory_mb(device: torch.device) -> float:
@@ -232,47 +176,46 @@ class Trainer:
         self.skipped_steps = self.bad_in_row = 0
         self.last_saved_iter = -1
         self.metrics: dict[str, float] = {}
-        self._signal: Optional[int] = None
-        self._nan_at = _Iterations(os.environ.get("SPARSE_RCNN_INJECT_NAN_AT", ""))
-        slow = os.environ.get("SPARSE_RCNN_FAULT_SLOW_SAVE", "")
-        self._slow_save = tuple(float(x) for x in slow.split(":")) if slow else None
+        self.signals = StopSignals(announce=self.is_main)
+        self._nan_at = nan_iterations()
         if resume:
             self._resume()
-        elif self.is_main and any(self._checkpoints()):
+        elif list_checkpoints(self.ckpt_dir):
             raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; pass --resume to continue that run, or choose another --output-dir")
         self._writer = None
 
     # ---------------------------------------------------------------- loop
     def fit(self) -> dict[str, float]:
         """Train to ``max_iters`` (or ``epochs``); return the last validation metrics ({} without val)."""
-        old_handlers = self._install_signal_handlers()
         try:
-            if self.is_main:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-                self._writer = self._tensorboard()
-                log.info("training %s: %d iterations (%d per epoch, %d images/step over %d process(es)) -> %s",
-                         self.cfg.name, self.max_iters, self.iters_per_epoch,
-                         self.cfg.data.batch_size * self.world_size * self.cfg.train.accumulate, self.world_size, self.output_dir)
-            bar = self._progress_bar()
-            while self.iter < self.max_iters:
-                if self._train_epoch(bar):  # a whole epoch done
-                    self._save()
-                    interval = self.cfg.train.eval_interval
-                    if interval and self.epoch % interval == 0 and self.iter < self.max_iters:
-                        self._evaluate()
-            bar.close()
-            self._save()
-            if self.val_dataset is not None and self.metrics.get("iter") != self.iter:
-                self._evaluate()
-            self._finish()
-            return {k: v for k, v in self.metrics.items() if k not in ("iter", "epoch")}
+            with self.signals:
+                return self._fit()
         finally:
-            for signum, handler in old_handlers.items():
-                signal.signal(signum, handler)
             if self._writer is not None:
                 self._writer.close()
             if self._owns_group and dist.is_initialized():
                 dist.destroy_process_group()
+
+    def _fit(self) -> dict[str, float]:
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = self._tensorboard()
+            log.info("training %s: %d iterations (%d per epoch, %d images/step over %d process(es)) -> %s",
+                     self.cfg.name, self.max_iters, self.iters_per_epoch,
+                     self.cfg.data.batch_size * self.world_size * self.cfg.train.accumulate, self.world_size, self.output_dir)
+        bar = self._progress_bar()
+        while self.iter < self.max_iters:
+            if self._train_epoch(bar):  # a whole epoch done
+                self._save()
+                interval = self.cfg.train.eval_interval
+                if interval and self.epoch % interval == 0 and self.iter < self.max_iters:
+                    self._evaluate()
+        bar.close()
+        self._save()
+        if self.val_dataset is not None and self.metrics.get("iter") != self.iter:
+            self._evaluate()
+        self._finish()
+        return {k: v for k, v in self.metrics.items() if k not in ("iter", "epoch")}
 
     def _train_epoch(self, bar) -> bool:
         """Train to the end of the epoch (True) or to ``max_iters`` (False)."""
@@ -294,7 +237,7 @@ class Trainer:
             try:
                 group = [next(batches) for _ in range(n)]
             except Exception:  # a worker killed by the same Ctrl-C: stop at this step boundary
-                if self._signal is None:
+                if self.signals.signum is None:
                     raise
                 self._stop()
             t1 = time.perf_counter()
@@ -318,7 +261,7 @@ class Trainer:
             interval = self.cfg.train.checkpoint_interval
             if interval and self.iter % interval == 0:
                 self._save()
-            if self._stop_requested():
+            if self.signals.requested(self.device, self.world_size):
                 self._stop()
             if finished:
                 return True
@@ -346,7 +289,7 @@ class Trainer:
                 loss = sum(losses.values())
                 if self.iter + 1 in self._nan_at:
                     loss = loss * float("nan")
-                if not self._all_finite(loss.detach()):
+                if not all_finite(loss, self.world_size):
                     finite = False
                     break
                 self.scaler.scale(loss / len(group)).backward()
@@ -377,7 +320,7 @@ class Trainer:
             log.warning("non-finite loss or gradient at iteration %d: step skipped (%d in a row, %d in all)",
                         self.iter + 1, self.bad_in_row, self.skipped_steps)
         if self.bad_in_row >= self.cfg.train.max_bad_steps:
-            good = self._checkpoints()
+            good = list_checkpoints(self.ckpt_dir)
             where = f"the last good checkpoint is {good[0]}" if good else "no checkpoint was written yet"
             raise TrainingError(
                 f"training stopped: {self.bad_in_row} non-finite steps in a row (iterations "
@@ -385,13 +328,6 @@ class Trainer:
                 f"train.amp=none, or check the annotations"
             )
         return {"skipped": 1.0}
-
-    def _all_finite(self, loss: torch.Tensor) -> bool:
-        """Same answer on every process (a step is skipped everywhere or nowhere)."""
-        ok = torch.isfinite(loss).to(torch.float32).reshape(1)
-        if self.world_size > 1:
-            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-        return bool(ok.item())
 
     # ---------------------------------------------------------------- evaluation and output
     def _evaluate(self) -> None:
@@ -417,14 +353,15 @@ class Trainer:
         if self.world_size > 1:  # average the losses over processes (same terms on every rank)
             keys = sorted(k for k in window if k.startswith("loss"))
             if keys:
-                vals = torch.tensor([window[k] for k in keys], dtype=torch.float64)
+                vals = torch.tensor([window[k] for k in keys], dtype=torch.float64, device=self.device)
                 dist.all_reduce(vals)
                 window.update(zip(keys, (vals / self.world_size).tolist()))
         if not self.is_main:
             return
         record = {"type": "train", "iter": self.iter, "epoch": self.epoch}
         for key in ("loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "grad_norm"):
-            record[key] = window[key] / good if good else None
+            value = window[key] / good if good else None
+            record[key] = value if value is not None and math.isfinite(value) else None  # fp16: scaler overflow
         record.update(time=window["time"] / n, data_time=window["data_time"] / n,
                       memory_mb=round(_memory_mb(self.device), 1), skipped_steps=self.skipped_steps)
         self._append_log(record)
@@ -464,14 +401,7 @@ class Trainer:
             return None
         return SummaryWriter(str(self.output_dir / "tensorboard"))
 
-    # ---------------------------------------------------------------- checkpoints and resume
-    def _checkpoints(self) -> list[Path]:
-        """``iter_*.pth`` files, newest first."""
-        if not self.ckpt_dir.is_dir():
-            return []
-        found = [(int(m.group(1)), p) for p in self.ckpt_dir.iterdir() if (m := _CKPT.match(p.name))]
-        return [p for _, p in sorted(found, reverse=True)]
-
+    # ---------------------------------------------------------------- checkpoints, resume, stop
     def _save(self) -> None:
         if self.iter == self.last_saved_iter:
             return
@@ -482,88 +412,43 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "iter": self.iter, "iter_in_epoch": self.iter_in_epoch,
             "skipped_steps": self.skipped_steps, "bad_in_row": self.bad_in_row, "metrics": self.metrics,
-            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": rng_state(),
         }
-        if self._slow_save and int(self._slow_save[0]) == self.iter:
-            state["_fault_injection"] = _SlowToPickle(self._slow_save[1] if len(self._slow_save) > 1 else 60.0)
-        path = self.ckpt_dir / f"iter_{self.iter:07d}.pth"
+        sleeper = slow_save(self.iter)
+        if sleeper is not None:
+            state["_fault_injection"] = sleeper
+        path = checkpoint_path(self.ckpt_dir, self.iter)
         save_checkpoint(model_checkpoint(self.model, self.cfg, **state), path)
-        for old in self._checkpoints()[max(self.cfg.train.keep_checkpoints, 1):]:
-            old.unlink()
+        prune(self.ckpt_dir, self.cfg.train.keep_checkpoints)
         log.debug("wrote %s", path)
 
     def _resume(self) -> None:
-        for tmp in self.ckpt_dir.glob(".iter_*.tmp") if self.is_main and self.ckpt_dir.is_dir() else []:
-            log.warning("removing %s, left by a run killed while writing it", tmp.name)
-            tmp.unlink(missing_ok=True)
-        for path in self._checkpoints():
-            try:
-                ckpt = read_checkpoint(path)
-                if "optimizer" not in ckpt or "iter" not in ckpt:
-                    raise CheckpointError(f"{path} holds no trainer state")
-                load_state_strict(self.model, ckpt["model"], source=str(path))
-            except CheckpointError as e:
-                log.warning("%s; trying the previous checkpoint", e)
-                continue
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.scaler.load_state_dict(ckpt["scaler"])
-            self.epoch, self.iter, self.iter_in_epoch = ckpt["epoch"], ckpt["iter"], ckpt["iter_in_epoch"]
-            self.skipped_steps, self.bad_in_row = ckpt["skipped_steps"], ckpt["bad_in_row"]
-            self.metrics = dict(ckpt.get("metrics") or {})
-            self.last_saved_iter = self.iter
-            rng = ckpt["rng"]
-            torch.set_rng_state(rng["torch"])
-            _set_numpy_state(rng["numpy"])
-            random.setstate(rng["python"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
-            if self.iter_in_epoch >= self.iters_per_epoch:
-                raise ConfigError(f"{path} was written with another batch size or dataset ({self.iter_in_epoch} iterations into an epoch of {self.iters_per_epoch}); resume with the same data and batch size")
-            self._truncate_log()
-            if self.is_main:
-                log.info("resumed from %s (epoch %d, iteration %d)", path, self.epoch, self.iter)
+        found = newest_good(self.ckpt_dir, self.model, clean=self.is_main)
+        if found is None:
+            log.warning("no usable checkpoint in %s: starting from scratch", self.ckpt_dir)
             return
-        log.warning("no usable checkpoint in %s: starting from scratch", self.ckpt_dir)
-
-    def _truncate_log(self) -> None:
-        """Drop log records written after the checkpoint by the interrupted run."""
-        path = self.output_dir / "log.jsonl"
-        if not self.is_main or not path.exists():
-            return
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("iter", 0) <= self.iter]
-        path.write_text("".join(line + "\n" for line in keep))
-
-    # ---------------------------------------------------------------- signals
-    def _install_signal_handlers(self) -> dict:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        old = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            old[signum] = signal.getsignal(signum)
-            signal.signal(signum, self._on_signal)
-        return old
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now
-        self._signal = signum
+        path, ckpt = found
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.iter, self.iter_in_epoch = ckpt["epoch"], ckpt["iter"], ckpt["iter_in_epoch"]
+        self.skipped_steps, self.bad_in_row = ckpt["skipped_steps"], ckpt["bad_in_row"]
+        self.metrics = dict(ckpt.get("metrics") or {})
+        self.last_saved_iter = self.iter
+        set_rng_state(ckpt["rng"])
+        if self.iter_in_epoch >= self.iters_per_epoch:
+            raise ConfigError(f"{path} was written with another batch size or dataset ({self.iter_in_epoch} iterations into an epoch of {self.iters_per_epoch}); resume with the same data and batch size")
+        log_file = self.output_dir / "log.jsonl"
+        if self.is_main and log_file.exists():  # drop what the interrupted run logged after the checkpoint
+            lines = [x for x in log_file.read_text().splitlines() if x.strip() and json.loads(x).get("iter", 0) <= self.iter]
+            log_file.write_text("".join(x + "\n" for x in lines))
         if self.is_main:
-            log.warning("%s received: stopping after this step", signal.Signals(signum).name)
-
-    def _stop_requested(self) -> bool:
-        flag = torch.tensor([float(self._signal or 0)])
-        if self.world_size > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and self._signal is None:
-            self._signal = int(flag.item())
-        return bool(flag.item())
+            log.info("resumed from %s (epoch %d, iteration %d)", path, self.epoch, self.iter)
 
     def _stop(self) -> None:
         self._save()
         if self.world_size > 1:
             dist.barrier()
-        name = signal.Signals(self._signal).name
+        signum = self.signals.signum
         raise TrainingInterrupted(
-            self._signal, f"{name}: stopped at iteration {self.iter}; checkpoint in {self.ckpt_dir}; continue with --resume"
+            signum, f"{signal.Signals(signum).name}: stopped at iteration {self.iter}; checkpoint in {self.ckpt_dir}; continue with --resume"
         )

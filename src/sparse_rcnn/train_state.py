@@ -1,0 +1,78 @@
+"""Training checkpoints on disk: naming, pruning, RNG state, and the newest good one to resume from.
+
+A training checkpoint is ``checkpoints.model_checkpoint(model, cfg, **state)`` with the trainer's
+state (optimiser, AMP scaler, counters, RNG states) next to the model, written atomically by
+``checkpoints.save_checkpoint`` as ``<dir>/iter_XXXXXXX.pth``. Resuming takes the newest one that
+reads and fits the model; an unreadable one (torn by a crash or a full disk, or foreign) is
+reported and the previous one is used. Temporary files of a writer that was killed are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoints import CheckpointError, load_state_strict, read_checkpoint
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^iter_(\d+)\.pth$")
+
+
+def checkpoint_path(folder: Path, iteration: int) -> Path:
+    return folder / f"iter_{iteration:07d}.pth"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """``iter_*.pth`` files, newest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def prune(folder: Path, keep: int) -> None:
+    for old in list_checkpoints(folder)[max(keep, 1):]:
+        old.unlink(missing_ok=True)
+
+
+def rng_state() -> dict:
+    """torch, CUDA, numpy and python RNG states, in types ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "python": random.getstate(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def newest_good(folder: Path, model: nn.Module, *, clean: bool = True) -> Optional[tuple[Path, dict]]:
+    """Load the newest usable checkpoint of ``folder`` into ``model``; returns (path, checkpoint)
+    or None. ``clean`` removes the temporary files of a killed writer (do it on one process)."""
+    if clean and folder.is_dir():
+        for tmp in folder.glob(".iter_*.tmp"):
+            log.warning("removing %s, left by a run killed while writing it", tmp.name)
+            tmp.unlink(missing_ok=True)
+    for path in list_checkpoints(folder):
+        try:
+            ckpt = read_checkpoint(path)
+            if "optimizer" not in ckpt or "iter" not in ckpt:
+                raise CheckpointError(f"{path} holds no trainer state")
+            load_state_strict(model, ckpt["model"], source=str(path))
+        except CheckpointError as e:
+            log.warning("%s; trying the previous checkpoint", e)
+            continue
+        return path, ckpt
+    return None
