@@ -40,6 +40,7 @@ def independent_stats(coco_gt, results):
 
     with contextlib.redirect_stdout(io.StringIO()):
         e = COCOeval(coco_gt, coco_gt.loadRes(results), "bbox")
+        e.params.maxDets = [100, 300, 1000]  # MMDetection's CocoMetric
         e.evaluate()
         e.accumulate()
         e.summarize()
@@ -51,7 +52,7 @@ def test_ground_truth_as_detections_scores_one(tmp_path):
     results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
                for a in ds.coco.dataset["annotations"]]
     m = coco_evaluate(ds.coco, results)
-    assert m["bbox_mAP"] == 1.0 and m["bbox_mAP_50"] == 1.0 and m["bbox_mAP_75"] == 1.0 and m["bbox_AR_100"] == 1.0
+    assert m["bbox_mAP"] == 1.0 and m["bbox_mAP_50"] == 1.0 and m["bbox_mAP_75"] == 1.0 and m["bbox_AR_1000"] == 1.0
     assert set(SIX) <= set(m) and m["bbox_mAP_l"] == -1.0  # no large objects in 64 px images
 
 
@@ -68,6 +69,16 @@ def test_metrics_equal_cocoeval_on_noisy_detections(tmp_path):
     stats = independent_stats(ds.coco, results)
     assert [m[k] for k in METRICS] == [float(s) for s in stats]
     assert 0 < m["bbox_mAP"] < 1 and {"bbox_AP_x", "bbox_AP_y", "bbox_AP_z"} <= set(m)
+
+
+def test_detections_beyond_the_100th_count_as_in_mmdetection(tmp_path):
+    ds = CocoDetection(*make_set(tmp_path, n=1), train=False)
+    gt = ds.coco.dataset["annotations"]
+    junk = [{"image_id": 1, "category_id": c, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.9} for c in ds.cat_ids for _ in range(120)]
+    right = [{"image_id": 1, "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.5} for a in gt]
+    m = coco_evaluate(ds.coco, junk + right)  # the correct boxes rank 121+ in their category
+    assert m["bbox_AR_1000"] == 1.0 and m["bbox_AR_100"] == 0.0 and m["bbox_mAP_50"] > 0
+    assert m["bbox_mAP"] == 0.0  # pycocotools' summarize takes AP@[.5:.95] at 100 detections, as in MMDetection
 
 
 def test_detections_to_coco_and_empty_results(tmp_path):

@@ -24,10 +24,14 @@ from .preprocess import resize_for_test
 
 log = logging.getLogger(__name__)
 
-# Our key -> index in COCOeval.stats (MMDetection's names for the first six).
+# MMDetection's CocoMetric sets maxDets to 100 / 300 / 1000 detections per image (pycocotools' default
+# is 1 / 10 / 100). pycocotools' summarize then takes bbox_mAP at 100 (its hard-wired default) and
+# mAP_50/75/s/m/l at 1000, which matters for the 300-proposal models; we keep that exactly.
+MAX_DETS = (100, 300, 1000)
+# Our key -> index in COCOeval.stats (MMDetection's names, without its "coco/" prefix).
 METRICS = {
     "bbox_mAP": 0, "bbox_mAP_50": 1, "bbox_mAP_75": 2, "bbox_mAP_s": 3, "bbox_mAP_m": 4, "bbox_mAP_l": 5,
-    "bbox_AR_1": 6, "bbox_AR_10": 7, "bbox_AR_100": 8, "bbox_AR_s": 9, "bbox_AR_m": 10, "bbox_AR_l": 11,
+    "bbox_AR_100": 6, "bbox_AR_300": 7, "bbox_AR_1000": 8, "bbox_AR_s": 9, "bbox_AR_m": 10, "bbox_AR_l": 11,
 }
 
 
@@ -36,7 +40,8 @@ def coco_evaluate(
 ) -> dict[str, float]:
     """COCO bbox metrics of ``results`` ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}])
     against the pycocotools ``coco_gt``, on a 0-1 scale: ``bbox_mAP`` (AP@[.5:.95]), ``bbox_mAP_50``,
-    ``bbox_mAP_75``, ``bbox_mAP_s/m/l``, and the recalls ``bbox_AR_1/10/100/s/m/l``.
+    ``bbox_mAP_75``, ``bbox_mAP_s/m/l``, and the recalls ``bbox_AR_100/300/1000/s/m/l`` (s/m/l at
+    1000), all with MMDetection's ``MAX_DETS``.
 
     image_ids: the images evaluated (default: every image of ``coco_gt``). classwise: also
     ``bbox_AP_<category name>`` per category (-1 where it has no ground truth).
@@ -50,6 +55,7 @@ def coco_evaluate(
     with contextlib.redirect_stdout(io.StringIO()) as text:
         coco_dt = coco_gt.loadRes(results)
         coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
+        coco_eval.params.maxDets = list(MAX_DETS)
         if image_ids is not None:
             coco_eval.params.imgIds = list(image_ids)
         coco_eval.evaluate()
