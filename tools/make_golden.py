@@ -195,7 +195,7 @@ def main():
     golden = dict(
         note="written by tools/make_golden.py; see README.md",
         mmdet_version=mmdet.__version__, torch_version=torch.__version__, numpy_version=np.__version__,
-        seed=args.seed, dims=DIMS, model_config=GOLDEN_MODEL_CONFIG, spec=spec,
+        seed=args.seed, threads=torch.get_num_threads(), dims=DIMS, model_config=GOLDEN_MODEL_CONFIG, spec=spec,
         weights_sha256=state_sha256(state),
         images=[dict(file=f"img{i}.png", height=s["shape"][0], width=s["shape"][1], boxes=s["boxes"], labels=s["labels"])
                 for i, s in enumerate(IMAGES)],
