@@ -35,7 +35,10 @@ STAGE_RTOL = 1e-4  # max |ours - ref| / max |ref| per tensor
 SCORE_ATOL = 1e-4
 BOX_ATOL_PX = 0.05
 LOSS_RTOL = 1e-4
-GRAD_RTOL = 1e-3
+GRAD_RTOL = 1e-3  # weight matrices and kernels
+# 1-d parameters (norm affines, biases): their gradient sums many cancelling terms, so reduction
+# order alone (thread count, CPU kernels) moves its norm by up to ~5e-3 in our own code.
+VECTOR_GRAD_RTOL = 1e-2
 STAGE_KEYS = ("cls_score", "bbox_delta", "decoded_bboxes", "object_feats")
 
 
@@ -185,7 +188,8 @@ def test_training_losses_gradients_and_assignments_match_mmdet(golden, model):
             if ref is None:  # frozen stem and layer1
                 assert grad is None, mm_name
             else:
-                assert abs(grad.norm().item() - ref) <= GRAD_RTOL * ref, mm_name
+                tol = GRAD_RTOL if grad.dim() >= 2 else VECTOR_GRAD_RTOL
+                assert abs(grad.norm().item() - ref) <= tol * ref, mm_name
         n = golden["model_config"]["num_proposals"]
         for s, matches in enumerate(model.criterion.last_matches):
             for i, (pred, gt) in enumerate(matches):
