@@ -179,3 +179,19 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index(tmp_path):
     assert len(shapes) > 1
     images, targets = collate([a[0], a[1]])
     assert len(images) == 2 and [t["image_id"] for t in targets] == [1, 2]
+
+
+def test_filtering_and_targets_match_mmdetection(tmp_path):
+    """Expected values recorded from MMDetection 3.3's CocoDataset(filter_cfg=dict(filter_empty_gt=True,
+    min_size=32)) on this file: crowd-only (3) and degenerate-only (6) images stay, with no targets."""
+    images = [(1, 48, 40), (2, 40, 48), (3, 48, 40), (4, 31, 60), (5, 100, 90), (6, 64, 64)]
+    anns = [(10, 1, 2, [4.5, 5.0, 20.0, 10.25], {}), (11, 1, 1, [30.0, 2.0, 10.0, 30.0], {}),
+            (12, 1, 1, [1.0, 1.0, 30.0, 30.0], {"iscrowd": 1}), (13, 2, 2, [0.0, 0.0, 40.0, 48.0], {}),
+            (14, 2, 1, [1.0, 1.0, 0.5, 9.0], {}), (15, 2, 1, [1.0, 1.0, 9.0, 9.0], {"area": 0}),
+            (16, 3, 1, [1.0, 1.0, 9.0, 9.0], {"iscrowd": 1}), (17, 4, 1, [1.0, 1.0, 9.0, 9.0], {}),
+            (18, 5, 1, [90.0, 80.0, 11.5, 11.0], {}), (19, 6, 2, [3.0, 3.0, 0.9, 0.9], {})]
+    ds = CocoDetection(*write_coco(tmp_path, images, anns))
+    assert ds.image_ids == [1, 2, 3, 5, 6]
+    assert [b.tolist() for b in ds._boxes] == [[[4.5, 5.0, 24.5, 15.25], [30.0, 2.0, 40.0, 32.0]], [[0.0, 0.0, 40.0, 48.0]],
+                                               [], [[90.0, 80.0, 101.5, 91.0]], []]
+    assert [lab.tolist() for lab in ds._labels] == [[1, 0], [1], [], [0], []]
