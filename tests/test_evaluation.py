@@ -152,3 +152,25 @@ def test_eval_command_user_errors(tmp_path, tiny_checkpoint, caplog):
     ann2, _ = write_coco(tmp_path / "two", [(1, 40, 40)], [(1, 1, 1, [1, 1, 9, 9], {})])
     assert main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann2), "--images", str(img)]) == 2
     assert "2 categories but the model predicts 3" in caplog.text
+
+
+def test_eval_command_maps_categories_by_name(tmp_path, tiny_checkpoint):
+    cats = [{"id": 3, "name": "z"}, {"id": 7, "name": "x"}, {"id": 9, "name": "y"}, {"id": 12, "name": "w"}]
+    ann, img = write_coco(tmp_path, [(1, 64, 48), (2, 48, 64)],
+                          [(1, 1, 7, [4, 4, 20, 20], {}), (2, 2, 3, [8, 8, 30, 30], {}), (3, 2, 12, [1, 1, 9, 9], {})], cats)
+    out, res = tmp_path / "metrics.json", tmp_path / "results.json"
+    assert main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img),
+                 "--output", str(out), "--results", str(res)]) == 0
+    metrics, results = json.loads(out.read_text()), json.loads(res.read_text())
+    assert {r["category_id"] for r in results} <= {7, 9, 3}  # model classes x, y, z; "w" is not scored
+    ds = CocoDetection(ann, img, train=False)
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        e = COCOeval(ds.coco, ds.coco.loadRes(results), "bbox")
+        e.params.maxDets, e.params.catIds = [100, 300, 1000], [7, 9, 3]
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    assert [metrics[k] for k in METRICS] == [float(s) for s in e.stats]
+    assert "bbox_AP_w" not in metrics and "bbox_AP_x" in metrics

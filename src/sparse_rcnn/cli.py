@@ -107,15 +107,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raw["data"][name] = yaml.safe_load(value)
     data_cfg = config_from_dict(raw).data
     dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
-    if len(dataset.cat_ids) != model.num_classes:
+    by_name = dict(zip(dataset.class_names, dataset.cat_ids))
+    if all(name in by_name for name in model.class_names):  # as MMDetection: categories by class name
+        cat_ids = [by_name[name] for name in model.class_names]
+    elif len(dataset.cat_ids) == model.num_classes:
+        log.warning("category names of %s differ from the model's; labels are matched by position", args.ann)
+        cat_ids = dataset.cat_ids
+    else:
         raise ConfigError(
             f"{args.ann} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
             "pick the matching --model/--weights"
         )
-    if dataset.class_names != model.class_names:
-        log.warning("category names of %s differ from the model's; labels are matched by position", args.ann)
     metrics, results = evaluate(
-        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, classwise=True
+        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, classwise=True,
+        cat_ids=cat_ids,
     )
     print(f"{'metric':<28} {'value':>7}")
     for key, value in metrics.items():

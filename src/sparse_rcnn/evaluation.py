@@ -36,14 +36,16 @@ METRICS = {
 
 
 def coco_evaluate(
-    coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None, classwise: bool = False,
+    coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None,
+    cat_ids: Optional[Sequence[int]] = None, classwise: bool = False,
 ) -> dict[str, float]:
     """COCO bbox metrics of ``results`` ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}])
     against the pycocotools ``coco_gt``, on a 0-1 scale: ``bbox_mAP`` (AP@[.5:.95]), ``bbox_mAP_50``,
     ``bbox_mAP_75``, ``bbox_mAP_s/m/l``, and the recalls ``bbox_AR_100/300/1000/s/m/l`` (s/m/l at
     1000), all with MMDetection's ``MAX_DETS``.
 
-    image_ids: the images evaluated (default: every image of ``coco_gt``). classwise: also
+    image_ids / cat_ids: the images / categories evaluated (default: all of ``coco_gt``; MMDetection
+    evaluates the categories of the model's classes). classwise: also
     ``bbox_AP_<category name>`` per category (-1 where it has no ground truth).
     No results at all scores 0 everywhere. pycocotools' prints are silenced.
     """
@@ -58,6 +60,8 @@ def coco_evaluate(
         coco_eval.params.maxDets = list(MAX_DETS)
         if image_ids is not None:
             coco_eval.params.imgIds = list(image_ids)
+        if cat_ids is not None:
+            coco_eval.params.catIds = list(cat_ids)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -100,16 +104,18 @@ def _resize_batch(batch: list[tuple[Tensor, dict]], test_scale: tuple[int, int])
 @torch.no_grad()
 def evaluate(
     model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = "cpu", workers: int = 0,
-    progress: bool = True, classwise: bool = False,
+    progress: bool = True, classwise: bool = False, cat_ids: Optional[Sequence[int]] = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
 
     Returns (metrics as ``coco_evaluate``, with per-category AP if ``classwise``; COCO results
-    of all images). The model may be wrapped
+    of all images). ``cat_ids``: COCO category id of each model label (default: the dataset's,
+    ``dataset.cat_ids``); only those categories are scored. The model may be wrapped
     in DistributedDataParallel; its training/eval mode is restored afterwards.
     """
     if dataset.transform is not None:
         raise ValueError("evaluate needs a dataset of original images: build it with train=False and no transform")
+    cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
     net = getattr(model, "module", model)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
@@ -129,12 +135,12 @@ def evaluate(
         for images, factors, ids in loader:
             dets = net.detect_resized([img.to(device) for img in images], factors)
             for image_id, det in zip(ids, dets):
-                results += detections_to_coco(image_id, det, dataset.cat_ids)
+                results += detections_to_coco(image_id, det, cat_ids)
     finally:
         net.train(was_training)
     if distributed:
         gathered: list[Optional[list[dict]]] = [None] * world
         torch.distributed.all_gather_object(gathered, results)
         results = [r for part in gathered for r in (part or [])]
-    metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, classwise=classwise)
+    metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, cat_ids=cat_ids, classwise=classwise)
     return metrics, results
