@@ -276,8 +276,7 @@ class Trainer:
             g["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
-        terms: dict[str, float] = defaultdict(float)
-        finite = True
+        total, names = None, []
         for m, (images, targets) in enumerate(group):
             images = [im.to(self.device, non_blocking=True) for im in images]
             targets = [{"boxes": x["boxes"].to(self.device), "labels": x["labels"].to(self.device)} for x in targets]
@@ -289,21 +288,23 @@ class Trainer:
                 loss = sum(losses.values())
                 if self.iter + 1 in self._nan_at:
                     loss = loss * float("nan")
-                if not all_finite(loss, self.world_size):
-                    finite = False
-                    break
+                # a non-finite loss gives non-finite gradients (on every rank, through DDP's
+                # all-reduce), so the step is judged once, after backward
                 self.scaler.scale(loss / len(group)).backward()
-            terms["loss"] += loss.item() / len(group)
-            for name, value in losses.items():
-                terms[name.split(".")[-1]] += value.item() / len(group)
-        grad_norm = float("nan")
-        if finite:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            max_norm = t.clip_grad_norm if t.clip_grad_norm > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            finite = math.isfinite(grad_norm) or self.scaler.is_enabled()  # fp16: the scaler skips
-        if not finite:
+            values = torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values())]) / len(group)
+            total, names = (values if total is None else total + values), list(losses)
+        if not all_finite(total[0], self.world_size):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._bad_step()
+        values = total.tolist()
+        terms: dict[str, float] = defaultdict(float, loss=values[0])
+        for name, value in zip(names, values[1:]):
+            terms[name.split(".")[-1]] += value
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = t.clip_grad_norm if t.clip_grad_norm > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if not math.isfinite(grad_norm) and not self.scaler.is_enabled():  # fp16: the scaler skips the step
             self.optimizer.zero_grad(set_to_none=True)
             return self._bad_step()
         self.scaler.step(self.optimizer)
