@@ -97,8 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data import CocoDetection
     from .evaluation import evaluate
 
-    model = load_model(args.model, args.weights, device=args.device)
-    raw = model.config.to_dict()
+    raw: dict = {"data": {}}
     for item in args.set:  # only the data section matters here; validated like any config
         key, sep, value = item.partition("=")
         section, _, name = key.strip().partition(".")
@@ -107,6 +106,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raw["data"][name] = yaml.safe_load(value)
     data_cfg = config_from_dict(raw).data
     dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
+    model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
     by_name = dict(zip(dataset.class_names, dataset.cat_ids))
     if all(name in by_name for name in model.class_names):  # as MMDetection: categories by class name
         cat_ids = [by_name[name] for name in model.class_names]
