@@ -93,13 +93,15 @@ class CocoDetection(torch.utils.data.Dataset):
         self.cat_ids = [c["id"] for c in categories]
         self.class_names = [str(c.get("name", c["id"])) for c in categories]
         label_of = {c: i for i, c in enumerate(self.cat_ids)}
-        self.coco = _make_coco(dataset)
+        # Training does not need the COCO index: leaving it out keeps the annotation dicts out of
+        # memory (and out of the loader workers' copy-on-write pages); ``coco`` rebuilds it on demand.
+        self._coco = None if train else _make_coco(dataset)
 
         images = dataset["images"]
         per_box, per_label, has_ann = _targets_per_image(dataset, xywh, label_of)
         keep = [k for k, img in enumerate(images)
                 if not train or ((has_ann[k] or not filter_empty) and min(img["width"], img["height"]) >= min_size)]
-        self._images = [images[k] for k in keep]
+        self._images = [{k: images[i][k] for k in ("id", "file_name", "width", "height")} for i in keep]
         self._boxes = [per_box[k].reshape(-1, 4) for k in keep]
         self._labels = [per_label[k] for k in keep]
         self.image_ids = [img["id"] for img in self._images]
@@ -107,6 +109,13 @@ class CocoDetection(torch.utils.data.Dataset):
             raise DataError(f"{self.ann_file}: no usable training images (none with annotations of size >= {min_size} px)")
         self._failed: set[int] = set()  # training items that failed to decode (per loader worker)
         self._warned: set[int] = set()  # items whose decoded size differs from the annotation file
+
+    @property
+    def coco(self):
+        """pycocotools ``COCO`` index of the validated annotations (boxes only), for evaluation."""
+        if self._coco is None:
+            self._coco = _make_coco(_validate(_read_json(self.ann_file), self.ann_file, self.image_dir)[0])
+        return self._coco
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -323,11 +332,12 @@ def _report(problems: list[AnnotationProblem], file: str, policy: str) -> None:
 
 
 def _make_coco(dataset: dict):
-    """A pycocotools COCO index over the validated dataset (area/iscrowd filled in if absent)."""
+    """A pycocotools COCO index over the validated dataset for box evaluation: area/iscrowd filled
+    in if absent, segmentation left out (it is most of COCO's memory and box AP never reads it)."""
     from pycocotools.coco import COCO
 
-    anns = [ann if "area" in ann and "iscrowd" in ann else {"iscrowd": 0, "area": float(ann["bbox"][2] * ann["bbox"][3]), **ann}
-            for ann in dataset["annotations"]]
+    anns = [{"iscrowd": 0, "area": float(ann["bbox"][2] * ann["bbox"][3]),
+             **{k: v for k, v in ann.items() if k != "segmentation"}} for ann in dataset["annotations"]]
     coco = COCO()
     coco.dataset = {**dataset, "annotations": anns}
     with contextlib.redirect_stdout(io.StringIO()):
