@@ -15,12 +15,16 @@ from pathlib import Path
 log = logging.getLogger("sparse_rcnn")
 
 
+class UsageError(Exception):
+    """A command-line argument cannot be used; the message says which and why."""
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .checkpoints import CheckpointError
     from .config import ConfigError
     from .images import ImageError
 
-    errors: list[type[BaseException]] = [CheckpointError, ConfigError, ImageError, FileNotFoundError]
+    errors: list[type[BaseException]] = [CheckpointError, ConfigError, ImageError, FileNotFoundError, UsageError]
     try:
         from .data import DataError
 
@@ -41,6 +45,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def device_arg(name: str) -> str:
+    """argparse type for ``--device``: cpu, cuda, cuda:N or mps, and present on this machine."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{name!r}: no CUDA GPU is available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{name!r}: MPS is not available here; use --device cpu")
+    return name
+
+
+def _open_output(path: str | None):
+    if not path:
+        return sys.stdout
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise UsageError(f"cannot write --output {path}: {e.strerror or e}") from None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
@@ -48,9 +94,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predictor import PredictionLoader, to_record
     from .visualize import draw_detections, save_png
 
+    if args.save_vis and Path(args.save_vis).exists() and not Path(args.save_vis).is_dir():
+        raise UsageError(f"--save-vis {args.save_vis}: exists and is not a folder")
     model = load_model(args.model, args.weights, device=args.device)
     loader = PredictionLoader(args.images, test_scale=model.test_scale, batch_size=args.batch_size, workers=args.workers)
-    out = open(args.output, "w") if args.output else sys.stdout
+    out = _open_output(args.output)
     failures: list[str] = []
     first = True
     out.write("[")
@@ -186,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the JSON here instead of stdout")
     p.add_argument("--save-vis", metavar="DIR", help="write each image with its boxes drawn to DIR/<stem>.png")
     p.add_argument("--score-thr", type=float, default=0.0, help="drop detections below this score")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("convert", help="convert an MMDetection checkpoint to a sparse-rcnn checkpoint")
@@ -206,9 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="write the detections here (COCO results JSON)")
     p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
                    help="data option, e.g. data.bad_annotations=skip")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -223,15 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-ann", help="COCO annotation JSON to evaluate on after each epoch")
     p.add_argument("--val-images", help="folder holding the validation images")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="epochs to train (default: the config's)")
-    length.add_argument("--max-iters", type=int, help="stop after this many iterations instead")
-    p.add_argument("--batch-size", type=int, help="images per process and step (default: 2)")
-    p.add_argument("--workers", type=int, help="data loading processes (default: 2)")
+    length.add_argument("--epochs", type=positive_int, help="epochs to train (default: the config's)")
+    length.add_argument("--max-iters", type=positive_int, help="stop after this many iterations instead")
+    p.add_argument("--batch-size", type=positive_int, help="images per process and step (default: 2)")
+    p.add_argument("--workers", type=non_negative_int, help="data loading processes (default: 2)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. train.lr=1e-4 or data.pipeline=multiscale (repeatable)")
     p.add_argument("--output-dir", required=True, help="checkpoints, log.jsonl, curves.png, model_final.pth go here")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --output-dir")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.set_defaults(func=cmd_train)
 
     from .benchmark import add_parser as add_benchmark_parser
