@@ -103,20 +103,24 @@ def _resize_batch(batch: list[tuple[Tensor, dict]], test_scale: tuple[int, int])
 
 @torch.no_grad()
 def evaluate(
-    model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = "cpu", workers: int = 0,
+    model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
     progress: bool = True, classwise: bool = False, cat_ids: Optional[Sequence[int]] = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
 
     Returns (metrics as ``coco_evaluate``, with per-category AP if ``classwise``; COCO results
     of all images). ``cat_ids``: COCO category id of each model label (default: the dataset's,
-    ``dataset.cat_ids``); only those categories are scored. The model may be wrapped
-    in DistributedDataParallel; its training/eval mode is restored afterwards.
+    ``dataset.cat_ids``); only those categories are scored. ``device``: where the images go
+    (default: the model's). The model may be wrapped in DistributedDataParallel; its
+    training/eval mode is restored afterwards.
     """
     if dataset.transform is not None:
         raise ValueError("evaluate needs a dataset of original images: build it with train=False and no transform")
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
     net = getattr(model, "module", model)
+    if device is None:
+        param = next(net.parameters(), None)
+        device = param.device if param is not None else "cpu"
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
     indices = list(range(rank, len(dataset), world))
