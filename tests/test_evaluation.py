@@ -174,3 +174,12 @@ def test_eval_command_maps_categories_by_name(tmp_path, tiny_checkpoint):
         e.summarize()
     assert [metrics[k] for k in METRICS] == [float(s) for s in e.stats]
     assert "bbox_AP_w" not in metrics and "bbox_AP_x" in metrics
+
+
+def test_eval_command_refuses_an_unwritable_output_before_evaluating(tmp_path, tiny_checkpoint, caplog):
+    ann, img = make_set(tmp_path, n=1)
+    (tmp_path / "taken").mkdir()
+    args = ["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img)]
+    assert main(args + ["--output", str(tmp_path / "taken")]) == 2 and "cannot write" in caplog.text
+    (tmp_path / "file").write_text("")
+    assert main(args + ["--results", str(tmp_path / "file" / "r.json")]) == 2

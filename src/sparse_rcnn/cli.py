@@ -138,6 +138,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import os
+
     import yaml
 
     from .checkpoints import load_model
@@ -153,6 +155,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {item!r}: eval takes data.KEY=VALUE, e.g. data.bad_annotations=skip")
         raw["data"][name] = yaml.safe_load(value)
     data_cfg = config_from_dict(raw).data
+    outputs = [Path(p) for p in (args.output, args.results) if p]
+    for path in outputs:  # before the (long) evaluation, not after it
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+        if path.is_dir() or not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise UsageError(f"cannot write {path}: it is a folder or not writable")
     dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
     model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
     by_name = dict(zip(dataset.class_names, dataset.cat_ids))
@@ -177,11 +187,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.output:
         report = {**metrics, "num_images": len(dataset), "num_detections": len(results),
                   "model": model.config.name, "weights": args.weights, "ann": str(args.ann)}
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.output)
     if args.results:
-        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(json.dumps(results))
         log.info("wrote %s (%d detections, COCO results format)", args.results, len(results))
     return 0
