@@ -87,44 +87,171 @@ def _open_output(path: str | None):
         raise UsageError(f"cannot write --output {path}: {e.strerror or e}") from None
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _read_list_file(path: str) -> list[str]:
+    """One image path per line; blank lines and lines starting with # are skipped."""
+    try:
+        with open(path) as f:
+            return [s for line in f if (s := line.strip()) and not s.startswith("#")]
+    except OSError as e:
+        raise UsageError(f"cannot read the image list {path}: {e.strerror or e}") from None
+
+
+def _predict_inputs(args: argparse.Namespace) -> list[str]:
+    """Files and folders as given; ``@FILE`` and ``--list FILE`` name list files."""
+    items: list[str] = []
+    for item in args.images:
+        items += _read_list_file(item[1:]) if item.startswith("@") else [item]
+    for path in args.list or []:
+        items += _read_list_file(path)
+    if not items:
+        raise UsageError("no images given: pass files, folders, @list.txt or --list FILE")
+    return items
+
+
+def _predict_backend(args: argparse.Namespace):
+    """(detect(resized uint8 (3, H, W) tensors, scale factors) -> detections, class names, test scale)."""
     import torch
 
-    from .checkpoints import load_model
+    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
+    if backend == "torch":
+        if args.onnx:
+            raise UsageError("--onnx needs --backend onnxruntime")
+        from .checkpoints import load_model
+
+        model = load_model(args.model, args.weights, device=args.device)
+        if args.dtype != "fp32":  # opt-in fast mode; fp32 stays bit-identical to MMDetection
+            model.optimize_for_inference(dtype=args.dtype)
+
+        def detect(images, factors):
+            return [{k: v.cpu() for k, v in d.items()} for d in model.detect_resized([i.to(args.device) for i in images], factors)]
+
+        return detect, model.class_names, model.test_scale
+    if not args.onnx:
+        raise UsageError("--backend onnxruntime needs --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
+    if args.model or args.weights:
+        raise UsageError("--model/--weights are not used with --backend onnxruntime: the .onnx file holds the model")
+    from .runtime import OnnxDetector
+
+    try:
+        detector = OnnxDetector(args.onnx)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    def detect(images, factors):
+        dets = detector.detect_resized([i.permute(1, 2, 0).numpy() for i in images], factors)
+        return [{k: torch.from_numpy(v) for k, v in d.items()} for d in dets]
+
+    return detect, detector.class_names, detector.test_scale
+
+
+def _coco_ids(args: argparse.Namespace, class_names: list[str]) -> tuple[list[int], dict[str, int] | None]:
+    """Category id of each label, and image id by file name (from ``--ann``, else None)."""
+    from .zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+
+    if not args.ann:
+        if list(class_names) == list(COCO_CLASS_NAMES):
+            return list(COCO_CATEGORY_IDS), None
+        return list(range(1, len(class_names) + 1)), None
+    try:
+        with open(args.ann) as f:
+            ann = json.load(f)
+        categories = sorted(ann["categories"], key=lambda c: c["id"])
+        image_ids = {str(im["file_name"]): int(im["id"]) for im in ann["images"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"--ann {args.ann}: not a readable COCO annotation file ({type(e).__name__}: {e})") from None
+    by_name = {c.get("name"): c["id"] for c in categories}
+    if all(n in by_name for n in class_names):
+        cat_ids = [by_name[n] for n in class_names]
+    elif len(categories) == len(class_names):
+        log.warning("category names of %s differ from the model's; labels are matched by position", args.ann)
+        cat_ids = [c["id"] for c in categories]
+    else:
+        raise UsageError(f"--ann {args.ann} has {len(categories)} categories but the model predicts {len(class_names)} classes")
+    # Also match by base name, so that images given with a folder prefix are found.
+    for name, image_id in list(image_ids.items()):
+        image_ids.setdefault(Path(name).name, image_id)
+    return cat_ids, image_ids
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .evaluation import detections_to_coco
     from .predictor import PredictionLoader, to_record
     from .visualize import draw_detections, save_png
 
     if args.save_vis and Path(args.save_vis).exists() and not Path(args.save_vis).is_dir():
         raise UsageError(f"--save-vis {args.save_vis}: exists and is not a folder")
-    model = load_model(args.model, args.weights, device=args.device)
-    loader = PredictionLoader(args.images, test_scale=model.test_scale, batch_size=args.batch_size, workers=args.workers)
+    inputs = _predict_inputs(args)
+    detect, class_names, test_scale = _predict_backend(args)
+    cat_ids, image_ids = _coco_ids(args, class_names) if args.format == "coco" else (None, None)
+    loader = PredictionLoader(inputs, test_scale=test_scale, batch_size=args.batch_size, workers=args.workers)
     out = _open_output(args.output)
-    failures: list[str] = []
-    first = True
+    progress = tqdm(total=len(loader.paths), unit="img", file=sys.stderr, disable=not sys.stderr.isatty())
+    num_failed, first, start = 0, True, 0
     out.write("[")
     with torch.no_grad():
-        for batch in loader:
-            failures += [f"{p}: {e}" if not e.startswith(p) else e for p, e in batch.failures]
+        for batch in loader:  # nothing per image is kept: each result is written, then dropped
+            window, j = loader.paths[start : start + args.batch_size], 0
+            start += args.batch_size
+            progress.update(len(window))
+            for p, e in batch.failures:
+                log.error("skipped %s", e if e.startswith(p) else f"{p}: {e}")
+            num_failed += len(batch.failures)
             if not batch.images:
                 continue
-            dets = model.detect_resized([img.to(args.device) for img in batch.images], batch.scale_factors)
+            dets = detect(batch.images, batch.scale_factors)
             for path, (h, w), det, original in zip(batch.paths, batch.sizes, dets, batch.originals):
-                det = {k: v.cpu() for k, v in det.items()}
+                while window[j] != path:  # the index of this image in the input list
+                    j += 1
+                index, j = start - args.batch_size + j, j + 1
                 keep = det["scores"] >= args.score_thr
                 det = {k: v[keep] for k, v in det.items()}
-                out.write(("\n" if first else ",\n") + json.dumps(to_record(path, w, h, det, model.class_names)))
-                first = False
+                if args.format == "coco":
+                    image_id = index if image_ids is None else image_ids.get(path, image_ids.get(Path(path).name))
+                    if image_id is None:
+                        log.error("skipped %s: not among the images of --ann %s", path, args.ann)
+                        num_failed += 1
+                        continue
+                    records = detections_to_coco(image_id, det, cat_ids)
+                else:
+                    records = [to_record(path, w, h, det, class_names)]
+                for record in records:
+                    out.write(("\n" if first else ",\n") + json.dumps(record))
+                    first = False
                 if args.save_vis:
-                    drawn = draw_detections(original, det["boxes"], det["labels"].tolist(), model.class_names, det["scores"])
+                    drawn = draw_detections(original, det["boxes"], det["labels"].tolist(), class_names, det["scores"])
                     save_png(drawn, Path(args.save_vis) / f"{Path(path).stem}.png")
+    progress.close()
     out.write("\n]\n")
     if out is not sys.stdout:
         out.close()
-    for f in failures:
-        log.error("skipped %s", f)
-    if failures:
-        log.error("%d of %d images failed", len(failures), len(failures) + loader.num_ok)
+    if num_failed:
+        log.error("%d of %d images failed", num_failed, len(loader.paths))
         return 1
+    return 0
+
+
+def _size_arg(text: str) -> tuple[int, int]:
+    """argparse type for ``--size HxW``."""
+    h, sep, w = text.lower().partition("x")
+    if not sep or not h.isdigit() or not w.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 800x1344, got {text!r}")
+    return int(h), int(w)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoints import load_model
+    from .export import export_onnx
+
+    model = load_model(args.model, args.weights)
+    try:
+        path = export_onnx(model, args.output, batch_size=args.batch_size, size=args.size, dynamic=args.dynamic,
+                           opset=args.opset, name=getattr(model, "config", None) and model.config.name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(path)
     return 0
 
 
@@ -227,6 +354,65 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate the shapes dataset, train the demo config on it, evaluate, draw the results."""
+    import dataclasses
+
+    import torch
+    from torchvision.utils import draw_bounding_boxes
+
+    from .config import load_config
+    from .engine import Trainer, TrainingError, TrainingInterrupted
+    from .preprocess import resize_tensor
+    from .synthetic import SyntheticSpec, generate
+    from .visualize import draw_detections, save_grid
+
+    out = Path(args.output_dir)
+    cfg = load_config(args.config, args.set)
+    size = min(cfg.model.test_scale)  # square images that the test scale leaves as they are
+    counts = {"num_train": args.num_images, "num_val": max(20, args.num_images // 10)} if args.num_images else {}
+    spec = SyntheticSpec(seed=args.seed, image_size=size, min_size=round(size / 8), max_size=round(size * 0.46), **counts)
+    data = generate(out / "data", spec)
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, train_ann=str(data.train_ann), train_images=str(data.train_images),
+                                 val_ann=str(data.val_ann), val_images=str(data.val_images)),
+        train=dataclasses.replace(cfg.train, **({"epochs": args.epochs, "max_iters": None} if args.epochs else {}),
+                                  **({"max_iters": args.max_iters} if args.max_iters else {})),
+    )
+    try:
+        trainer = Trainer(cfg, output_dir=out, resume=args.resume, device=args.device)
+        metrics = trainer.fit()
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        return 128 + e.signum
+    except TrainingError as e:
+        log.error("%s", e)
+        return 1
+    # Predictions (score > 0.3, class colours) over the ground truth (white), enlarged to be readable.
+    model, val, zoom = trainer.model.eval(), trainer.val_dataset, 3
+    tiles = []
+    with torch.no_grad():
+        for i in range(min(12, len(val))):
+            image, target = val[i]
+            det = model([image.to(trainer.device)])[0]
+            keep = det["scores"] > 0.3
+            h, w = image.shape[1:]
+            big = resize_tensor(image, (w * zoom, h * zoom))
+            big = draw_bounding_boxes(big, target["boxes"] * zoom, colors="white", width=1)
+            tiles.append(draw_detections(big, det["boxes"][keep].cpu() * zoom, det["labels"][keep].tolist(),
+                                         model.class_names, det["scores"][keep].cpu()))
+    save_grid(tiles, out / "predictions.png", nrow=4, size=max(w, h) * zoom)
+    print(f"{'metric':<28} {'value':>7}")
+    for key, value in metrics.items():
+        print(f"{key:<28} {value:>7.4f}")
+    print(f"metrics:     {out / 'metrics.json'}")
+    print(f"curves:      {out / 'curves.png'}")
+    print(f"predictions: {out / 'predictions.png'} (white: ground truth; coloured: predictions with score > 0.3)")
+    print(f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} IMAGES)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse-rcnn", description="Sparse R-CNN object detection")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -236,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("predict", help="detect objects in images (files or folders)")
-    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("images", nargs="*", help="image files, folders of images, or @LIST (one path per line)")
     p.add_argument("--model", help="named config (see `sparse-rcnn models`)")
     p.add_argument("--weights", help="checkpoint path or URL (default: the published weights of --model)")
     p.add_argument("--output", help="write the JSON here instead of stdout")
@@ -245,7 +431,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
+    p.add_argument("--list", action="append", metavar="FILE", help="file with one image path per line (or @FILE)")
+    p.add_argument("--format", choices=("records", "coco"), default="records",
+                   help="records: one entry per image (default); coco: COCO results [{image_id, category_id, bbox, score}]")
+    p.add_argument("--ann", help="COCO annotation JSON: image ids by file name, category ids by name (--format coco)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), help="default: torch, or onnxruntime with --onnx")
+    p.add_argument("--onnx", metavar="MODEL.onnx", help="a file from `sparse-rcnn export` (--backend onnxruntime)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export the detector to ONNX (normalised padded batch -> top-k boxes)")
+    p.add_argument("--model", help="named config (see `sparse-rcnn models`)")
+    p.add_argument("--weights", help="checkpoint path or URL (default: the published weights of --model)")
+    p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--dynamic", action="store_true", help="any batch size and image size (default: fixed)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 16 (default: 17)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size of a fixed-shape graph")
+    p.add_argument("--size", type=_size_arg, metavar="HxW",
+                   help="padded input size of a fixed-shape graph, multiples of 32 (default: 800x1344)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("convert", help="convert an MMDetection checkpoint to a sparse-rcnn checkpoint")
     p.add_argument("src")
@@ -289,6 +494,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --output-dir")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "demo", help="generate a shapes dataset, train a small model on it from scratch, evaluate, draw",
+        description="The built-in demo: about 15 minutes on a laptop CPU. Writes the data, checkpoints, metrics.json, "
+        "curves.png and predictions.png to --output-dir.",
+    )
+    p.add_argument("--output-dir", default="sparse-rcnn-demo", help="where everything goes (default: ./sparse-rcnn-demo)")
+    p.add_argument("--config", default="sparse_rcnn_r18_demo_shapes", help="named config or YAML (default: the demo's)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, help="epochs to train (default: the config's)")
+    length.add_argument("--max-iters", type=positive_int, help="stop after this many iterations instead")
+    p.add_argument("--num-images", type=positive_int, help="training images to generate (validation: a tenth, at least 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.lr=1e-4 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output-dir")
+    p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.set_defaults(func=cmd_demo)
 
     from .benchmark import add_parser as add_benchmark_parser
 

@@ -7,6 +7,7 @@ and maps the detections back to the input's pixels. ``to_json`` writes the recor
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -102,7 +103,10 @@ class _ResizedImages(torch.utils.data.Dataset):
     """Decode and resize one image per item; a failure is returned, not raised."""
 
     def __init__(self, paths: Sequence[str], test_scale: tuple[int, int]) -> None:
-        self.paths, self.test_scale = paths, test_scale
+        # One numpy bytes array, not a list of str: forked workers reading a list touch each
+        # object's refcount and so copy its memory page by page (RSS grows with every image).
+        self.paths = np.array([os.fsencode(p) for p in paths], dtype=bytes)
+        self.test_scale = test_scale
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -111,7 +115,7 @@ class _ResizedImages(torch.utils.data.Dataset):
         from .images import ImageError
         from .preprocess import resize_for_test
 
-        path = self.paths[i]
+        path = os.fsdecode(self.paths[i])
         try:
             original = to_image_tensor(path)
         except ImageError as e:

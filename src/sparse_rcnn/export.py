@@ -1,0 +1,131 @@
+"""ONNX export of the whole detector (paper Sec. 3.5: inference is NMS-free, so it is one graph).
+
+The graph is ``SparseRCNN.detect``: a normalised, zero-padded batch ``images`` (B, 3, Hp, Wp)
+float32 and ``image_sizes`` (B, 2) int64 (h, w of each unpadded resized image) -> top-k
+``boxes`` (B, k, 4) xyxy in the resized image's pixels, ``scores`` (B, k) float32 sorted high to
+low, ``labels`` (B, k) int64. Decoding, resizing, normalising, padding and dividing the boxes by
+the scale factor stay outside (see ``runtime.py``); what they need is written into the model's
+``metadata_props`` (``METADATA_KEYS``).
+
+We use PyTorch's TorchScript exporter (``dynamo=False``): it traces the per-level ``nonzero`` /
+``index_copy_`` of the RoI pooler into NonZero/ScatterND, and torchvision registers its
+``roi_align`` as ONNX ``RoiAlign`` (opset >= 16: ``coordinate_transformation_mode="half_pixel"``
+is ``aligned=True``). The dynamo exporter needs the extra ``onnxscript`` package and has to deal
+with the data-dependent number of boxes per FPN level; the traced graph needs neither.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ["images", "image_sizes"]
+OUTPUT_NAMES = ["boxes", "scores", "labels"]
+MIN_OPSET = 16  # RoiAlign with half_pixel coordinates (= aligned=True)
+DEFAULT_OPSET = 17
+# metadata_props written at export; everything a runtime needs besides the graph (JSON values).
+METADATA_KEYS = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor", "model_name")
+
+
+class DetectGraph(nn.Module):
+    """The exported function: ``model.detect`` with plain tensor inputs and outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.model.detect(images, image_sizes)
+
+
+def export_metadata(model: nn.Module, name: Optional[str] = None) -> dict[str, str]:
+    """The ``metadata_props`` of the exported file: class names and pre-processing constants."""
+    batcher = model.batcher
+    return {
+        "class_names": json.dumps(list(model.class_names)),
+        "test_scale": json.dumps(list(model.test_scale)),
+        "pixel_mean": json.dumps([float(v) for v in batcher.mean.flatten().tolist()]),
+        "pixel_std": json.dumps([float(v) for v in batcher.std.flatten().tolist()]),
+        "size_divisor": json.dumps(int(batcher.size_divisor)),
+        "model_name": json.dumps(name or getattr(getattr(model, "config", None), "name", None) or "sparse-rcnn"),
+    }
+
+
+def default_input_size(test_scale: tuple[int, int], size_divisor: int = 32) -> tuple[int, int]:
+    """(Hp, Wp) of a landscape image at the test scale, padded: (800, 1344) for 1333x800."""
+    pad = lambda v: -(-v // size_divisor) * size_divisor  # noqa: E731
+    return pad(min(test_scale)), pad(max(test_scale))
+
+
+@torch.no_grad()
+def export_onnx(
+    model: nn.Module, path: Union[str, Path], *, batch_size: int = 1, size: Optional[tuple[int, int]] = None,
+    dynamic: bool = False, opset: int = DEFAULT_OPSET, name: Optional[str] = None,
+) -> Path:
+    """Write ``model`` (a ``SparseRCNN``, fp32) as an ONNX file and check it; returns the path.
+
+    size: (Hp, Wp) of the example batch (multiples of the size divisor; default: a landscape
+        image at the test scale). Without ``dynamic`` the graph accepts exactly
+        (batch_size, 3, Hp, Wp); with it, any batch size and any padded height and width.
+    """
+    import onnx
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old: RoIAlign with aligned=True needs opset >= {MIN_OPSET}")
+    if getattr(model, "head_autocast", None) is not None or getattr(model.backbone, "compute_dtype", None) is not None:
+        raise ValueError("export an fp32 model (do not call optimize_for_inference with a reduced dtype first)")
+    divisor = model.batcher.size_divisor
+    hp, wp = size or default_input_size(tuple(model.test_scale), divisor)
+    if hp % divisor or wp % divisor or hp <= 0 or wp <= 0:
+        raise ValueError(f"--size {hp}x{wp}: height and width must be positive multiples of {divisor}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    # Any content traces the same graph; random values just keep the trace's boxes non-degenerate.
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(batch_size, 3, hp, wp, generator=gen).to(param.device)
+    image_sizes = torch.tensor([[hp, wp]] * batch_size, dtype=torch.int64, device=param.device)
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
+                        **{out: {0: "batch"} for out in OUTPUT_NAMES}}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        # nn.MultiheadAttention's inference fast path is one fused op with no ONNX symbolic; the
+        # regular path is the same arithmetic in plain ops.
+        torch.backends.mha.set_fastpath_enabled(False)
+        with warnings.catch_warnings():
+            # The tracer warns about Python ints taken from shapes (N, C, k: fixed by the model)
+            # and that the TorchScript exporter is the legacy one; neither applies here.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            torch.onnx.export(
+                DetectGraph(model), (images, image_sizes), str(path), dynamo=False, opset_version=opset,
+                input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+        model.train(was_training)
+    proto = onnx.load(str(path))
+    for key, value in export_metadata(model, name).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    log.info("wrote %s (opset %d, %s input %s)", path, opset, "dynamic" if dynamic else "static",
+             f"(B, 3, H, W)" if dynamic else f"({batch_size}, 3, {hp}, {wp})")
+    return path
