@@ -38,6 +38,8 @@ MODES = {
     "bf16-backbone": dict(dtype="bf16", channels_last=True, head_dtype="fp32"),
     "bf16": dict(dtype="bf16", channels_last=True),
     "bf16-fold": dict(dtype="bf16", channels_last=True, fold_bn=True),
+    "bf16-fpn": dict(dtype="bf16", scope="fpn", channels_last=True),
+    "bf16-fpn-fp32head": dict(dtype="bf16", scope="fpn", channels_last=True, head_dtype="fp32"),
 }
 
 

@@ -33,6 +33,7 @@ MODES = {
     "fp32-cl-fold": (["--channels-last", "--fold-bn"], "inference"),
     "bf16": (["--dtype", "bf16", "--channels-last"], "inference"),
     "bf16-fold": (["--dtype", "bf16", "--channels-last", "--fold-bn"], "inference"),
+    "bf16-fpn": (["--dtype", "bf16", "--scope", "fpn", "--channels-last"], "inference"),
     "train": (["--train"], "train"),
 }
 

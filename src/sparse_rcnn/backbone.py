@@ -69,6 +69,7 @@ class ResNetFPN(nn.Module):
         self.freeze_bn_stats = norm == "frozen_bn"
         self.compute_dtype: torch.dtype | None = None  # None: the dtype of the input batch
         self.channels_last = False
+        self.fpn_only = False
         frozen = [self.body.conv1, self.body.bn1] if frozen_stages >= 1 else []
         frozen += [getattr(self.body, f"layer{i}") for i in range(1, frozen_stages + 1)]
         for module in frozen:
@@ -84,25 +85,33 @@ class ResNetFPN(nn.Module):
                     m.eval()
         return self
 
-    def set_compute(self, *, dtype: torch.dtype | None = None, channels_last: bool = False) -> "ResNetFPN":
-        """Run the convolutions in ``dtype`` (weights converted; None keeps them) and/or in
-        channels-last (NHWC) memory layout. The outputs keep the input's dtype and NCHW layout,
-        so the head never sees the difference. In place; returns self."""
+    def set_compute(
+        self, *, dtype: torch.dtype | None = None, channels_last: bool = False, fpn_only: bool = False
+    ) -> "ResNetFPN":
+        """Run the convolutions in ``dtype`` (weights converted; None keeps them; ``fpn_only``:
+        the ResNet body keeps its dtype and only the FPN is converted) and/or in channels-last
+        (NHWC) memory layout. The outputs keep the input's dtype and NCHW layout, so the head
+        never sees the difference. In place; returns self."""
+        target = self.fpn if fpn_only else self
         if dtype is not None:
-            self.to(dtype)
+            target.to(dtype)
         self.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        self.compute_dtype, self.channels_last = dtype, channels_last
+        self.compute_dtype, self.channels_last, self.fpn_only = dtype, channels_last, fpn_only
         return self
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """(B, 3, H, W) normalised batch -> [P2, P3, P4, P5], each (B, C, H/s, W/s)."""
-        x = images if self.compute_dtype is None else images.to(self.compute_dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        feats = list(self.fpn(OrderedDict(self.body(x))).values())
-        if x is images:
-            return feats
-        return [f.to(images.dtype).contiguous() for f in feats]
+        dtype = self.compute_dtype
+        x = images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        if dtype is not None and not self.fpn_only:
+            x = x.to(dtype)
+        feats = self.body(x)
+        if dtype is not None and self.fpn_only:
+            feats = {k: v.to(dtype) for k, v in feats.items()}
+        outs = list(self.fpn(OrderedDict(feats)).values())
+        if dtype is None and not self.channels_last:
+            return outs
+        return [f.to(images.dtype).contiguous() for f in outs]
 
 
 def _block_out(layer: nn.Sequential) -> int:

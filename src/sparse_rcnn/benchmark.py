@@ -181,7 +181,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         model = build_model(dataclasses.replace(cfg.model, pretrained_backbone=False)).to(args.device)
         name = cfg.name
     if not args.train:
-        model.optimize_for_inference(dtype=args.dtype, fold_bn=args.fold_bn, channels_last=args.channels_last)
+        model.optimize_for_inference(
+            dtype=args.dtype, fold_bn=args.fold_bn, channels_last=args.channels_last, scope=args.scope
+        )
         if args.compile:
             model.backbone = torch.compile(model.backbone)
     batch_size = args.batch_size or (2 if args.train else 1)
@@ -190,7 +192,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         train=args.train, device=args.device, dtype=args.dtype,
     )
     result.update(
-        model=name, proposals=model.proposal_boxes.num_embeddings, fold_bn=args.fold_bn and not args.train,
+        model=name, proposals=model.proposal_boxes.num_embeddings, fold_bn=args.fold_bn and not args.train, scope=args.scope,
         channels_last=model.backbone.channels_last, compile=args.compile,
         tf32=args.tf32 if args.device.startswith("cuda") else None, weights=args.weights,
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -218,6 +220,8 @@ def add_parser(sub) -> None:
     p.add_argument("--train", action="store_true", help="time forward+backward+clip+AdamW steps")
     p.add_argument("--threads", type=int, help="torch.set_num_threads")
     p.add_argument("--proposals", type=int, help="override the number of proposals (random init only)")
+    p.add_argument("--scope", choices=("backbone", "fpn"), default="backbone",
+                   help="convolutions in --dtype: ResNet body + FPN (default) or the FPN only")
     p.add_argument("--fold-bn", action="store_true", help="fold frozen BatchNorm into the convs")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC convolutions (default: on for bf16/fp16, off for fp32)")

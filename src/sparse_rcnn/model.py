@@ -122,13 +122,15 @@ class SparseRCNN(nn.Module):
 
     def optimize_for_inference(
         self, *, dtype: str = "fp32", fold_bn: bool = False, channels_last: Optional[bool] = None,
-        head_dtype: Optional[str] = None,
+        head_dtype: Optional[str] = None, scope: str = "backbone",
     ) -> "SparseRCNN":
         """Opt-in fast inference, in place; returns self in eval mode (do not train it afterwards).
 
-        dtype: precision of the backbone + FPN convolutions (``fp32``, ``bf16``: oneDNN
-            AVX512-BF16/AMX on CPUs that have it, ``fp16``: GPUs). Their outputs go back to
-            fp32 before RoIAlign, so boxes are always decoded in fp32.
+        dtype: precision of the convolutions (``fp32``, ``bf16``: oneDNN AVX512-BF16/AMX on CPUs
+            that have it, ``fp16``: GPUs). Their outputs go back to fp32 before RoIAlign, so
+            boxes are always decoded in fp32.
+        scope: which convolutions run in ``dtype``: ``backbone`` (ResNet body + FPN: fastest) or
+            ``fpn`` (the FPN only, the ResNet body stays fp32: smaller deviation).
         head_dtype: autocast precision of the six stages' matrix products (default: fp32, or
             bf16 when ``dtype`` is bf16 on the CPU, fp16 when fp16). LayerNorm, softmax and the
             box decoding stay fp32.
@@ -143,13 +145,15 @@ class SparseRCNN(nn.Module):
         """
         if dtype not in DTYPES or (head_dtype is not None and head_dtype not in DTYPES):
             raise ValueError(f"unknown dtype {dtype!r}/{head_dtype!r}; choose from {sorted(DTYPES)}")
+        if scope not in ("backbone", "fpn"):
+            raise ValueError(f"unknown scope {scope!r}; choose backbone or fpn")
         self.eval()
         if fold_bn:
             fold_frozen_batchnorm(self.backbone.body)
         compute = None if dtype == "fp32" else DTYPES[dtype]
         if channels_last is None:
             channels_last = dtype != "fp32"
-        self.backbone.set_compute(dtype=compute, channels_last=channels_last)
+        self.backbone.set_compute(dtype=compute, channels_last=channels_last, fpn_only=scope == "fpn")
         head = head_dtype or dtype
         self.head_autocast = None if head == "fp32" else DTYPES[head]
         return self
