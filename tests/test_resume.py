@@ -57,7 +57,7 @@ def wait_for(predicate, proc, timeout=90.0):
         time.sleep(0.01)
 
 
-def resume(data, out, caplog):
+def resume(data, out):
     trainer = Trainer(config(data), output_dir=out, resume=True, progress=False)
     start = trainer.iter
     trainer.fit()
@@ -77,7 +77,7 @@ def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_comple
         proc.kill()
     assert not (out / "model_final.pth").exists()
     assert sorted(p.name for p in (out / "checkpoints").glob("iter_*.pth")) == ["iter_0000002.pth", "iter_0000004.pth"]
-    trainer, start = resume(data, out, caplog)
+    trainer, start = resume(data, out)
     assert start == 4
     assert "left by a run killed while writing it" in caplog.text
     assert not list((out / "checkpoints").glob("*.tmp"))
@@ -104,7 +104,7 @@ def test_sigterm_checkpoints_mid_epoch_and_a_torn_newest_checkpoint_falls_back(d
     assert 3 <= stopped_at < 8
     data_bytes = newest.read_bytes()
     newest.write_bytes(data_bytes[: len(data_bytes) // 2])  # as a non-atomic copy or a full disk would leave it
-    trainer, start = resume(data, out, caplog)
+    trainer, start = resume(data, out)
     assert "unreadable" in caplog.text and "trying the previous checkpoint" in caplog.text
     assert start < stopped_at
     assert_same_params(trainer.model.state_dict(), uninterrupted)
