@@ -78,7 +78,7 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory()
     folder = Path(args.keep or tmp.name)
     failed = False
-    print(f"{'config':<64} {'run':<9} {'dets':>5} {'max|dscore|':>12} {'max|dbox| px':>13} {'tie swaps':>9} "
+    print(f"{'config':<64} {'run':<9} {'dets':>5} {'max|dscore|':>12} {'max|dbox| px':>13} {'tie swaps':>9} {'unmatched':>9} "
           f"{'export s':>9} | torch 1 vs 2 thr: {'dscore':>8} {'dbox':>8}  ok")
     for name in args.configs:
         model = load_model(name, str(ref / name / "ckpt.pth"))
@@ -104,7 +104,7 @@ def main() -> int:
                 if "why" in r:
                     print(f"{name:<64} {label:<9} {r['why']}  FAIL")
                     continue
-                print(f"{name:<64} {label:<9} {r['n']:>5} {r['score']:>12.2e} {r['box']:>13.2e} {r['swaps']:>9} "
+                print(f"{name:<64} {label:<9} {r['n']:>5} {r['score']:>12.2e} {r['box']:>13.2e} {r['swaps']:>9} {r['unmatched']:>9} "
                       f"{export_s:>9.1f} | {'':>17} {floor.get('score', float('nan')):>8.2e} "
                       f"{floor.get('box', float('nan')):>8.2e}  {'ok' if r['ok'] else 'FAIL'}", flush=True)
         del model, detector
