@@ -57,8 +57,10 @@ class StopSignals:
         self.signum: Optional[int] = None
         self.announce = announce
         self._old: dict = {}
+        self._pid = 0
 
     def __enter__(self) -> "StopSignals":
+        self._pid = os.getpid()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._old[signum] = signal.getsignal(signum)
@@ -71,6 +73,8 @@ class StopSignals:
         self._old = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked data loader worker (Ctrl-C reaches the whole group): ignore
+            return
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: stop now
         self.signum = signum
