@@ -339,7 +339,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_iters:
         train["max_iters"] = args.max_iters
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data), train=dataclasses.replace(cfg.train, **train))
-    if int(os.environ.get("RANK", "0")) != 0:
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    if not main_process:
         logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
     try:
         metrics = Trainer(cfg, output_dir=args.output_dir, resume=args.resume, device=args.device).fit()
@@ -349,7 +350,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingError as e:
         log.error("%s", e)
         return 1
-    for key, value in metrics.items():
+    for key, value in metrics.items() if main_process else ():
         print(f"{key:<28} {value:>7.4f}")
     return 0
 

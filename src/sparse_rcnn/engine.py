@@ -162,7 +162,6 @@ class Trainer:
         if self.world_size > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
             )
         self.optimizer = build_optimizer(self.model, lr=t.lr, weight_decay=t.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
