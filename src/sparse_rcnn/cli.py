@@ -355,18 +355,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def draw_predictions(model, dataset, path: Path, *, device="cpu", count: int = 12, score_thr: float = 0.3, zoom: int = 3) -> None:
+    """A grid of the first ``count`` images of ``dataset`` (train=False), enlarged ``zoom`` times:
+    ground truth in white, predictions above ``score_thr`` in class colours with their scores."""
+    import torch
+    from torchvision.utils import draw_bounding_boxes
+
+    from .preprocess import resize_tensor
+    from .visualize import draw_detections, save_grid
+
+    model.eval()
+    tiles, side = [], 0
+    with torch.no_grad():
+        for i in range(min(count, len(dataset))):
+            image, target = dataset[i]
+            det = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
+            keep = det["scores"] > score_thr
+            h, w = image.shape[1:]
+            side = max(side, h * zoom, w * zoom)
+            big = draw_bounding_boxes(resize_tensor(image, (w * zoom, h * zoom)), target["boxes"] * zoom,
+                                      colors="white", width=1)
+            tiles.append(draw_detections(big, det["boxes"][keep] * zoom, det["labels"][keep].tolist(),
+                                         model.class_names, det["scores"][keep]))
+    save_grid(tiles, path, nrow=4, size=side)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the shapes dataset, train the demo config on it, evaluate, draw the results."""
     import dataclasses
 
-    import torch
-    from torchvision.utils import draw_bounding_boxes
-
     from .config import load_config
     from .engine import Trainer, TrainingError, TrainingInterrupted
-    from .preprocess import resize_tensor
     from .synthetic import SyntheticSpec, generate
-    from .visualize import draw_detections, save_grid
 
     out = Path(args.output_dir)
     cfg = load_config(args.config, args.set)
@@ -390,20 +410,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except TrainingError as e:
         log.error("%s", e)
         return 1
-    # Predictions (score > 0.3, class colours) over the ground truth (white), enlarged to be readable.
-    model, val, zoom = trainer.model.eval(), trainer.val_dataset, 3
-    tiles = []
-    with torch.no_grad():
-        for i in range(min(12, len(val))):
-            image, target = val[i]
-            det = model([image.to(trainer.device)])[0]
-            keep = det["scores"] > 0.3
-            h, w = image.shape[1:]
-            big = resize_tensor(image, (w * zoom, h * zoom))
-            big = draw_bounding_boxes(big, target["boxes"] * zoom, colors="white", width=1)
-            tiles.append(draw_detections(big, det["boxes"][keep].cpu() * zoom, det["labels"][keep].tolist(),
-                                         model.class_names, det["scores"][keep].cpu()))
-    save_grid(tiles, out / "predictions.png", nrow=4, size=max(w, h) * zoom)
+    draw_predictions(trainer.model, trainer.val_dataset, out / "predictions.png", device=trainer.device)
     print(f"{'metric':<28} {'value':>7}")
     for key, value in metrics.items():
         print(f"{key:<28} {value:>7.4f}")
