@@ -12,7 +12,7 @@ summary: images/s in the steady state (from the first record written to the last
 at the start (first record), middle and end of the run. Flat memory means end ~= start.
 
     python benchmarks/predict_folder.py [--images 3000] [--workers 2] [--batch-size 8]
-        [--backend torch|onnxruntime] [--threads 2] [--output results/predict_folder.json]
+        [--scale 320x256] [--backend torch|onnxruntime] [--threads 2] [--output results/predict_folder.json]
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def make_images(folder: Path, n: int, min_side: int, max_side: int, seed: int = 
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i:07d}.png", compress_level=1)
 
 
-def make_model(workdir: Path) -> tuple[Path, Path]:
-    """A small random Sparse R-CNN (resnet18, 64-channel FPN, 16 proposals, 2 stages, test scale
-    320x256) as a checkpoint, and its ONNX export."""
+def make_model(workdir: Path, scale: tuple[int, int]) -> tuple[Path, Path]:
+    """A small random Sparse R-CNN (resnet18, 64-channel FPN, 16 proposals, 2 stages, the given
+    test scale) as a checkpoint, and its ONNX export."""
     import torch
 
     from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
@@ -55,10 +55,10 @@ def make_model(workdir: Path) -> tuple[Path, Path]:
     from sparse_rcnn.model import build_model
     from tiny import tiny_config
 
-    ckpt, onnx_path = workdir / "small.pth", workdir / "small.onnx"
+    ckpt, onnx_path = workdir / f"small_{scale[0]}x{scale[1]}.pth", workdir / f"small_{scale[0]}x{scale[1]}.onnx"
     if not ckpt.exists():
         torch.manual_seed(0)
-        cfg = tiny_config(fpn_channels=64, num_proposals=16, ffn_dim=128, dynamic_dim=16, num_classes=5, test_scale=(320, 256))
+        cfg = tiny_config(fpn_channels=64, num_proposals=16, ffn_dim=128, dynamic_dim=16, num_classes=5, test_scale=scale)
         model = build_model(cfg.model)
         save_checkpoint(model_checkpoint(model, cfg), ckpt)
         export_onnx(model, onnx_path, dynamic=True)
@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the predict process")
     parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--scale", default="320x256", help="test scale of the model, LONGxSHORT")
     parser.add_argument("--workdir", default=os.path.expanduser("~/.cache/sparse-rcnn-bench/predict_folder"))
     parser.add_argument("--output", help="also write the summary JSON here")
     args = parser.parse_args()
@@ -113,7 +114,7 @@ def main() -> int:
     folder = workdir / f"images_{args.images}"
     t0 = time.perf_counter()
     make_images(folder, args.images, args.min_side, args.max_side)
-    ckpt, onnx_path = make_model(workdir)
+    ckpt, onnx_path = make_model(workdir, tuple(int(v) for v in args.scale.split("x")))
     print(f"data ready in {time.perf_counter() - t0:.1f}s: {args.images} images in {folder}", file=sys.stderr)
 
     out = workdir / "out.json"
@@ -152,7 +153,8 @@ def main() -> int:
         "rss_main_mib": {"start": round(first[2], 1), "middle": round(mid[2], 1), "end": round(last[2], 1),
                          "max": round(max(s[2] for s in running), 1)},
         "rss_workers_mib": {"start": round(first[3], 1), "middle": round(mid[3], 1), "end": round(last[3], 1)},
-        "image_sides": [args.min_side, args.max_side], "cpu": platform.processor() or platform.machine(),
+        "image_sides": [args.min_side, args.max_side], "test_scale": args.scale,
+        "load_average_1min_at_end": round(os.getloadavg()[0], 1), "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "command": " ".join(cmd[1:]),
     }
     print(json.dumps(summary, indent=2))
