@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo", help="generate a shapes dataset, train a small model on it from scratch, evaluate, draw",
-        description="The built-in demo: about 15 minutes on a laptop CPU. Writes the data, checkpoints, metrics.json, "
+        description="The built-in demo, trained from scratch (no download). Writes the data, checkpoints, metrics.json, "
         "curves.png and predictions.png to --output-dir.",
     )
     p.add_argument("--output-dir", default="sparse-rcnn-demo", help="where everything goes (default: ./sparse-rcnn-demo)")
