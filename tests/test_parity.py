@@ -35,10 +35,17 @@ STAGE_RTOL = 1e-4  # max |ours - ref| / max |ref| per tensor
 SCORE_ATOL = 1e-4
 BOX_ATOL_PX = 0.05
 LOSS_RTOL = 1e-4
-GRAD_RTOL = 1e-3  # weight matrices and kernels
-# 1-d parameters (norm affines, biases): their gradient sums many cancelling terms, so reduction
-# order alone (thread count, CPU kernels) moves its norm by up to ~5e-3 in our own code.
-VECTOR_GRAD_RTOL = 1e-2
+GRAD_RTOL = 1e-3  # the total gradient norm and the SELECTED ones (as make_reference.py's list)
+# Any single parameter: a gradient sums many cancelling terms, so the float reduction order alone
+# (thread count, CPU kernels) moves single norms by up to 5e-3 in our own code (R-101, measured).
+ALL_GRAD_RTOL = 1e-2
+SELECTED = (
+    "rpn_head.init_proposal_features.weight", "rpn_head.init_proposal_bboxes.weight",
+    "roi_head.bbox_head.0.attention.attn.in_proj_weight",
+    "roi_head.bbox_head.0.instance_interactive_conv.dynamic_layer.weight",
+    "roi_head.bbox_head.5.fc_cls.weight", "roi_head.bbox_head.5.fc_reg.weight",
+    "neck.fpn_convs.0.conv.weight", "backbone.layer4.1.conv2.weight",
+)
 STAGE_KEYS = ("cls_score", "bbox_delta", "decoded_bboxes", "object_feats")
 
 
@@ -182,14 +189,17 @@ def test_training_losses_gradients_and_assignments_match_mmdet(golden, model):
             assert abs(losses[key].item() - ref) <= LOSS_RTOL * abs(ref), key
         sum(losses.values()).backward()
         params = dict(model.named_parameters())
+        assert set(SELECTED) <= set(train["grad_norms"])
         ours_of = convert_mmdet_state_dict(dict.fromkeys(train["grad_norms"]))
         for ours_name, mm_name in zip(ours_of, train["grad_norms"]):
             grad, ref = params[ours_name].grad, train["grad_norms"][mm_name]
             if ref is None:  # frozen stem and layer1
                 assert grad is None, mm_name
             else:
-                tol = GRAD_RTOL if grad.dim() >= 2 else VECTOR_GRAD_RTOL
+                tol = GRAD_RTOL if mm_name in SELECTED else ALL_GRAD_RTOL
                 assert abs(grad.norm().item() - ref) <= tol * ref, mm_name
+        total = torch.stack([p.grad.norm() for p in params.values() if p.grad is not None]).norm().item()
+        assert abs(total - train["grad_total_norm"]) <= GRAD_RTOL * train["grad_total_norm"]
         n = golden["model_config"]["num_proposals"]
         for s, matches in enumerate(model.criterion.last_matches):
             for i, (pred, gt) in enumerate(matches):

