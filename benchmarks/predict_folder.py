@@ -152,7 +152,9 @@ def main() -> int:
         "images_per_s_steady": round((last[1] - first[1]) / (last[0] - first[0]), 1),
         "rss_main_mib": {"start": round(first[2], 1), "middle": round(mid[2], 1), "end": round(last[2], 1),
                          "max": round(max(s[2] for s in running), 1)},
-        "rss_workers_mib": {"start": round(first[3], 1), "middle": round(mid[3], 1), "end": round(last[3], 1)},
+        # Workers exit once the last batch is decoded: their "end" is the last sample with them alive.
+        "rss_workers_mib": {"start": round(first[3], 1), "middle": round(mid[3], 1),
+                            "end": round([s for s in running if s[3] > 0][-1][3], 1)},
         "image_sides": [args.min_side, args.max_side], "test_scale": args.scale,
         "load_average_1min_at_end": round(os.getloadavg()[0], 1), "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "command": " ".join(cmd[1:]),
