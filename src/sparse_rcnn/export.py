@@ -127,5 +127,5 @@ def export_onnx(
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     log.info("wrote %s (opset %d, %s input %s)", path, opset, "dynamic" if dynamic else "static",
-             f"(B, 3, H, W)" if dynamic else f"({batch_size}, 3, {hp}, {wp})")
+             "(B, 3, H, W)" if dynamic else f"({batch_size}, 3, {hp}, {wp})")
     return path
