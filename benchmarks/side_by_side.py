@@ -1,6 +1,6 @@
 """sparse-rcnn vs MMDetection on the same machine, ALTERNATING runs, printing ratios.
 
-Each round runs, one after the other, MMDetection (``benchmarks/mmdet_bench.py`` in the oracle
+Each round runs, one after the other (``--pair-each``: MMDetection again before every mode), MMDetection (``benchmarks/mmdet_bench.py`` in the oracle
 venv) and ``sparse-rcnn benchmark`` in each requested mode, every run in a fresh process on the
 reference R-50 checkpoint and the same synthetic 800x1333 input (batch 1 for inference, batch 2 for
 training). Ratios are taken within a round (neighbouring runs see the same machine load); the
@@ -53,6 +53,7 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=5, help="timed inference iterations per run")
     ap.add_argument("--train-iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pair-each", action="store_true", help="re-run MMDetection right before every mode")
     ap.add_argument("--out", default=osp.join(HERE, "results", "side_by_side.jsonl"))
     args = ap.parse_args()
     os.makedirs(osp.dirname(args.out), exist_ok=True)
@@ -63,7 +64,7 @@ def main() -> int:
             for mode in args.modes:
                 extra, kind = MODES[mode]
                 iters = args.train_iters if kind == "train" else args.iters
-                if kind not in mmdet:  # MMDetection first, then ours, within the same round
+                if kind not in mmdet or args.pair_each:  # MMDetection first, then ours
                     cmd = [ORACLE_PY, osp.join(HERE, "mmdet_bench.py"), "--iters", str(iters),
                            "--threads", str(args.threads)] + (["--train"] if kind == "train" else [])
                     mmdet[kind] = run_json(cmd)
