@@ -305,7 +305,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     metrics, results = evaluate(
         model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, classwise=True,
-        cat_ids=cat_ids,
+        cat_ids=cat_ids, progress=sys.stderr.isatty(),
     )
     print(f"{'metric':<28} {'value':>7}")
     for key, value in metrics.items():

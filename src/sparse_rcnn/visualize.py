@@ -61,7 +61,7 @@ def save_grid(images: list[Tensor], path: str | Path, nrow: int = 4, size: int =
         pil.thumbnail((size, size))
         canvas = Image.new("RGB", (size, size), (255, 255, 255))
         canvas.paste(pil, ((size - pil.width) // 2, (size - pil.height) // 2))
-        tiles.append(torch.from_numpy(np.asarray(canvas)).permute(2, 0, 1))
+        tiles.append(torch.from_numpy(np.array(canvas)).permute(2, 0, 1))
     save_png(make_grid(tiles, nrow=nrow, padding=4, pad_value=255), path)
 
 
