@@ -25,6 +25,8 @@ from sparse_rcnn import cli, images
 from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
 from sparse_rcnn.images import ImageError, expand_image_paths, read_image
 from sparse_rcnn.model import build_model
+from test_data import ANNS, IMAGES, write_coco
+from test_data import BAD as BAD_ANNOTATIONS
 from tiny import tiny_config
 
 SCALE = (64, 48)  # a small test scale keeps each tiny-model forward in milliseconds
@@ -411,3 +413,20 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path, weights):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"ERROR skipped {tmp_path / 'bad.jpg'}: not an image" in proc.stderr
     assert [Path(r["image"]).name for r in json.loads(proc.stdout)] == ["good.png"]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANNOTATIONS))
+def test_bad_annotations_through_eval_and_train(tmp_path, weights, caplog, case):
+    """Every annotation problem the loader detects reaches the user as one line with the way out."""
+    extra_images, extra_anns, text = BAD_ANNOTATIONS[case]
+    ann, img = write_coco(tmp_path, IMAGES + extra_images, ANNS + extra_anns)
+    if case == "missing file":
+        (img / "9.png").unlink()
+    rc, errors = run(["eval", "--weights", weights, "--ann", str(ann), "--images", str(img)], caplog)
+    assert rc == 2 and len(errors) == 1 and text in errors[0] and "data.bad_annotations=skip" in errors[0], errors
+    out = tmp_path / "out"
+    rc, errors = run(["train", "--config", "sparse_rcnn_r18_demo_shapes", "--output-dir", str(out),
+                      "--set", f"data.train_ann={ann}", "--set", f"data.train_images={img}",
+                      "--set", f"data.val_ann={ann}", "--set", f"data.val_images={img}"], caplog)
+    assert rc == 2 and len(errors) == 1 and text in errors[0], errors
+    assert not list(out.glob("*.pth"))  # stopped before any checkpoint was written
