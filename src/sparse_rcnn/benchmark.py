@@ -99,11 +99,12 @@ def run_benchmark(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if train:
+        from .engine import build_optimizer
         from .model import DTYPES
 
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        optimizer = build_optimizer(model, lr=lr, weight_decay=weight_decay)
         amp = dtype != "fp32"
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == "fp16")
 
