@@ -70,7 +70,7 @@ def export_onnx(
     model: nn.Module, path: Union[str, Path], *, batch_size: int = 1, size: Optional[tuple[int, int]] = None,
     dynamic: bool = False, opset: int = DEFAULT_OPSET, name: Optional[str] = None,
 ) -> Path:
-    """Write ``model`` (a ``SparseRCNN``, fp32) as an ONNX file and check it; returns the path.
+    """Write ``model`` (a ``SparseRCNN``; fp32, or fp64 for exactness checks) as an ONNX file; returns the path.
 
     size: (Hp, Wp) of the example batch (multiples of the size divisor; default: a landscape
         image at the test scale). Without ``dynamic`` the graph accepts exactly
@@ -95,7 +95,7 @@ def export_onnx(
     param = next(model.parameters())
     # Any content traces the same graph; random values just keep the trace's boxes non-degenerate.
     gen = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, 3, hp, wp, generator=gen).to(param.device)
+    images = torch.randn(batch_size, 3, hp, wp, generator=gen).to(param.device, param.dtype)
     image_sizes = torch.tensor([[hp, wp]] * batch_size, dtype=torch.int64, device=param.device)
     dynamic_axes = None
     if dynamic:
