@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_model
-from sparse_rcnn.config import named_configs
+from sparse_rcnn.zoo import ZOO
 from sparse_rcnn.head import decode_boxes
 
 COMPARE_PY = Path(os.environ.get("MMDET_REFERENCE", "/work/shared/mmdet-reference")) / "compare.py"
@@ -211,7 +211,7 @@ def check_all_grads(name: str, ref: Path, model, table: Table) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oracle-dir", default=os.environ.get("ORACLE_DIR", os.path.expanduser("~/.cache/sparse-rcnn-oracle")))
-    parser.add_argument("--configs", nargs="*", default=named_configs())
+    parser.add_argument("--configs", nargs="*", default=list(ZOO))
     parser.add_argument("--parts", default="abc", help="which checks to run: any of a, b, c (default abc)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
