@@ -43,13 +43,13 @@ def test_demo_command_writes_metrics_curves_and_predictions(tmp_path, capsys):
 def test_training_learns_the_shapes(tmp_path):
     """Loss falls, and box AP / recall on the training images rise above an untrained model's (0).
 
-    Sixteen images with one or two large shapes, 60 steps: a start at fitting them. An untrained
+    Sixteen images with one or two large shapes, 200 steps: a start at fitting them. An untrained
     model scores exactly 0 (its boxes are the whole image); a model whose boxes, labels or
     matching were broken could not place boxes of the right class at IoU >= 0.5 on them.
     """
     data = generate(tmp_path / "data", SyntheticSpec(num_train=16, num_val=1, image_size=64, min_size=24,
                                                      max_size=44, max_objects=2))
-    cfg = load_config("sparse_rcnn_r18_demo_shapes", TINY + ["train.lr=2e-3", "train.max_iters=60",
+    cfg = load_config("sparse_rcnn_r18_demo_shapes", TINY + ["train.lr=2e-3", "train.max_iters=200",
                                                              "train.eval_interval=0", "train.keep_checkpoints=1"])
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_ann=str(data.train_ann),
                                                             train_images=str(data.train_images)))
@@ -60,7 +60,8 @@ def test_training_learns_the_shapes(tmp_path):
         trained = trainer.fit()
     losses = [r["loss"] for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())
               if r["type"] == "train"]
-    assert sum(losses[-3:]) / 3 < 0.5 * losses[0]  # measured: 20.7 -> 7.2
+    assert sum(losses[-3:]) / 3 < 0.5 * losses[0]  # measured: 20.7 -> 5.0
     assert untrained["bbox_mAP_50"] == 0.0 and untrained["bbox_AR_100"] == 0.0
-    # Measured after 60 steps: AP50 0.018, AR_100 0.085 (a start; the full demo goes much further).
-    assert trained["bbox_mAP_50"] >= 0.008 and trained["bbox_AR_100"] >= 0.04
+    # Measured after 200 steps, over training seeds and thread counts: AP50 0.03-0.14, AR_100
+    # 0.18-0.21 (a start; the full demo reaches AP50 0.7). The floors are half the lowest.
+    assert trained["bbox_mAP_50"] >= 0.015 and trained["bbox_AR_100"] >= 0.09
