@@ -7,7 +7,7 @@ reference images (batch 1, test pipeline) and reports, against plain fp32:
   * the top-k agreement: greedy one-to-one matching in fp32's score order, same label and
     IoU >= 0.9; the mode passes when >= 95 % of fp32's top-k detections are matched.
 It also writes each mode's detections in ``sparse-rcnn predict``'s format to --out-dir, so that
-``/work/shared/mmdet-reference/compare.py REF_DIR DIR/<mode>.json`` checks them against MMDetection.
+``../shared/mmdet-reference/compare.py REF_DIR DIR/<mode>.json`` checks them against MMDetection.
 
     python benchmarks/check_fast_modes.py [--modes fp32-cl bf16 ...] [--threads 2]
 """
@@ -28,7 +28,7 @@ from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.predictor import predict, to_record
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
-COMPARE = os.environ.get("MMDET_COMPARE", "/work/shared/mmdet-reference/compare.py")
+COMPARE = os.environ.get("MMDET_COMPARE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference", "compare.py"))
 
 # mode name -> optimize_for_inference kwargs (None: the model as loaded, no call at all)
 MODES = {

@@ -2,7 +2,7 @@
 
 Runs ONLY in the oracle venv (``~/.cache/sparse-rcnn-oracle/venv/bin/python``); it is a development
 tool and never imported by the package. The model is built exactly as
-``/work/shared/mmdet-reference/make_reference.py``'s ``benchmark()`` does (mmdet's own config, the
+``../shared/mmdet-reference/make_reference.py``'s ``benchmark()`` does (mmdet's own config, the
 reference ``ckpt.pth``), and timed with ``model.test_step`` (inference, ``no_grad``) or
 ``model.train_step`` (forward, backward, grad clip, AdamW step). The inputs are the ones
 ``sparse_rcnn.benchmark`` makes: uint8 images of the given size from ``torch.Generator`` seed 0 and
@@ -27,7 +27,7 @@ import time
 import torch
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
-REFERENCE_TOOLS = os.environ.get("MMDET_REFERENCE", "/work/shared/mmdet-reference")
+REFERENCE_TOOLS = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))
 
 
 def synthetic_batch(batch_size, h, w):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write the golden parity fixture ``tests/golden/`` with MMDetection's own Sparse R-CNN (tiny dims).
 
-Runs in the oracle venv made by ``/work/shared/mmdet-reference/setup.sh`` (never in CI):
+Runs in the oracle venv made by ``../shared/mmdet-reference/setup.sh`` (never in CI):
 
     ~/.cache/sparse-rcnn-oracle/venv/bin/python tools/make_golden.py [--out tests/golden]
 
@@ -30,7 +30,7 @@ from PIL import Image
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
-MMDET_REFERENCE = os.environ.get("MMDET_REFERENCE", "/work/shared/mmdet-reference")
+MMDET_REFERENCE = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))
 sys.path.insert(0, osp.join(REPO, "tests", "golden"))
 sys.path.insert(0, MMDET_REFERENCE)
 

@@ -2,7 +2,7 @@
 """Parity of sparse-rcnn with MMDetection 3.3 on the full oracle reference set (a dev tool, not CI).
 
 Runs in sparse-rcnn's own venv and reads the reference made by
-``/work/shared/mmdet-reference/make_reference.py`` (``$ORACLE_DIR/ref``, default
+``../shared/mmdet-reference/make_reference.py`` (``$ORACLE_DIR/ref``, default
 ``~/.cache/sparse-rcnn-oracle/ref``). For every zoo config it checks:
 
 a. ``sparse-rcnn predict`` on ``inputs/img{0,1}.png`` with the reference ``ckpt.pth``, batch 1 and
@@ -40,7 +40,7 @@ from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_model
 from sparse_rcnn.zoo import ZOO
 from sparse_rcnn.head import decode_boxes
 
-COMPARE_PY = Path(os.environ.get("MMDET_REFERENCE", "/work/shared/mmdet-reference")) / "compare.py"
+COMPARE_PY = Path(os.environ.get("MMDET_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "mmdet-reference")) / "compare.py"
 STAGE_TOL = 1e-4
 LOSS_TOL = 1e-4
 GRAD_TOL = 1e-3

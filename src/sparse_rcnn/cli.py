@@ -322,12 +322,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schedule(args: argparse.Namespace) -> dict:
+    """TrainConfig overrides from --epochs / --max-iters (--epochs alone drops a config's max_iters)."""
+    train: dict = {"epochs": args.epochs, "max_iters": None} if args.epochs else {}
+    if args.max_iters:
+        train["max_iters"] = args.max_iters
+    return train
+
+
+def _fit(cfg, output_dir, args: argparse.Namespace):
+    """Build and run a Trainer -> (trainer, metrics, 0); an interruption or a training error is
+    logged and returned as the exit status instead (128 + signal, or 1)."""
+    from .engine import Trainer, TrainingError, TrainingInterrupted
+
+    try:
+        trainer = Trainer(cfg, output_dir=output_dir, resume=args.resume, device=args.device)
+        return trainer, trainer.fit(), 0
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        return None, None, 128 + e.signum
+    except TrainingError as e:
+        log.error("%s", e)
+        return None, None, 1
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
     import os
 
     from .config import load_config
-    from .engine import Trainer, TrainingError, TrainingInterrupted
 
     cfg = load_config(args.config, args.set)
     data = {"train_ann": args.train_ann, "train_images": args.train_images, "val_ann": args.val_ann,
@@ -335,21 +358,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = {k: v for k, v in data.items() if v is not None}
     if (args.train_ann or args.train_images) and not (args.val_ann or args.val_images):
         data.update(val_ann=None, val_images=None)  # own data: the config's COCO val paths do not apply
-    train = {"epochs": args.epochs, "max_iters": None} if args.epochs else {}
-    if args.max_iters:
-        train["max_iters"] = args.max_iters
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data), train=dataclasses.replace(cfg.train, **train))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
+                              train=dataclasses.replace(cfg.train, **_schedule(args)))
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if not main_process:
         logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
-    try:
-        metrics = Trainer(cfg, output_dir=args.output_dir, resume=args.resume, device=args.device).fit()
-    except TrainingInterrupted as e:
-        log.warning("%s", e)
-        return 128 + e.signum
-    except TrainingError as e:
-        log.error("%s", e)
-        return 1
+    _, metrics, status = _fit(cfg, args.output_dir, args)
+    if status:
+        return status
     for key, value in metrics.items() if main_process else ():
         print(f"{key:<28} {value:>7.4f}")
     return 0
@@ -385,7 +401,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .config import load_config
-    from .engine import Trainer, TrainingError, TrainingInterrupted
     from .synthetic import SyntheticSpec, generate
 
     out = Path(args.output_dir)
@@ -398,18 +413,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg,
         data=dataclasses.replace(cfg.data, train_ann=str(data.train_ann), train_images=str(data.train_images),
                                  val_ann=str(data.val_ann), val_images=str(data.val_images)),
-        train=dataclasses.replace(cfg.train, **({"epochs": args.epochs, "max_iters": None} if args.epochs else {}),
-                                  **({"max_iters": args.max_iters} if args.max_iters else {})),
+        train=dataclasses.replace(cfg.train, **_schedule(args)),
     )
-    try:
-        trainer = Trainer(cfg, output_dir=out, resume=args.resume, device=args.device)
-        metrics = trainer.fit()
-    except TrainingInterrupted as e:
-        log.warning("%s", e)
-        return 128 + e.signum
-    except TrainingError as e:
-        log.error("%s", e)
-        return 1
+    trainer, metrics, status = _fit(cfg, out, args)
+    if status:
+        return status
     draw_predictions(trainer.model, trainer.val_dataset, out / "predictions.png", device=trainer.device)
     print(f"{'metric':<28} {'value':>7}")
     for key, value in metrics.items():
