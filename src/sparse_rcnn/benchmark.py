@@ -147,6 +147,7 @@ def run_benchmark(
 
 
 def parse_size(text: str) -> tuple[int, int]:
+    """argparse type for ``--size HxW`` (benchmark and export)."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:

@@ -233,14 +233,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size_arg(text: str) -> tuple[int, int]:
-    """argparse type for ``--size HxW``."""
-    h, sep, w = text.lower().partition("x")
-    if not sep or not h.isdigit() or not w.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 800x1344, got {text!r}")
-    return int(h), int(w)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from .checkpoints import load_model
     from .export import export_onnx
@@ -430,6 +422,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .benchmark import add_parser as add_benchmark_parser
+    from .benchmark import parse_size
+
     parser = argparse.ArgumentParser(prog="sparse-rcnn", description="Sparse R-CNN object detection")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -464,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic", action="store_true", help="any batch size and image size (default: fixed)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 16 (default: 17)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="batch size of a fixed-shape graph")
-    p.add_argument("--size", type=_size_arg, metavar="HxW",
+    p.add_argument("--size", type=parse_size, metavar="HxW",
                    help="padded input size of a fixed-shape graph, multiples of 32 (default: 800x1344)")
     p.set_defaults(func=cmd_export)
 
@@ -528,8 +523,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output-dir")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.set_defaults(func=cmd_demo)
-
-    from .benchmark import add_parser as add_benchmark_parser
 
     add_benchmark_parser(sub)
     return parser
