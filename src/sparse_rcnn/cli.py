@@ -363,31 +363,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def draw_predictions(model, dataset, path: Path, *, device="cpu", count: int = 12, score_thr: float = 0.3, zoom: int = 3) -> None:
-    """A grid of the first ``count`` images of ``dataset`` (train=False), enlarged ``zoom`` times:
-    ground truth in white, predictions above ``score_thr`` in class colours with their scores."""
-    import torch
-    from torchvision.utils import draw_bounding_boxes
-
-    from .preprocess import resize_tensor
-    from .visualize import draw_detections, save_grid
-
-    model.eval()
-    tiles, side = [], 0
-    with torch.no_grad():
-        for i in range(min(count, len(dataset))):
-            image, target = dataset[i]
-            det = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
-            keep = det["scores"] > score_thr
-            h, w = image.shape[1:]
-            side = max(side, h * zoom, w * zoom)
-            big = draw_bounding_boxes(resize_tensor(image, (w * zoom, h * zoom)), target["boxes"] * zoom,
-                                      colors="white", width=1)
-            tiles.append(draw_detections(big, det["boxes"][keep] * zoom, det["labels"][keep].tolist(),
-                                         model.class_names, det["scores"][keep]))
-    save_grid(tiles, path, nrow=4, size=side)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the shapes dataset, train the demo config on it, evaluate, draw the results."""
     import dataclasses
@@ -407,6 +382,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                  val_ann=str(data.val_ann), val_images=str(data.val_images)),
         train=dataclasses.replace(cfg.train, **_schedule(args)),
     )
+    from .visualize import draw_predictions
+
     trainer, metrics, status = _fit(cfg, out, args)
     if status:
         return status

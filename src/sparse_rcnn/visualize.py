@@ -97,3 +97,26 @@ def plot_training_curves(log_jsonl: str | Path, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+@torch.no_grad()
+def draw_predictions(
+    model, dataset, path: str | Path, *, device="cpu", count: int = 12, score_thr: float = 0.3, zoom: int = 3
+) -> None:
+    """A grid of the first ``count`` images of ``dataset`` (train=False), enlarged ``zoom`` times:
+    ground truth in white, predictions above ``score_thr`` in class colours with their scores."""
+    from .preprocess import resize_tensor
+
+    model.eval()
+    tiles, side = [], 0
+    for i in range(min(count, len(dataset))):
+        image, target = dataset[i]
+        det = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
+        keep = det["scores"] > score_thr
+        h, w = image.shape[1:]
+        side = max(side, h * zoom, w * zoom)
+        big = draw_bounding_boxes(resize_tensor(image, (w * zoom, h * zoom)), target["boxes"] * zoom,
+                                  colors="white", width=1)
+        tiles.append(draw_detections(big, det["boxes"][keep] * zoom, det["labels"][keep].tolist(),
+                                     model.class_names, det["scores"][keep]))
+    save_grid(tiles, path, nrow=4, size=side)
