@@ -146,6 +146,7 @@ def _predict_backend(args: argparse.Namespace):
 
 def _coco_ids(args: argparse.Namespace, class_names: list[str]) -> tuple[list[int], dict[str, int] | None]:
     """Category id of each label, and image id by file name (from ``--ann``, else None)."""
+    from .evaluation import match_categories
     from .zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 
     if not args.ann:
@@ -159,13 +160,8 @@ def _coco_ids(args: argparse.Namespace, class_names: list[str]) -> tuple[list[in
         image_ids = {str(im["file_name"]): int(im["id"]) for im in ann["images"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UsageError(f"--ann {args.ann}: not a readable COCO annotation file ({type(e).__name__}: {e})") from None
-    by_name = {c.get("name"): c["id"] for c in categories}
-    if all(n in by_name for n in class_names):
-        cat_ids = [by_name[n] for n in class_names]
-    elif len(categories) == len(class_names):
-        log.warning("category names of %s differ from the model's; labels are matched by position", args.ann)
-        cat_ids = [c["id"] for c in categories]
-    else:
+    cat_ids = match_categories(class_names, [(c["id"], c.get("name")) for c in categories], args.ann)
+    if cat_ids is None:
         raise UsageError(f"--ann {args.ann} has {len(categories)} categories but the model predicts {len(class_names)} classes")
     # Also match by base name, so that images given with a folder prefix are found.
     for name, image_id in list(image_ids.items()):
@@ -264,7 +260,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .checkpoints import load_model
     from .config import ConfigError, config_from_dict
     from .data import CocoDetection
-    from .evaluation import evaluate
+    from .evaluation import evaluate, match_categories
 
     raw: dict = {"data": {}}
     for item in args.set:  # only the data section matters here; validated like any config
@@ -284,13 +280,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write {path}: it is a folder or not writable")
     dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
     model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
-    by_name = dict(zip(dataset.class_names, dataset.cat_ids))
-    if all(name in by_name for name in model.class_names):  # as MMDetection: categories by class name
-        cat_ids = [by_name[name] for name in model.class_names]
-    elif len(dataset.cat_ids) == model.num_classes:
-        log.warning("category names of %s differ from the model's; labels are matched by position", args.ann)
-        cat_ids = dataset.cat_ids
-    else:
+    cat_ids = match_categories(model.class_names, list(zip(dataset.cat_ids, dataset.class_names)), args.ann)
+    if cat_ids is None:
         raise ConfigError(
             f"{args.ann} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
             "pick the matching --model/--weights"

@@ -77,6 +77,20 @@ def coco_evaluate(
     return metrics
 
 
+def match_categories(
+    class_names: Sequence[str], categories: Sequence[tuple[int, str]], source: str
+) -> Optional[list[int]]:
+    """COCO category id of each model label: by class name, as MMDetection does; else by position
+    when the counts agree (with a warning naming ``source``); None when neither fits."""
+    by_name = {name: cat_id for cat_id, name in categories}
+    if all(name in by_name for name in class_names):
+        return [by_name[name] for name in class_names]
+    if len(categories) == len(class_names):
+        log.warning("category names of %s differ from the model's; labels are matched by position", source)
+        return [cat_id for cat_id, _ in categories]
+    return None
+
+
 def detections_to_coco(image_id: int, det: dict[str, Tensor], cat_ids: Sequence[int]) -> list[dict]:
     """One image's detections (``boxes`` (k, 4) xyxy in original pixels, ``scores``, ``labels``
     contiguous) -> COCO results entries."""
