@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoints import model_checkpoint, save_checkpoint
-from .config import Config, ConfigError
+from .config import Config, ConfigError, check_values
 from .faults import StopSignals, TrainingError, TrainingInterrupted, all_finite, nan_iterations, slow_save
 from .model import build_model
 from .sampler import GroupedBatchSampler
@@ -126,10 +126,7 @@ class Trainer:
         self, cfg: Config, *, output_dir: str | Path, resume: bool = False, device: Optional[str] = None,
         progress: bool = True, train_dataset: Any = None, val_dataset: Any = None,
     ) -> None:
-        if cfg.train.amp not in ("none", "bf16", "fp16"):
-            raise ConfigError(f"train.amp must be none, bf16 or fp16, got {cfg.train.amp!r}")
-        if cfg.train.accumulate < 1 or cfg.data.batch_size < 1:
-            raise ConfigError("train.accumulate and data.batch_size must be >= 1")
+        check_values(cfg)  # a Config built in Python has not been through load_config's checks
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
