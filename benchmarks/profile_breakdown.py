@@ -105,10 +105,8 @@ def training_breakdown(model, images, targets, iters: int) -> dict[str, float]:
 
 
 def count_flops(model, image) -> float:
-    model.requires_grad_(False)
-    with FlopCounterMode(display=False) as fc:
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:  # requires_grad_ untouched: frozen stages stay frozen
         model([image])
-    model.requires_grad_(True)
     return fc.get_total_flops()
 
 
