@@ -22,12 +22,11 @@ import torch
 from PIL import Image
 
 from sparse_rcnn import cli, images
-from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
+from sparse_rcnn.checkpoints import save_checkpoint
 from sparse_rcnn.images import ImageError, expand_image_paths, read_image
-from sparse_rcnn.model import build_model
 from test_data import ANNS, IMAGES, write_coco
 from test_data import BAD as BAD_ANNOTATIONS
-from tiny import tiny_config
+from tiny import save_tiny_checkpoint, tiny_config
 
 SCALE = (64, 48)  # a small test scale keeps each tiny-model forward in milliseconds
 
@@ -182,11 +181,7 @@ def test_folder_expansion(tmp_path):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> str:
-    cfg = tiny_config(test_scale=SCALE)
-    model = build_model(cfg.model, ["cat", "dog", "bird"])
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_checkpoint(model_checkpoint(model, cfg), path)
-    return str(path)
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", ["cat", "dog", "bird"], test_scale=SCALE))
 
 
 def run(argv: list[str], caplog) -> tuple[int, list[str]]:
@@ -351,7 +346,7 @@ def test_weights_for_another_architecture_list_mismatched_keys(tmp_path, weights
 
     torch.save({"meta": {}, "state_dict": to_mmdet(ckpt["model"])}, tmp_path / "mmdet_r18.pth")
     cfg = tiny_config(test_scale=SCALE)
-    (tmp_path / "r34.yaml").write_text(json.dumps({"model": {**{k: v for k, v in cfg.to_dict()["model"].items()},
+    (tmp_path / "r34.yaml").write_text(json.dumps({"model": {**cfg.to_dict()["model"],
                                                              "backbone": "resnet34"}}))
     rc, errors = run(["predict", image, "--model", str(tmp_path / "r34.yaml"),
                       "--weights", str(tmp_path / "mmdet_r18.pth")], caplog)

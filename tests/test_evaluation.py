@@ -9,13 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
 from sparse_rcnn.cli import main
 from sparse_rcnn.data import CocoDetection
 from sparse_rcnn.evaluation import METRICS, coco_evaluate, detections_to_coco, evaluate
-from sparse_rcnn.model import build_model
 from test_data import write_coco
-from tiny import tiny_config
+from tiny import save_tiny_checkpoint
 
 SIX = ["bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l"]
 
@@ -122,11 +120,7 @@ def test_evaluate_perfect_model_under_distributed(tmp_path):
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
-    cfg = tiny_config(num_classes=3)
-    model = build_model(cfg.model, ["x", "y", "z"])
-    path = tmp_path / "tiny.pth"
-    save_checkpoint(model_checkpoint(model, cfg), path)
-    return path
+    return save_tiny_checkpoint(tmp_path / "tiny.pth", ["x", "y", "z"])
 
 
 def test_eval_command_agrees_with_cocoeval(tmp_path, tiny_checkpoint, capsys):

@@ -9,10 +9,8 @@ import torch
 from PIL import Image
 
 from sparse_rcnn import cli
-from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
-from sparse_rcnn.model import build_model
 from sparse_rcnn.zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
-from tiny import tiny_config
+from tiny import save_tiny_checkpoint
 
 CLASSES = ["circle", "square", "star"]
 
@@ -21,8 +19,7 @@ CLASSES = ["circle", "square", "star"]
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     torch.manual_seed(0)
-    cfg = tiny_config()
-    save_checkpoint(model_checkpoint(build_model(cfg.model, CLASSES), cfg), root / "tiny.pth")
+    save_tiny_checkpoint(root / "tiny.pth", CLASSES)
     folder = root / "images"
     folder.mkdir()
     rng = np.random.default_rng(0)
