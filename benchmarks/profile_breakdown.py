@@ -23,6 +23,7 @@ from collections import OrderedDict, defaultdict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from sparse_rcnn.allocator import keep_freed_memory
 from sparse_rcnn.benchmark import synthetic_inputs
 from sparse_rcnn.config import load_config
 from sparse_rcnn.head import decode_boxes
@@ -105,8 +106,17 @@ def training_breakdown(model, images, targets, iters: int) -> dict[str, float]:
 
 
 def count_flops(model, image) -> float:
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:  # requires_grad_ untouched: frozen stages stay frozen
-        model([image])
+    # FlopCounterMode's module tracker needs grad mode on; parameters are switched off instead,
+    # and each gets its own flag back afterwards (the frozen stages stay frozen).
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with FlopCounterMode(display=False) as fc:
+            model([image])
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
     return fc.get_total_flops()
 
 
@@ -128,12 +138,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--system-malloc", action="store_true", help="leave glibc malloc as it is (the CLI's default is keep-freed)")
     args = ap.parse_args()
+    malloc = "keep-freed" if not args.system_malloc and keep_freed_memory() else "system"
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = make_model(dtype=args.dtype)
     (image,), _ = synthetic_inputs(1, (800, 1333))
-    out = {"dtype": args.dtype, "threads": args.threads}
+    out = {"dtype": args.dtype, "threads": args.threads, "malloc": malloc}
     out["inference_ms"] = inference_breakdown(model, image, args.iters)
     out["inference_total_ms"] = round(sum(out["inference_ms"].values()), 1)
     print(json.dumps({"inference_ms": out["inference_ms"], "total": out["inference_total_ms"]}), flush=True)

@@ -5,9 +5,11 @@ venv) and ``sparse-rcnn benchmark`` in each requested mode, every run in a fresh
 reference R-50 checkpoint and the same synthetic 800x1333 input (batch 1 for inference, batch 2 for
 training). Ratios are taken within a round (neighbouring runs see the same machine load); the
 summary reports the median ratio over rounds. One JSON line per run and a summary are written.
+``sparse-rcnn`` sets glibc malloc to keep freed memory (``sparse_rcnn/allocator.py``);
+``--mmdet-malloc system keep-freed`` times MMDetection both as shipped and with the same setting.
 
     python benchmarks/side_by_side.py [--rounds 3] [--modes fp32 bf16 train] [--iters 5]
-        [--threads 2] [--out benchmarks/results/side_by_side.jsonl]
+        [--threads 2] [--mmdet-malloc system keep-freed] [--out benchmarks/results/side_by_side.jsonl]
 """
 
 from __future__ import annotations
@@ -38,8 +40,15 @@ MODES = {
 }
 
 
-def run_json(cmd: list[str]) -> dict:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+# glibc environment variables equivalent to sparse_rcnn.allocator.keep_freed_memory()
+MALLOC_ENV = {
+    "system": {},
+    "keep-freed": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**63)},
+}
+
+
+def run_json(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -54,33 +63,41 @@ def main() -> int:
     ap.add_argument("--train-iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pair-each", action="store_true", help="re-run MMDetection right before every mode")
+    ap.add_argument("--mmdet-malloc", nargs="+", default=["system"], choices=list(MALLOC_ENV),
+                    help="run MMDetection with glibc's default malloc (as its users do) and/or with the "
+                         "keep-freed setting `sparse-rcnn` applies to itself (sparse_rcnn/allocator.py)")
     ap.add_argument("--out", default=osp.join(HERE, "results", "side_by_side.jsonl"))
     args = ap.parse_args()
     os.makedirs(osp.dirname(args.out), exist_ok=True)
-    ratios: dict[str, list[float]] = {m: [] for m in args.modes}
+    ratios: dict[str, list[float]] = {}
     with open(args.out, "a") as log:
         for r in range(args.rounds):
-            mmdet: dict[str, dict] = {}
+            mmdet: dict[tuple[str, str], dict] = {}
             for mode in args.modes:
                 extra, kind = MODES[mode]
                 iters = args.train_iters if kind == "train" else args.iters
-                if kind not in mmdet or args.pair_each:  # MMDetection first, then ours
+                for malloc in args.mmdet_malloc:  # MMDetection first, then ours
+                    if (kind, malloc) in mmdet and not args.pair_each:
+                        continue
                     cmd = [ORACLE_PY, osp.join(HERE, "mmdet_bench.py"), "--iters", str(iters),
                            "--threads", str(args.threads)] + (["--train"] if kind == "train" else [])
-                    mmdet[kind] = run_json(cmd)
-                    mmdet[kind].update(round=r, load=os.getloadavg()[0])
-                    log.write(json.dumps(mmdet[kind]) + "\n")
+                    res = run_json(cmd, MALLOC_ENV[malloc])
+                    res.update(round=r, load=os.getloadavg()[0], malloc=malloc)
+                    log.write(json.dumps(res) + "\n")
+                    mmdet[kind, malloc] = res
                 cmd = [sys.executable, "-m", "sparse_rcnn.cli", "benchmark", "--model", CONFIG, "--weights", CKPT,
                        "--iters", str(iters), "--threads", str(args.threads)] + extra
                 ours = run_json(cmd)
                 ours.update(round=r, mode_name=mode)
                 log.write(json.dumps(ours) + "\n")
                 log.flush()
-                ratio = ours["images_per_s"] / mmdet[kind]["images_per_s"]
-                ratios[mode].append(ratio)
-                print(f"round {r} {mode:<13} ours {ours['latency_ms_median']:9.0f} ms  mmdet "
-                      f"{mmdet[kind]['latency_ms_median']:9.0f} ms  speed-up x{ratio:.2f}  "
-                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                for malloc in args.mmdet_malloc:
+                    theirs = mmdet[kind, malloc]
+                    ratio = ours["images_per_s"] / theirs["images_per_s"]
+                    ratios.setdefault(f"{mode} vs mmdet[{malloc}]", []).append(ratio)
+                    print(f"round {r} {mode:<13} ours {ours['latency_ms_median']:9.0f} ms  mmdet[{malloc}] "
+                          f"{theirs['latency_ms_median']:9.0f} ms  speed-up x{ratio:.2f}  "
+                          f"(load {os.getloadavg()[0]:.1f})", flush=True)
         summary = {m: {"median_speedup": statistics.median(v), "all": [round(x, 3) for x in v]} for m, v in ratios.items()}
         log.write(json.dumps({"summary": summary}) + "\n")
     print(json.dumps({"summary": summary}))

@@ -13,7 +13,7 @@ from sparse_rcnn.model import build_model
 from tiny import tiny_model_config
 
 KEYS = {"images_per_s", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "device", "dtype", "batch_size",
-        "size", "torch", "threads", "model", "proposals", "date", "cpu", "mode"}
+        "size", "torch", "threads", "model", "proposals", "date", "cpu", "mode", "malloc"}
 
 
 @pytest.fixture

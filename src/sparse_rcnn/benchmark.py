@@ -197,7 +197,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         model=name, proposals=model.proposal_boxes.num_embeddings, fold_bn=args.fold_bn and not args.train, scope=args.scope,
         channels_last=model.backbone.channels_last, compile=args.compile,
         tf32=args.tf32 if args.device.startswith("cuda") else None, weights=args.weights,
-        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, malloc=getattr(args, "malloc", "system"),
     )
     text = json.dumps(result)
     if args.output:

@@ -501,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
     )
+    from .allocator import keep_freed_memory
+
+    args.malloc = "keep-freed" if keep_freed_memory() else "system"
     try:
         return args.func(args)
     except _user_errors() as e:
