@@ -129,7 +129,6 @@ class StemMaxPool(nn.Module):
         """(B, C, H, W) -> (B, C, ceil(H / 2), ceil(W / 2))."""
         if (
             (x.requires_grad and torch.is_grad_enabled())
-            or x.dim() != 4
             or not x.is_contiguous()
             or torch.jit.is_tracing()
             or torch.onnx.is_in_onnx_export()
@@ -142,9 +141,9 @@ def _max3_stride2(x: Tensor, dim: int) -> Tensor:
     """Max over the windows {2j-1, 2j, 2j+1} along ``dim`` (indices out of range ignored):
     n entries -> ceil(n / 2)."""
 
-    def every_other(start: int, stop: int | None = None) -> Tensor:
+    def every_other(start: int) -> Tensor:
         index = [slice(None)] * x.dim()
-        index[dim] = slice(start, stop, 2)
+        index[dim] = slice(start, None, 2)
         return x[tuple(index)]
 
     out = every_other(0).clone()  # 2j
