@@ -34,10 +34,11 @@ def _probe(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
 def test_freed_memory_is_reused_without_page_faults():
     applied, faults = _probe("keep")
     assert applied
-    pages = 5 * 128 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # what five fresh 128 MB blocks would fault in
-    assert faults < pages // 20, (faults, pages)
-    _, system_faults = _probe("system")  # the default glibc behaviour this replaces
-    assert system_faults > pages // 2, (system_faults, pages)
+    block = 128 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # pages of one fresh 128 MB block
+    # The heap may still grow once after the warm-up (seen in ~1 of 8 runs), never every round.
+    assert faults < 2 * block, (faults, block)
+    _, system_faults = _probe("system")  # the default glibc behaviour this replaces: every round
+    assert system_faults > 4 * block, (system_faults, block)
 
 
 def test_opt_out_leaves_malloc_alone():
