@@ -138,9 +138,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
-    ap.add_argument("--system-malloc", action="store_true", help="leave glibc malloc as it is (the CLI's default is keep-freed)")
     args = ap.parse_args()
-    malloc = "keep-freed" if not args.system_malloc and keep_freed_memory() else "system"
+    malloc = "keep-freed" if keep_freed_memory() else "system"  # SPARSE_RCNN_MALLOC=system: as the CLI
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = make_model(dtype=args.dtype)
