@@ -8,16 +8,17 @@ import sys
 
 import pytest
 
-# Allocates and frees a 128 MB tensor: 5 warm-up rounds (the heap settles, as in a model's first
-# forward), then prints the page faults of 5 more rounds.
+# Allocates and frees a 128 MB tensor: 10 warm-up rounds (the heap settles, as over a model's first
+# forwards; measured: it grows in the first 1-6 rounds, then never), then prints the page faults of
+# 10 more rounds.
 _PROBE = """
 import resource, sys, torch
 from sparse_rcnn.allocator import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
-for _ in range(5):
+for _ in range(10):
     torch.ones(32 * 2**20).sum()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(10):
     torch.ones(32 * 2**20).sum()
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -35,10 +36,9 @@ def test_freed_memory_is_reused_without_page_faults():
     applied, faults = _probe("keep")
     assert applied
     block = 128 * 2**20 // os.sysconf("SC_PAGE_SIZE")  # pages of one fresh 128 MB block
-    # The heap may still grow once after the warm-up (seen in ~1 of 8 runs), never every round.
-    assert faults < 2 * block, (faults, block)
+    assert faults < 2 * block, (faults, block)  # at most one late growth of the heap
     _, system_faults = _probe("system")  # the default glibc behaviour this replaces: every round
-    assert system_faults > 4 * block, (system_faults, block)
+    assert system_faults > 9 * block, (system_faults, block)
 
 
 def test_opt_out_leaves_malloc_alone():
