@@ -259,6 +259,7 @@ def test_python_api_inputs():
         (["--output", "{tmp}/no/such/dir/out.json"], "cannot write --output"),
         (["--save-vis", "{tmp}/file.txt"], "exists and is not a folder"),
         (["{tmp}/empty_dir"], "empty_dir: folder holds no images"),
+        (["--winograd", "--dtype", "bf16"], "--winograd goes with --dtype fp32"),
     ],
 )
 def test_predict_unusable_arguments(tmp_path, weights, caplog, extra, message):

@@ -25,7 +25,9 @@ def tiny_yaml(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize("extra", [[], ["--train", "--batch-size", "1"], ["--dtype", "bf16", "--fold-bn"]])
+@pytest.mark.parametrize(
+    "extra", [[], ["--train", "--batch-size", "1"], ["--dtype", "bf16", "--fold-bn"], ["--winograd", "--fold-bn"]]
+)
 def test_benchmark_cli_writes_the_json_contract(tiny_yaml, tmp_path, capsys, extra):
     out = tmp_path / "bench.json"
     rc = main(["benchmark", "--model", tiny_yaml, "--size", "64x96", "--iters", "2", "--warmup", "0",
@@ -73,7 +75,8 @@ def test_default_optimize_is_bit_identical_and_fast_modes_stay_close():
     out = _detect(same.optimize_for_inference(), images)[0]
     assert all(torch.equal(out[k], ref[k]) for k in ("boxes", "scores", "labels"))
 
-    for kwargs, tol in [(dict(fold_bn=True, channels_last=True), 1e-4), (dict(dtype="bf16"), 0.1)]:
+    for kwargs, tol in [(dict(fold_bn=True, channels_last=True), 1e-4), (dict(winograd=True, fold_bn=True), 1e-4),
+                        (dict(dtype="bf16"), 0.1)]:
         fast = build_model(tiny_model_config())
         fast.load_state_dict(state)
         out = _detect(fast.optimize_for_inference(**kwargs), images)[0]
@@ -82,6 +85,14 @@ def test_default_optimize_is_bit_identical_and_fast_modes_stay_close():
         assert (out["scores"] - ref["scores"]).abs().max() < tol, kwargs
 
 
-def test_optimize_rejects_unknown_dtype():
+def test_optimize_rejects_unknown_dtype_and_winograd_without_fp32_nchw():
     with pytest.raises(ValueError, match="bf16"):
         build_model(tiny_model_config()).optimize_for_inference(dtype="int8")
+    for kwargs in (dict(channels_last=True), dict(dtype="bf16")):
+        with pytest.raises(ValueError, match="fp32 NCHW"):
+            build_model(tiny_model_config()).optimize_for_inference(winograd=True, **kwargs)
+
+
+def test_benchmark_cli_reports_a_bad_mode_combination(tiny_yaml, caplog):
+    assert main(["benchmark", "--model", tiny_yaml, "--winograd", "--channels-last", "--iters", "1"]) == 2
+    assert "channels_last" in caplog.text

@@ -45,6 +45,18 @@ def test_list_file_keeps_order_and_workers_give_the_same_output(setup):
     assert status == 0 and parallel == serial
 
 
+def test_winograd_mode_predicts_the_same_detections_up_to_rounding(setup):
+    root, folder = setup
+    status, plain = _predict(root, str(folder), "--batch-size", "2")
+    assert status == 0
+    status, fast = _predict(root, str(folder), "--batch-size", "2", "--winograd")
+    assert status == 0 and [r["image"] for r in fast] == [r["image"] for r in plain]
+    for a, b in zip(plain, fast):
+        scores_a = np.array([d["score"] for d in a["detections"]])
+        scores_b = np.array([d["score"] for d in b["detections"]])
+        assert np.abs(scores_a - scores_b).max() < 1e-4
+
+
 def test_coco_format_ids_by_index_with_a_failed_image_in_between(setup):
     root, folder = setup
     (root / "broken.png").write_bytes(b"not a png")

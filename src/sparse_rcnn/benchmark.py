@@ -183,9 +183,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         model = build_model(dataclasses.replace(cfg.model, pretrained_backbone=False)).to(args.device)
         name = cfg.name
     if not args.train:
-        model.optimize_for_inference(
-            dtype=args.dtype, fold_bn=args.fold_bn, channels_last=args.channels_last, scope=args.scope
-        )
+        try:
+            model.optimize_for_inference(
+                dtype=args.dtype, fold_bn=args.fold_bn, channels_last=args.channels_last, scope=args.scope,
+                winograd=args.winograd,
+            )
+        except ValueError as e:
+            log.error("%s", e)
+            return 2
         if args.compile:
             model.backbone = torch.compile(model.backbone)
     batch_size = args.batch_size or (2 if args.train else 1)
@@ -195,7 +200,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     )
     result.update(
         model=name, proposals=model.proposal_boxes.num_embeddings, fold_bn=args.fold_bn and not args.train, scope=args.scope,
-        channels_last=model.backbone.channels_last, compile=args.compile,
+        channels_last=model.backbone.channels_last, winograd=args.winograd and not args.train, compile=args.compile,
         tf32=args.tf32 if args.device.startswith("cuda") else None, weights=args.weights,
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, malloc=getattr(args, "malloc", "system"),
     )
@@ -227,6 +232,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fold-bn", action="store_true", help="fold frozen BatchNorm into the convs")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC convolutions (default: on for bf16/fp16, off for fp32)")
+    p.add_argument("--winograd", action="store_true",
+                   help="fp32 3x3 convolutions with NNPACK's Winograd kernel (CPU inference)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--output", help="also write the JSON here")

@@ -119,8 +119,11 @@ def _predict_backend(args: argparse.Namespace):
         from .checkpoints import load_model
 
         model = load_model(args.model, args.weights, device=args.device)
-        if args.dtype != "fp32":  # opt-in fast mode; fp32 stays bit-identical to MMDetection
-            model.optimize_for_inference(dtype=args.dtype)
+        if args.dtype != "fp32" or args.winograd:  # opt-in fast modes; fp32 stays bit-identical to MMDetection
+            try:
+                model.optimize_for_inference(dtype=args.dtype, winograd=args.winograd)
+            except ValueError as e:
+                raise UsageError(f"{e} (--winograd goes with --dtype fp32)") from None
 
         def detect(images, factors):
             return [{k: v.cpu() for k, v in d.items()} for d in model.detect_resized([i.to(args.device) for i in images], factors)]
@@ -418,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", metavar="MODEL.onnx", help="a file from `sparse-rcnn export` (--backend onnxruntime)")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation")
+    p.add_argument("--winograd", action="store_true",
+                   help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export the detector to ONNX (normalised padded batch -> top-k boxes)")

@@ -21,6 +21,7 @@ from .matcher import HungarianMatcher
 from .pooler import MultiLevelRoIAlign
 from .postprocess import TopKPostProcess
 from .preprocess import ImageBatcher, resize_for_test
+from .winograd import use_winograd
 
 
 # Names of the inference precisions of ``optimize_for_inference`` (and ``--dtype``).
@@ -122,7 +123,7 @@ class SparseRCNN(nn.Module):
 
     def optimize_for_inference(
         self, *, dtype: str = "fp32", fold_bn: bool = False, channels_last: Optional[bool] = None,
-        head_dtype: Optional[str] = None, scope: str = "backbone",
+        head_dtype: Optional[str] = None, scope: str = "backbone", winograd: bool = False,
     ) -> "SparseRCNN":
         """Opt-in fast inference, in place; returns self in eval mode (do not train it afterwards).
 
@@ -138,7 +139,9 @@ class SparseRCNN(nn.Module):
             feature map; changes fp32 rounding: 8e-5 on the reference scores).
         channels_last: NHWC layout for the convolutions (oneDNN's fast layout for bf16; in fp32
             it changes the summation order: 3.5e-5 on the reference scores). Default: on unless
-            dtype is fp32.
+            dtype is fp32 or winograd is set.
+        winograd: compute the 3x3 stride-1 convolutions that stay fp32 with NNPACK's Winograd
+            kernel on the CPU (``sparse_rcnn.winograd``; needs NCHW, so not with channels_last).
         ``optimize_for_inference()`` with no arguments changes nothing: fp32 stays bit-identical to
         MMDetection.
         The deviation of every mode from fp32 on the reference inputs is in BENCHMARKS.md.
@@ -147,13 +150,18 @@ class SparseRCNN(nn.Module):
             raise ValueError(f"unknown dtype {dtype!r}/{head_dtype!r}; choose from {sorted(DTYPES)}")
         if scope not in ("backbone", "fpn"):
             raise ValueError(f"unknown scope {scope!r}; choose backbone or fpn")
+        if channels_last is None:
+            channels_last = dtype != "fp32" and not winograd
+        if winograd and (channels_last or (dtype != "fp32" and scope == "backbone")):
+            raise ValueError("winograd=True applies to fp32 NCHW convolutions: use it without "
+                             "channels_last, with dtype='fp32' or scope='fpn'")
         self.eval()
         if fold_bn:
             fold_frozen_batchnorm(self.backbone.body)
         compute = None if dtype == "fp32" else DTYPES[dtype]
-        if channels_last is None:
-            channels_last = dtype != "fp32"
         self.backbone.set_compute(dtype=compute, channels_last=channels_last, fpn_only=scope == "fpn")
+        if winograd:
+            use_winograd(self.backbone.body if scope == "fpn" and compute is not None else self.backbone)
         head = head_dtype or dtype
         self.head_autocast = None if head == "fp32" else DTYPES[head]
         return self
