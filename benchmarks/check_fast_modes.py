@@ -35,6 +35,8 @@ MODES = {
     "fp32": None,
     "fp32-cl": dict(dtype="fp32", channels_last=True),
     "fp32-cl-fold": dict(dtype="fp32", channels_last=True, fold_bn=True),
+    "fp32-winograd": dict(dtype="fp32", winograd=True),
+    "fp32-winograd-fold": dict(dtype="fp32", winograd=True, fold_bn=True),
     "bf16-backbone": dict(dtype="bf16", channels_last=True, head_dtype="fp32"),
     "bf16": dict(dtype="bf16", channels_last=True),
     "bf16-fold": dict(dtype="bf16", channels_last=True, fold_bn=True),

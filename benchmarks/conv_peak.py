@@ -1,11 +1,14 @@
-"""What one oneDNN convolution reaches on this CPU: the practical fp32 and bf16 ceilings.
+"""What one convolution reaches on this CPU: the practical fp32 and bf16 ceilings, and Winograd.
 
 Times single convolutions with the shapes that dominate an R-50 + FPN forward at 800x1333 (the
-FPN's 3x3 on P2, a 1x1 lateral, a ResNet stage-1 3x3 and a stage-4 3x3), in fp32 and bf16, NCHW
-and channels_last, and prints GFLOP/s (2 * MACs / median time). A whole forward cannot beat these
-rates; dividing the forward's FLOP count (``profile_breakdown.py``) by them gives its floor.
+FPN's 3x3 on P2 and P3, a 1x1 lateral, ResNet 3x3s of layer1, layer3 and layer4), batch 1 by
+default: oneDNN (PyTorch's CPU convolution) in fp32 and bf16, NCHW and channels_last, and NNPACK
+in fp32 NCHW (its Winograd kernel for a 3x3 at batch 1, as ``sparse_rcnn.winograd`` uses it).
+Prints the median time, GFLOP/s of the direct method (2 * MACs / time) and the relative L2 error
+of the output against a float64 convolution. A whole forward of direct convolutions cannot beat
+these rates; dividing the forward's FLOP count (``profile_breakdown.py``) by them gives its floor.
 
-    python benchmarks/conv_peak.py [--threads 2] [--iters 5]
+    python benchmarks/conv_peak.py [--threads 2] [--iters 5] [--batch 1]
 """
 
 from __future__ import annotations
@@ -17,41 +20,67 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 from sparse_rcnn.allocator import keep_freed_memory
+from sparse_rcnn.winograd import nnpack_available
 
 # (in channels, out channels, kernel, height, width)
-SHAPES = ((256, 256, 3, 200, 336), (256, 256, 1, 200, 336), (64, 64, 3, 200, 336), (512, 512, 3, 50, 84))
+SHAPES = (
+    (256, 256, 3, 200, 336), (256, 256, 3, 100, 168), (256, 256, 1, 200, 336),
+    (64, 64, 3, 200, 336), (256, 256, 3, 50, 84), (512, 512, 3, 50, 84), (512, 512, 3, 25, 42),
+)
 
 
-@torch.no_grad()
-def gflops(cin: int, cout: int, k: int, h: int, w: int, dtype: torch.dtype, channels_last: bool, iters: int) -> float:
-    conv = torch.nn.Conv2d(cin, cout, k, padding=k // 2).to(dtype)
-    x = torch.randn(1, cin, h, w).to(dtype)
-    if channels_last:
-        conv, x = conv.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
-    conv(x)
+def median_ms(fn, iters: int) -> float:
+    fn()
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
-        conv(x)
+        fn()
         times.append(time.perf_counter() - t0)
-    return 2 * cin * cout * k * k * h * w / statistics.median(times) / 1e9
+    return statistics.median(times) * 1e3
+
+
+@torch.no_grad()
+def measure(cin: int, cout: int, k: int, h: int, w: int, iters: int, batch: int = 1):
+    """Yields one result dict per implementation for this shape."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, cin, h, w, generator=g)
+    weight = torch.randn(cout, cin, k, k, generator=g) / (cin * k * k) ** 0.5
+    bias = torch.randn(cout, generator=g)
+    exact = F.conv2d(x.double(), weight.double(), bias.double(), padding=k // 2)
+    macs = batch * cin * cout * k * k * h * w
+    runs = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        for cl in (False, True):
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            xi, wi = x.to(dtype).contiguous(memory_format=fmt), weight.to(dtype).contiguous(memory_format=fmt)
+            name = f"onednn-{str(dtype).split('.')[1]}{'-cl' if cl else ''}"
+            runs[name] = lambda xi=xi, wi=wi, bi=bias.to(dtype): F.conv2d(xi, wi, bi, padding=k // 2)
+    if nnpack_available():
+        runs["nnpack-float32"] = (  # Winograd only for a 3x3 at batch 1
+            lambda: torch._nnpack_spatial_convolution(x, weight, bias, [k // 2] * 2)
+        )
+    for name, fn in runs.items():
+        ms = median_ms(fn, iters)
+        out = fn().double()
+        err = float((out - exact).norm() / exact.norm())
+        yield {"shape": [cin, cout, k, h, w], "batch": batch, "impl": name, "ms": round(ms, 1),
+               "gflop_per_s": round(2 * macs / ms / 1e6, 1), "rel_err": float(f"{err:.2e}")}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=1, help="images per convolution (NNPACK's batched path is not Winograd)")
     args = ap.parse_args()
     keep_freed_memory()
     torch.set_num_threads(args.threads)
     for shape in SHAPES:
-        for dtype in (torch.float32, torch.bfloat16):
-            for cl in (False, True):
-                rate = gflops(*shape, dtype, cl, args.iters)
-                print(json.dumps({"shape": shape, "dtype": str(dtype).split(".")[1], "channels_last": cl,
-                                  "gflop_per_s": round(rate, 1)}), flush=True)
+        for result in measure(*shape, args.iters, args.batch):
+            print(json.dumps(result), flush=True)
     return 0
 
 

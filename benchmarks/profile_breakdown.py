@@ -7,7 +7,7 @@
   * scaling: inference latency for 100 / 300 / 1000 proposals at 800x1333 and for several image
     sizes at 100 proposals (random init: the cost does not depend on the weights).
 
-    python benchmarks/profile_breakdown.py [--dtype fp32|bf16] [--iters 3] [--skip-scaling]
+    python benchmarks/profile_breakdown.py [--dtype fp32|bf16 | --winograd] [--iters 3] [--skip-scaling]
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from sparse_rcnn.model import build_model
 CONFIG = "sparse_rcnn_r50_fpn_1x_coco"
 
 
-def make_model(proposals: int = 100, dtype: str = "fp32"):
+def make_model(proposals: int = 100, dtype: str = "fp32", winograd: bool = False):
     cfg = load_config(CONFIG, [f"model.num_proposals={proposals}"])
     model = build_model(dataclasses.replace(cfg.model, pretrained_backbone=False)).eval()
-    if dtype != "fp32":
-        model.optimize_for_inference(dtype=dtype)
+    if dtype != "fp32" or winograd:
+        model.optimize_for_inference(dtype=dtype, winograd=winograd)
     return model
 
 
@@ -134,6 +134,7 @@ def latency(model, image, iters: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--winograd", action="store_true", help="fp32 with the Winograd 3x3 convolutions")
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-training", action="store_true")
@@ -142,23 +143,24 @@ def main() -> int:
     malloc = "keep-freed" if keep_freed_memory() else "system"  # SPARSE_RCNN_MALLOC=system: as the CLI
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = make_model(dtype=args.dtype)
+    model = make_model(dtype=args.dtype, winograd=args.winograd)
     (image,), _ = synthetic_inputs(1, (800, 1333))
-    out = {"dtype": args.dtype, "threads": args.threads, "malloc": malloc}
+    out = {"dtype": args.dtype, "winograd": args.winograd, "threads": args.threads, "malloc": malloc}
     out["inference_ms"] = inference_breakdown(model, image, args.iters)
     out["inference_total_ms"] = round(sum(out["inference_ms"].values()), 1)
     print(json.dumps({"inference_ms": out["inference_ms"], "total": out["inference_total_ms"]}), flush=True)
-    flops = count_flops(model, image)
+    # FLOPs of the direct convolutions (the counter does not see NNPACK's Winograd kernel)
+    flops = count_flops(make_model(dtype=args.dtype) if args.winograd else model, image)
     out["forward_gflop"] = round(flops / 1e9, 2)
     out["achieved_gflop_per_s"] = round(flops / 1e9 / (out["inference_total_ms"] / 1e3), 1)
     print(json.dumps({"gflop": out["forward_gflop"], "gflop_per_s": out["achieved_gflop_per_s"]}), flush=True)
-    if not args.skip_training and args.dtype == "fp32":
+    if not args.skip_training and args.dtype == "fp32" and not args.winograd:
         train_model = make_model()
         images, targets = synthetic_inputs(2, (800, 1333))
         out["train_ms"] = training_breakdown(train_model, images, targets, max(1, args.iters - 1))
         print(json.dumps({"train_ms": out["train_ms"]}), flush=True)
     if not args.skip_scaling:
-        out["proposals_ms"] = {n: latency(make_model(n, args.dtype), image, args.iters) for n in (100, 300, 1000)}
+        out["proposals_ms"] = {n: latency(make_model(n, args.dtype, args.winograd), image, args.iters) for n in (100, 300, 1000)}
         print(json.dumps({"proposals_ms": out["proposals_ms"]}), flush=True)
         sizes = {}
         for h, w in ((480, 800), (800, 1333), (1024, 1706)):

@@ -33,6 +33,8 @@ MODES = {
     "fp32": ([], "inference"),
     "fp32-cl": (["--channels-last"], "inference"),
     "fp32-cl-fold": (["--channels-last", "--fold-bn"], "inference"),
+    "fp32-winograd": (["--winograd"], "inference"),
+    "fp32-winograd-fold": (["--winograd", "--fold-bn"], "inference"),
     "bf16": (["--dtype", "bf16", "--channels-last"], "inference"),
     "bf16-fold": (["--dtype", "bf16", "--channels-last", "--fold-bn"], "inference"),
     "bf16-fpn": (["--dtype", "bf16", "--scope", "fpn", "--channels-last"], "inference"),
