@@ -136,6 +136,21 @@ def test_eval_command_agrees_with_cocoeval(tmp_path, tiny_checkpoint, capsys):
     assert [metrics[k] for k in METRICS] == [float(s) for s in stats]
 
 
+def test_eval_command_in_the_winograd_mode_scores_the_same_boxes(tmp_path, tiny_checkpoint):
+    ann, img = make_set(tmp_path, n=2)
+    reports = []
+    for extra in ([], ["--winograd"]):
+        out, res = tmp_path / "metrics.json", tmp_path / "results.json"
+        assert main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img),
+                     "--output", str(out), "--results", str(res), *extra]) == 0
+        reports.append((json.loads(out.read_text()), json.loads(res.read_text())))
+    (plain, plain_res), (fast, fast_res) = reports
+    assert fast["winograd"] and not plain["winograd"]
+    assert len(fast_res) == len(plain_res)
+    for a, b in zip(plain_res, fast_res):
+        assert a["image_id"] == b["image_id"] and abs(a["score"] - b["score"]) < 1e-4
+
+
 def test_eval_command_user_errors(tmp_path, tiny_checkpoint, caplog):
     ann, img = write_coco(tmp_path, [(1, 40, 40)], [(1, 1, 1, [1.0, 1.0, 0.0, 5.0], {}), (2, 1, 1, [1, 1, 9, 9], {})],
                           [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}, {"id": 3, "name": "z"}])

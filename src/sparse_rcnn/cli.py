@@ -108,6 +108,22 @@ def _predict_inputs(args: argparse.Namespace) -> list[str]:
     return items
 
 
+def _apply_fast_mode(model, args: argparse.Namespace) -> None:
+    """--dtype / --winograd: opt-in fast inference; plain fp32 stays bit-identical to MMDetection."""
+    if args.dtype != "fp32" or args.winograd:
+        try:
+            model.optimize_for_inference(dtype=args.dtype, winograd=args.winograd)
+        except ValueError as e:
+            raise UsageError(f"{e} (--winograd goes with --dtype fp32)") from None
+
+
+def _add_fast_mode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation")
+    p.add_argument("--winograd", action="store_true",
+                   help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)")
+
+
 def _predict_backend(args: argparse.Namespace):
     """(detect(resized uint8 (3, H, W) tensors, scale factors) -> detections, class names, test scale)."""
     import torch
@@ -119,11 +135,7 @@ def _predict_backend(args: argparse.Namespace):
         from .checkpoints import load_model
 
         model = load_model(args.model, args.weights, device=args.device)
-        if args.dtype != "fp32" or args.winograd:  # opt-in fast modes; fp32 stays bit-identical to MMDetection
-            try:
-                model.optimize_for_inference(dtype=args.dtype, winograd=args.winograd)
-            except ValueError as e:
-                raise UsageError(f"{e} (--winograd goes with --dtype fp32)") from None
+        _apply_fast_mode(model, args)
 
         def detect(images, factors):
             return [{k: v.cpu() for k, v in d.items()} for d in model.detect_resized([i.to(args.device) for i in images], factors)]
@@ -283,6 +295,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write {path}: it is a folder or not writable")
     dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
     model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
+    _apply_fast_mode(model, args)
     cat_ids = match_categories(model.class_names, list(zip(dataset.cat_ids, dataset.class_names)), args.ann)
     if cat_ids is None:
         raise ConfigError(
@@ -299,7 +312,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{len(dataset)} images, {len(results)} detections")
     if args.output:
         report = {**metrics, "num_images": len(dataset), "num_detections": len(results),
-                  "model": model.config.name, "weights": args.weights, "ann": str(args.ann)}
+                  "model": model.config.name, "weights": args.weights, "ann": str(args.ann),
+                  "dtype": args.dtype, "winograd": args.winograd}
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.output)
     if args.results:
@@ -419,10 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ann", help="COCO annotation JSON: image ids by file name, category ids by name (--format coco)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), help="default: torch, or onnxruntime with --onnx")
     p.add_argument("--onnx", metavar="MODEL.onnx", help="a file from `sparse-rcnn export` (--backend onnxruntime)")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation")
-    p.add_argument("--winograd", action="store_true",
-                   help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)")
+    _add_fast_mode_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export the detector to ONNX (normalised padded batch -> top-k boxes)")
@@ -454,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
+    _add_fast_mode_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
