@@ -92,7 +92,7 @@ def main() -> int:
         summary = vs_mmdet.stdout.strip().splitlines()[-1] if vs_mmdet.stdout.strip() else vs_mmdet.stderr.strip()
         if baseline is None:
             baseline = dets
-        line = {"mode": mode, "kwargs": MODES[mode], "compare_py_vs_mmdet": summary}
+        line = {"config": args.config, "mode": mode, "kwargs": MODES[mode], "compare_py_vs_mmdet": summary}
         agree, max_score, max_box, identical = [], 0.0, 0.0, True
         for ref, det in zip(baseline, dets):
             agree.append(topk_agreement(ref, det))
