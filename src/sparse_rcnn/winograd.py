@@ -58,7 +58,9 @@ class WinogradConv2d(nn.Conv2d):
             x.device.type == "cpu"
             and x.dtype == torch.float32
             and self.weight.dtype == torch.float32
+            and self.weight.is_contiguous()
             and x.dim() == 4
+            and x.shape[0] > 0
             and x.is_contiguous()
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
             and not torch.jit.is_tracing()
