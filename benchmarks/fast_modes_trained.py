@@ -1,0 +1,82 @@
+"""Fast inference modes on a *trained* model: COCO AP and top-k agreement with plain fp32.
+
+The MMDetection reference checkpoints are random networks that amplify rounding block by block
+(BENCHMARKS.md section 2). This runs the modes on a trained checkpoint instead: by default the
+built-in demo's (ResNet-18 trained from scratch on the generated shapes: run
+``sparse-rcnn demo --output-dir DIR`` first), or any checkpoint with a COCO-format set. For each
+mode it reports box AP and, against plain fp32, the fraction of each image's top-k detections
+matched one to one with the same label and IoU >= 0.9 (``check_fast_modes.topk_agreement``).
+
+    python benchmarks/fast_modes_trained.py --demo-dir DIR [--modes fp32 fp32-winograd bf16 ...]
+    python benchmarks/fast_modes_trained.py --weights W --ann A.json --images DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os.path as osp
+import statistics
+import sys
+from collections import defaultdict
+
+import torch
+
+from check_fast_modes import MODES, topk_agreement
+from sparse_rcnn.checkpoints import load_model
+from sparse_rcnn.data import CocoDetection
+from sparse_rcnn.evaluation import evaluate
+
+
+def per_image(results: list[dict]) -> dict[int, dict[str, torch.Tensor]]:
+    """COCO results -> image id -> {"boxes" (k, 4) xyxy, "scores" (k,), "labels" (k,)}."""
+    by_image: dict[int, list[dict]] = defaultdict(list)
+    for r in results:
+        by_image[r["image_id"]].append(r)
+    out = {}
+    for image_id, rs in by_image.items():
+        boxes = torch.tensor([r["bbox"] for r in rs], dtype=torch.float64)
+        boxes[:, 2:] += boxes[:, :2]
+        out[image_id] = {"boxes": boxes, "scores": torch.tensor([r["score"] for r in rs]),
+                         "labels": torch.tensor([r["category_id"] for r in rs])}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--demo-dir", help="a `sparse-rcnn demo` output folder (its model and validation set)")
+    ap.add_argument("--weights")
+    ap.add_argument("--ann")
+    ap.add_argument("--images")
+    ap.add_argument("--modes", nargs="+", default=["fp32-winograd", "fp32-winograd-fold", "bf16", "bf16-fpn"],
+                    choices=[m for m in MODES if m != "fp32"])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if args.demo_dir:
+        args.weights = args.weights or osp.join(args.demo_dir, "model_final.pth")
+        args.ann = args.ann or osp.join(args.demo_dir, "data", "annotations", "val.json")
+        args.images = args.images or osp.join(args.demo_dir, "data", "val")
+    if not (args.weights and args.ann and args.images):
+        ap.error("give --demo-dir, or --weights, --ann and --images")
+    torch.set_num_threads(args.threads)
+    dataset = CocoDetection(args.ann, args.images, train=False)
+    baseline = None
+    for mode in ["fp32"] + args.modes:
+        model = load_model(None, args.weights)
+        if MODES[mode] is not None:
+            model.optimize_for_inference(**MODES[mode])
+        metrics, results = evaluate(model, dataset, progress=False)
+        dets = per_image(results)
+        baseline = baseline or dets
+        agree = [topk_agreement(baseline[i], dets.get(i, {k: v[:0] for k, v in baseline[i].items()})) for i in baseline]
+        print(json.dumps({
+            "mode": mode, "kwargs": MODES[mode], "weights": args.weights, "images": len(dataset),
+            "bbox_mAP": round(metrics["bbox_mAP"], 4), "bbox_mAP_50": round(metrics["bbox_mAP_50"], 4),
+            "topk_matched_mean": round(statistics.mean(agree), 4), "topk_matched_min": round(min(agree), 4),
+            "images_with_95pct_matched": round(sum(a >= 0.95 for a in agree) / len(agree), 4),
+        }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
