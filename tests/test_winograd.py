@@ -70,3 +70,17 @@ def test_replaces_only_eligible_convolutions_and_keeps_the_state_dict():
     assert not isinstance(backbone.body.layer2[0].conv1, WinogradConv2d)  # stride 2
     assert isinstance(backbone.fpn.layer_blocks[0][0], WinogradConv2d)
     assert not eligible(nn.Conv2d(4, 4, 3, groups=2)) and not eligible(nn.Conv2d(4, 4, 3, dilation=2))
+
+
+def test_warns_when_nnpack_is_missing(monkeypatch, caplog):
+    monkeypatch.setattr(torch.backends.nnpack, "is_available", lambda: False)
+    nnpack_available.cache_clear()
+    try:
+        conv = nn.Conv2d(4, 4, 3, padding=1)
+        parent = nn.Sequential(conv)
+        assert use_winograd(parent) == 1 and "no working NNPACK" in caplog.text
+        x = torch.randn(1, 4, 6, 6)
+        with torch.no_grad():
+            assert torch.equal(parent(x), conv(x))  # the library convolution
+    finally:
+        nnpack_available.cache_clear()

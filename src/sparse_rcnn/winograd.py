@@ -12,9 +12,12 @@ the deviation of whole detections are in BENCHMARKS.md.
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -89,6 +92,8 @@ def eligible(conv: nn.Module) -> bool:
 def use_winograd(module: nn.Module) -> int:
     """Replace every eligible ``nn.Conv2d`` under ``module`` by a ``WinogradConv2d`` sharing its
     parameters, in place. Returns how many were replaced (R-50 + FPN: 17 of its 61)."""
+    if not nnpack_available():
+        log.warning("this PyTorch build has no working NNPACK: the Winograd mode runs the usual convolutions")
     count = 0
     for name, child in list(module.named_children()):
         if eligible(child):
