@@ -28,7 +28,8 @@ from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.predictor import predict, to_record
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
-COMPARE = os.environ.get("MMDET_COMPARE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference", "compare.py"))
+MMDET_REFERENCE = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))
+COMPARE = osp.join(MMDET_REFERENCE, "compare.py")
 
 # mode name -> optimize_for_inference kwargs (None: the model as loaded, no call at all)
 MODES = {
