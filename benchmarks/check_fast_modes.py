@@ -25,7 +25,7 @@ import torch
 from torchvision.ops import box_iou
 
 from sparse_rcnn.checkpoints import load_model
-from sparse_rcnn.predictor import predict, to_record
+from sparse_rcnn.engine.predictor import predict, to_record
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
 MMDET_REFERENCE = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))

@@ -3,7 +3,7 @@
 Times single convolutions with the shapes that dominate an R-50 + FPN forward at 800x1333 (the
 FPN's 3x3 on P2 and P3, a 1x1 lateral, ResNet 3x3s of layer1, layer3 and layer4), batch 1 by
 default: oneDNN (PyTorch's CPU convolution) in fp32 and bf16, NCHW and channels_last, and NNPACK
-in fp32 NCHW (its Winograd kernel for a 3x3 at batch 1, as ``sparse_rcnn.winograd`` uses it).
+in fp32 NCHW (its Winograd kernel for a 3x3 at batch 1, as ``sparse_rcnn.ops.winograd`` uses it).
 Prints the median time, GFLOP/s of the direct method (2 * MACs / time) and the relative L2 error
 of the output against a float64 convolution. A whole forward of direct convolutions cannot beat
 these rates; dividing the forward's FLOP count (``profile_breakdown.py``) by them gives its floor.
@@ -22,8 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sparse_rcnn.allocator import keep_freed_memory
-from sparse_rcnn.winograd import nnpack_available
+from sparse_rcnn.ops import keep_freed_memory
+from sparse_rcnn.ops.winograd import nnpack_available
 
 # (in channels, out channels, kernel, height, width)
 SHAPES = (

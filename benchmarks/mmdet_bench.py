@@ -5,7 +5,7 @@ tool and never imported by the package. The model is built exactly as
 ``../shared/mmdet-reference/make_reference.py``'s ``benchmark()`` does (mmdet's own config, the
 reference ``ckpt.pth``), and timed with ``model.test_step`` (inference, ``no_grad``) or
 ``model.train_step`` (forward, backward, grad clip, AdamW step). The inputs are the ones
-``sparse_rcnn.benchmark`` makes: uint8 images of the given size from ``torch.Generator`` seed 0 and
+``sparse_rcnn.engine.benchmark`` makes: uint8 images of the given size from ``torch.Generator`` seed 0 and
 three fixed GT boxes per image, so both sides time the same work.
 
     $ORACLE/venv/bin/python benchmarks/mmdet_bench.py [--train] [--size 800x1333] [--batch-size 1]
@@ -31,7 +31,7 @@ REFERENCE_TOOLS = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abs
 
 
 def synthetic_batch(batch_size, h, w):
-    """Same tensors as sparse_rcnn.benchmark.synthetic_inputs (kept in sync by hand)."""
+    """Same tensors as sparse_rcnn.engine.benchmark.synthetic_inputs (kept in sync by hand)."""
     g = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for _ in range(batch_size)]
     rel = torch.tensor([[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.6], [0.3, 0.55, 0.7, 0.95]])

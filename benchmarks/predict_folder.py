@@ -51,8 +51,8 @@ def make_model(workdir: Path, scale: tuple[int, int]) -> tuple[Path, Path]:
     import torch
 
     from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
-    from sparse_rcnn.export import export_onnx
-    from sparse_rcnn.model import build_model
+    from sparse_rcnn.deploy import export_onnx
+    from sparse_rcnn.models import build_model
     from tiny import tiny_config
 
     ckpt, onnx_path = workdir / f"small_{scale[0]}x{scale[1]}.pth", workdir / f"small_{scale[0]}x{scale[1]}.onnx"

@@ -23,11 +23,11 @@ from collections import OrderedDict, defaultdict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sparse_rcnn.allocator import keep_freed_memory
-from sparse_rcnn.benchmark import synthetic_inputs
+from sparse_rcnn.ops import keep_freed_memory
+from sparse_rcnn.engine import synthetic_inputs
 from sparse_rcnn.config import load_config
-from sparse_rcnn.head import decode_boxes
-from sparse_rcnn.model import build_model
+from sparse_rcnn.models.head import decode_boxes
+from sparse_rcnn.models import build_model
 
 CONFIG = "sparse_rcnn_r50_fpn_1x_coco"
 

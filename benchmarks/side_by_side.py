@@ -42,7 +42,7 @@ MODES = {
 }
 
 
-# glibc environment variables equivalent to sparse_rcnn.allocator.keep_freed_memory()
+# glibc environment variables equivalent to sparse_rcnn.ops.allocator.keep_freed_memory()
 MALLOC_ENV = {
     "system": {},
     "keep-freed": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**63)},

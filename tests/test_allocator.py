@@ -13,7 +13,7 @@ import pytest
 # 10 more rounds.
 _PROBE = """
 import resource, sys, torch
-from sparse_rcnn.allocator import keep_freed_memory
+from sparse_rcnn.ops import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 for _ in range(10):
     torch.ones(32 * 2**20).sum()

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sparse_rcnn.backbone import ResNetFPN, StemMaxPool
+from sparse_rcnn.models.backbone import ResNetFPN
+from sparse_rcnn.ops.stem_pool import StemMaxPool
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 40, 68), (2, 3, 41, 67), (1, 2, 1, 1), (1, 1, 2, 5), (3, 2, 5, 1)])

@@ -21,9 +21,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sparse_rcnn import cli, images
+from sparse_rcnn import cli
+from sparse_rcnn.data import images
 from sparse_rcnn.checkpoints import save_checkpoint
-from sparse_rcnn.images import ImageError, expand_image_paths, read_image
+from sparse_rcnn.data.images import ImageError, expand_image_paths, read_image
 from test_data import ANNS, IMAGES, write_coco
 from test_data import BAD as BAD_ANNOTATIONS
 from tiny import save_tiny_checkpoint, tiny_config
@@ -233,7 +234,7 @@ def test_predict_on_extreme_sizes(tmp_path, weights, caplog):
 
 
 def test_python_api_inputs():
-    from sparse_rcnn.predictor import to_image_tensor
+    from sparse_rcnn.data import to_image_tensor
 
     rgb = scene()
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])

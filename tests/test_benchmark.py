@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 
-from sparse_rcnn.benchmark import synthetic_inputs
+from sparse_rcnn.engine import synthetic_inputs
 from sparse_rcnn.cli import main
-from sparse_rcnn.model import build_model
+from sparse_rcnn.models import build_model
 
 from tiny import tiny_model_config
 

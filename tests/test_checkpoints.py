@@ -13,7 +13,7 @@ from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import (
     CheckpointError, download, load_model, model_checkpoint, read_checkpoint, save_checkpoint,
 )
-from sparse_rcnn.model import build_model
+from sparse_rcnn.models import build_model
 from tiny import tiny_config
 
 # Our name -> MMDetection's, for building MMDetection-format files in tests.
@@ -80,7 +80,7 @@ def test_mmdet_v2_and_v3_checkpoints_load_strictly(tiny, tmp_path, meta, monkeyp
     cfg, model = tiny
     path = tmp_path / "mmdet.pth"
     torch.save({"meta": meta, "state_dict": to_mmdet(model.state_dict())}, path)
-    import sparse_rcnn.checkpoints as ck
+    import sparse_rcnn.checkpoints.load as ck
 
     monkeypatch.setattr(ck, "load_config", lambda name: cfg)
     loaded = load_model("tiny", str(path))
@@ -90,7 +90,7 @@ def test_mmdet_v2_and_v3_checkpoints_load_strictly(tiny, tmp_path, meta, monkeyp
 
 def test_converter_errors_list_keys(tiny, tmp_path, monkeypatch):
     cfg, model = tiny
-    import sparse_rcnn.checkpoints as ck
+    import sparse_rcnn.checkpoints.load as ck
 
     monkeypatch.setattr(ck, "load_config", lambda name: cfg)
     state = to_mmdet(model.state_dict())
@@ -122,7 +122,7 @@ def test_unreadable_and_foreign_files(tmp_path):
 
 def test_convert_command(tiny, tmp_path, monkeypatch):
     cfg, model = tiny
-    import sparse_rcnn.checkpoints as ck
+    import sparse_rcnn.checkpoints.load as ck
 
     monkeypatch.setattr(ck, "load_config", lambda name: cfg)
     torch.save({"meta": {"CLASSES": ["cat", "dog", "bird"]}, "state_dict": to_mmdet(model.state_dict())}, tmp_path / "a.pth")

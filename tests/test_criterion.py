@@ -1,7 +1,7 @@
 import torch
 
-from sparse_rcnn.criterion import SetCriterion
-from sparse_rcnn.matcher import HungarianMatcher
+from sparse_rcnn.models.criterion import SetCriterion
+from sparse_rcnn.models.matcher import HungarianMatcher
 from torchvision.ops import sigmoid_focal_loss
 
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from sparse_rcnn.data import CocoDetection, DataError, collate
-from sparse_rcnn.transforms import build_train_transform
+from sparse_rcnn.data.transforms import build_train_transform
 
 
 def write_coco(root, images, annotations, categories=None, *, write_files=True):

@@ -15,7 +15,7 @@ from sparse_rcnn.config import load_config
 from sparse_rcnn.data import CocoDetection
 from sparse_rcnn.engine import Trainer
 from sparse_rcnn.evaluation import evaluate
-from sparse_rcnn.synthetic import SyntheticSpec, generate
+from sparse_rcnn.data.synthetic import SyntheticSpec, generate
 
 TINY = [
     "model.fpn_channels=32", "model.num_proposals=10", "model.num_stages=2", "model.ffn_dim=64",

@@ -12,8 +12,8 @@ from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import load_model, read_checkpoint
 from sparse_rcnn.config import config_from_dict
 from sparse_rcnn.engine import Trainer, build_optimizer, lr_factor
-from sparse_rcnn.model import build_model
-from sparse_rcnn.sampler import GroupedBatchSampler
+from sparse_rcnn.models import build_model
+from sparse_rcnn.data.sampler import GroupedBatchSampler
 
 from tiny import tiny_model_config
 from train_fixtures import LANDSCAPE, PORTRAIT, make_coco, tiny_config_dict, write_yaml
@@ -119,15 +119,20 @@ def test_cli_train_writes_logs_checkpoints_curves_and_metrics(small_data, tmp_pa
     # the same output folder again without --resume is refused with one line
     caplog.clear()
     assert cli.main(argv) == 2
-    assert "already holds checkpoints; pass --resume" in caplog.text
+    assert "already holds checkpoints; continue that run with --resume" in caplog.text
 
 
 def test_accumulating_two_batches_of_one_equals_one_batch_of_two(small_data, tmp_path):
-    """Every image has 2 boxes, so the per-batch loss normalisers agree and the two are the same step."""
+    """Every image has 2 boxes, so the per-batch loss normalisers agree and the two are the same step.
+
+    Compared on the step's gradient (left in ``.grad`` after the last step), not on the weights:
+    Adam divides by sqrt(v), so a parameter whose gradient is mere rounding noise moves by a full
+    lr either way, and weights after Adam differ by up to ~lr (1.01e-5 seen with lr 2.5e-5).
+    """
     (ann, images), _ = small_data
 
     def run(batch_size, accumulate, out):
-        raw = tiny_config_dict(max_iters=2, warmup_iters=1, lr=2.5e-5, accumulate=accumulate, checkpoint_interval=0)
+        raw = tiny_config_dict(max_iters=1, warmup_iters=1, lr=2.5e-5, accumulate=accumulate, checkpoint_interval=0)
         raw["data"].update(train_ann=str(ann), train_images=str(images), batch_size=batch_size)
         trainer = Trainer(config_from_dict(raw), output_dir=tmp_path / out, progress=False)
         trainer.fit()
@@ -135,9 +140,11 @@ def test_accumulating_two_batches_of_one_equals_one_batch_of_two(small_data, tmp
 
     a, b = run(2, 1, "batch2"), run(1, 2, "accumulate2")
     assert b.iters_per_epoch == a.iters_per_epoch == 2
-    sa, sb = a.model.state_dict(), b.model.state_dict()
-    # Adam moves each parameter by ~lr = 2.5e-5 per step; summation-order noise stays below 1e-5
-    assert max((sa[k] - sb[k]).abs().max().item() for k in sa if sa[k].is_floating_point()) <= 1e-5
+    grads_a = {n: p.grad for n, p in a.model.named_parameters() if p.grad is not None}
+    grads_b = {n: p.grad for n, p in b.model.named_parameters() if p.grad is not None}
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    scale = max(g.abs().max().item() for g in grads_a.values())
+    assert max((grads_a[n] - grads_b[n]).abs().max().item() for n in grads_a) <= 1e-4 * scale
 
 
 def test_bf16_autocast_trains(small_data, tmp_path):

@@ -8,14 +8,14 @@ import torch
 
 from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
-from sparse_rcnn.model import build_model
+from sparse_rcnn.models import build_model
 from tiny import tiny_config
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from sparse_rcnn.export import export_onnx  # noqa: E402
-from sparse_rcnn.runtime import OnnxDetector  # noqa: E402
+from sparse_rcnn.deploy import export_onnx  # noqa: E402
+from sparse_rcnn.deploy import OnnxDetector  # noqa: E402
 
 SCORE_TOL, BOX_TOL = 1e-4, 0.1
 CLASSES = ["cat", "dog", "bird", "fish", "car"]
@@ -91,7 +91,7 @@ def test_fixed_shape_export_fills_the_batch_and_refuses_bigger_images(model, tmp
     assert len(got) == 3
     for e, g in zip(expected, got):
         _assert_same(e, g)
-    with pytest.raises(ValueError, match="--dynamic"):
+    with pytest.raises(ValueError, match="`dynamic`"):
         detector(_images([(150, 70)]))  # portrait: resized to 75x160, does not fit 160 wide x 128 high
 
 

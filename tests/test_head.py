@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from sparse_rcnn.head import MAX_LOG_SCALE, DynamicStage, decode_boxes
+from sparse_rcnn.models.head import MAX_LOG_SCALE, DynamicStage, decode_boxes
 
 
 def test_zero_deltas_keep_boxes():

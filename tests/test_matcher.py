@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from sparse_rcnn.matcher import HungarianMatcher, focal_cost
+from sparse_rcnn.models.matcher import HungarianMatcher, focal_cost
 
 
 def _random_case(n, m, seed):

@@ -1,7 +1,7 @@
 import torch
 
-from sparse_rcnn.model import build_model
-from sparse_rcnn.preprocess import rescale_size
+from sparse_rcnn.models import build_model
+from sparse_rcnn.data.resize import rescale_size
 from tiny import tiny_model_config
 
 

@@ -21,11 +21,11 @@ import torch
 
 from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_state_strict
 from sparse_rcnn.config import config_from_dict
-from sparse_rcnn.head import decode_boxes
-from sparse_rcnn.images import read_image
-from sparse_rcnn.model import build_model
-from sparse_rcnn.pooler import roi_levels
-from sparse_rcnn.preprocess import resize_for_test
+from sparse_rcnn.models.head import decode_boxes
+from sparse_rcnn.data.images import read_image
+from sparse_rcnn.models import build_model
+from sparse_rcnn.models.pooler import roi_levels
+from sparse_rcnn.data.resize import resize_for_test
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from sparse_rcnn.pooler import MultiLevelRoIAlign, RoIAlignCPUGrad, roi_levels
+from sparse_rcnn.models.pooler import MultiLevelRoIAlign, roi_levels
+from sparse_rcnn.ops.roi_align_grad import RoIAlignCPUGrad
 
 
 def _square(side):

@@ -1,6 +1,5 @@
 """Batch prediction: folders and list files, worker processes, COCO results output."""
 
-import argparse
 import json
 
 import numpy as np
@@ -9,7 +8,8 @@ import torch
 from PIL import Image
 
 from sparse_rcnn import cli
-from sparse_rcnn.zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from sparse_rcnn.checkpoints import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from sparse_rcnn.evaluation import coco_category_ids
 from tiny import save_tiny_checkpoint
 
 CLASSES = ["circle", "square", "star"]
@@ -93,7 +93,6 @@ def test_coco_format_takes_image_and_category_ids_from_the_annotation_file(setup
 
 
 def test_zoo_classes_get_the_coco_category_ids():
-    args = argparse.Namespace(ann=None)
-    assert cli._coco_ids(args, list(COCO_CLASS_NAMES)) == (list(COCO_CATEGORY_IDS), None)
-    assert cli._coco_ids(args, CLASSES) == ([1, 2, 3], None)
+    assert coco_category_ids(list(COCO_CLASS_NAMES)) == (list(COCO_CATEGORY_IDS), None)
+    assert coco_category_ids(CLASSES) == ([1, 2, 3], None)
     assert COCO_CATEGORY_IDS[-1] == 90 and 12 not in COCO_CATEGORY_IDS and len(set(COCO_CATEGORY_IDS)) == 80

@@ -10,12 +10,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparse_rcnn.criterion import SetCriterion
-from sparse_rcnn.head import MAX_LOG_SCALE, decode_boxes
-from sparse_rcnn.matcher import HungarianMatcher
-from sparse_rcnn.pooler import roi_levels
-from sparse_rcnn.preprocess import rescale_size
-from sparse_rcnn.transforms import PIPELINES, build_train_transform
+from sparse_rcnn.models.criterion import SetCriterion
+from sparse_rcnn.models.head import MAX_LOG_SCALE, decode_boxes
+from sparse_rcnn.models.matcher import HungarianMatcher
+from sparse_rcnn.models.pooler import roi_levels
+from sparse_rcnn.data.resize import rescale_size
+from sparse_rcnn.data.transforms import PIPELINES, build_train_transform
 
 PROPS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = st.integers(0, 2**31 - 1)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from sparse_rcnn.synthetic import CLASSES, SyntheticSpec, generate
+from sparse_rcnn.data.synthetic import CLASSES, SyntheticSpec, generate
 
 SPEC = SyntheticSpec(num_train=12, num_val=4, image_size=64, min_size=8, max_size=30)
 

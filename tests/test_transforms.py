@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sparse_rcnn.config import ConfigError
-from sparse_rcnn.preprocess import rescale_size
-from sparse_rcnn.transforms import RandomCrop, RandomFlip, build_train_transform
+from sparse_rcnn.data.resize import rescale_size
+from sparse_rcnn.data.transforms import RandomCrop, RandomFlip, build_train_transform
 
 MS = tuple(range(480, 801, 32))
 BOXES = np.array([[3.25, 4.5, 20.75, 30.1], [50.5, 10.0, 72.0, 46.0], [0.3, 0.7, 70.9, 44.2]], dtype=np.float32)

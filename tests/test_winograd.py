@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from sparse_rcnn.backbone import ResNetFPN
-from sparse_rcnn.winograd import WinogradConv2d, eligible, nnpack_available, use_winograd
+from sparse_rcnn.models.backbone import ResNetFPN
+from sparse_rcnn.ops.winograd import WinogradConv2d, eligible, nnpack_available, use_winograd
 
 needs_nnpack = pytest.mark.skipif(not nnpack_available(), reason="this PyTorch build has no working NNPACK")
 

@@ -20,7 +20,7 @@ def tiny_config(**overrides) -> Config:
 def save_tiny_checkpoint(path, class_names, **overrides):
     """A randomly initialised tiny model saved as a sparse-rcnn checkpoint at ``path``; returns it."""
     from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
-    from sparse_rcnn.model import build_model
+    from sparse_rcnn.models import build_model
 
     cfg = tiny_config(num_classes=len(class_names), **overrides)
     save_checkpoint(model_checkpoint(build_model(cfg.model, class_names), cfg), path)

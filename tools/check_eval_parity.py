@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse_rcnn.zoo import COCO_CATEGORY_IDS as COCO_IDS
+from sparse_rcnn.checkpoints import COCO_CATEGORY_IDS as COCO_IDS
 
 CONFIG = "sparse_rcnn_r50_fpn_1x_coco"
 

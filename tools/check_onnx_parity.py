@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from sparse_rcnn.checkpoints import load_model
-from sparse_rcnn.export import export_onnx
-from sparse_rcnn.images import read_image
-from sparse_rcnn.runtime import OnnxDetector
+from sparse_rcnn.deploy import export_onnx
+from sparse_rcnn.data.images import read_image
+from sparse_rcnn.deploy import OnnxDetector
 
 SCORE_TOL, BOX_TOL = 1e-4, 0.1
 CONFIGS = [

@@ -37,8 +37,8 @@ from pathlib import Path
 import torch
 
 from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_model
-from sparse_rcnn.zoo import ZOO
-from sparse_rcnn.head import decode_boxes
+from sparse_rcnn.checkpoints import ZOO
+from sparse_rcnn.models.head import decode_boxes
 
 COMPARE_PY = Path(os.environ.get("MMDET_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "mmdet-reference")) / "compare.py"
 STAGE_TOL = 1e-4

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointError, load_state_strict, read_checkpoint
+from ..checkpoints import CheckpointError, load_state_strict, read_checkpoint
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^iter_(\d+)\.pth$")

@@ -16,6 +16,8 @@ from torchvision.models import resnet
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FeaturePyramidNetwork
 
+from ..ops.stem_pool import StemMaxPool
+
 _RESNETS: dict[str, tuple[Callable[..., resnet.ResNet], object]] = {
     "resnet18": (resnet.resnet18, resnet.ResNet18_Weights.IMAGENET1K_V1),
     "resnet34": (resnet.resnet34, resnet.ResNet34_Weights.IMAGENET1K_V1),
@@ -115,48 +117,6 @@ class ResNetFPN(nn.Module):
         return [f.to(images.dtype).contiguous() for f in outs]
 
 
-class StemMaxPool(nn.Module):
-    """The stem's 3x3, stride-2, padding-1 max pool, as two 1-D passes over strided views.
-
-    PyTorch's NCHW CPU max-pool kernel takes 80 ms on the (64, 400, 672) stem output of an
-    800x1333 image (4 % of an R-50 forward); a column pass then a row pass take 34 ms. A maximum
-    is exact, so the output is bit-identical to ``F.max_pool2d(x, 3, 2, 1)``, NaN included. The
-    library kernel is used where it is the better choice: when a gradient is needed (its
-    tie-breaking), for channels-last input (its NHWC kernel is fast), and when exporting to ONNX.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, C, ceil(H / 2), ceil(W / 2))."""
-        if (
-            (x.requires_grad and torch.is_grad_enabled())
-            or not x.is_contiguous()
-            or torch.jit.is_tracing()
-            or torch.onnx.is_in_onnx_export()
-        ):
-            return nn.functional.max_pool2d(x, 3, 2, 1)
-        return _max3_stride2(_max3_stride2(x, -1), -2)
-
-
-def _max3_stride2(x: Tensor, dim: int) -> Tensor:
-    """Max over the windows {2j-1, 2j, 2j+1} along ``dim`` (indices out of range ignored):
-    n entries -> ceil(n / 2)."""
-
-    def every_other(start: int) -> Tensor:
-        index = [slice(None)] * x.dim()
-        index[dim] = slice(start, None, 2)
-        return x[tuple(index)]
-
-    out = every_other(0).clone()  # 2j
-    odd = every_other(1)  # 2j+1, floor(n / 2) entries
-    k, m = odd.shape[dim], out.shape[dim]
-    head = out.narrow(dim, 0, k)
-    torch.maximum(head, odd, out=head)
-    if m > 1:  # 2j-1 for j >= 1
-        tail = out.narrow(dim, 1, m - 1)
-        torch.maximum(tail, odd.narrow(dim, 0, m - 1), out=tail)
-    return out
-
-
 def _block_out(layer: nn.Sequential) -> int:
     last = layer[-1]
     return (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
@@ -168,36 +128,3 @@ def _init_fpn(fpn: nn.Module) -> None:
         if isinstance(m, nn.Conv2d):
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-@torch.no_grad()
-def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold eval-mode BatchNorm into the preceding conv, in place (inference only).
-
-    Returns the module; every ``conv -> bn`` pair of the ResNet body becomes one conv with bias.
-    """
-    for name, child in list(module.named_children()):
-        fold_frozen_batchnorm(child)
-    pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
-    for conv_name, bn_name in pairs:
-        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            setattr(module, conv_name, _fold(conv, bn))
-            setattr(module, bn_name, nn.Identity())
-    if isinstance(module, nn.Sequential) and len(module) == 2:
-        conv, bn = module[0], module[1]
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            module[0], module[1] = _fold(conv, bn), nn.Identity()
-    return module
-
-
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True,
-    ).to(conv.weight.device, conv.weight.dtype)
-    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused

@@ -85,7 +85,7 @@ def export_onnx(
     divisor = model.batcher.size_divisor
     hp, wp = size or default_input_size(tuple(model.test_scale), divisor)
     if hp % divisor or wp % divisor or hp <= 0 or wp <= 0:
-        raise ValueError(f"--size {hp}x{wp}: height and width must be positive multiples of {divisor}")
+        raise ValueError(f"`size` {hp}x{wp}: height and width must be positive multiples of {divisor}")
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     path = Path(path)

@@ -13,19 +13,15 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from .backbone import STRIDES, ResNetFPN, fold_frozen_batchnorm
-from .config import ModelConfig
+from .backbone import STRIDES, ResNetFPN
+from ..config import ModelConfig
 from .criterion import SetCriterion
 from .head import DynamicStage, decode_boxes
 from .matcher import HungarianMatcher
 from .pooler import MultiLevelRoIAlign
 from .postprocess import TopKPostProcess
-from .preprocess import ImageBatcher, resize_for_test
-from .winograd import use_winograd
-
-
-# Names of the inference precisions of ``optimize_for_inference`` (and ``--dtype``).
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from ..data.resize import resize_for_test
+from .batcher import ImageBatcher
 
 
 class SparseRCNN(nn.Module):
@@ -121,50 +117,11 @@ class SparseRCNN(nn.Module):
             boxes = new_boxes.detach()
         return all_logits, all_boxes
 
-    def optimize_for_inference(
-        self, *, dtype: str = "fp32", fold_bn: bool = False, channels_last: Optional[bool] = None,
-        head_dtype: Optional[str] = None, scope: str = "backbone", winograd: bool = False,
-    ) -> "SparseRCNN":
-        """Opt-in fast inference, in place; returns self in eval mode (do not train it afterwards).
+    def optimize_for_inference(self, **options) -> "SparseRCNN":
+        """Opt-in fast inference modes, in place: ``sparse_rcnn.ops.optimize_for_inference``."""
+        from ..ops.inference import optimize_for_inference
 
-        dtype: precision of the convolutions (``fp32``, ``bf16``: oneDNN AVX512-BF16/AMX on CPUs
-            that have it, ``fp16``: GPUs). Their outputs go back to fp32 before RoIAlign, so
-            boxes are always decoded in fp32.
-        scope: which convolutions run in ``dtype``: ``backbone`` (ResNet body + FPN: fastest) or
-            ``fpn`` (the FPN only, the ResNet body stays fp32: smaller deviation).
-        head_dtype: autocast precision of the six stages' matrix products (default: fp32, or
-            bf16 when ``dtype`` is bf16 on the CPU, fp16 when fp16). LayerNorm, softmax and the
-            box decoding stay fp32.
-        fold_bn: fold the frozen BatchNorm into the convolutions (saves one pass over every
-            feature map; changes fp32 rounding: 8e-5 on the reference scores).
-        channels_last: NHWC layout for the convolutions (oneDNN's fast layout for bf16; in fp32
-            it changes the summation order: 3.5e-5 on the reference scores). Default: on unless
-            dtype is fp32 or winograd is set.
-        winograd: compute the 3x3 stride-1 convolutions that stay fp32 with NNPACK's Winograd
-            kernel on the CPU (``sparse_rcnn.winograd``; needs NCHW, so not with channels_last).
-        ``optimize_for_inference()`` with no arguments changes nothing: fp32 stays bit-identical to
-        MMDetection.
-        The deviation of every mode from fp32 on the reference inputs is in BENCHMARKS.md.
-        """
-        if dtype not in DTYPES or (head_dtype is not None and head_dtype not in DTYPES):
-            raise ValueError(f"unknown dtype {dtype!r}/{head_dtype!r}; choose from {sorted(DTYPES)}")
-        if scope not in ("backbone", "fpn"):
-            raise ValueError(f"unknown scope {scope!r}; choose backbone or fpn")
-        if channels_last is None:
-            channels_last = dtype != "fp32" and not winograd
-        if winograd and (channels_last or (dtype != "fp32" and scope == "backbone")):
-            raise ValueError("winograd=True applies to fp32 NCHW convolutions: use it without "
-                             "channels_last, with dtype='fp32' or scope='fpn'")
-        self.eval()
-        if fold_bn:
-            fold_frozen_batchnorm(self.backbone.body)
-        compute = None if dtype == "fp32" else DTYPES[dtype]
-        self.backbone.set_compute(dtype=compute, channels_last=channels_last, fpn_only=scope == "fpn")
-        if winograd:
-            use_winograd(self.backbone.body if scope == "fpn" and compute is not None else self.backbone)
-        head = head_dtype or dtype
-        self.head_autocast = None if head == "fp32" else DTYPES[head]
-        return self
+        return optimize_for_inference(self, **options)
 
     def predict(self, inputs, *, batch_size: int = 1, score_thr: float = 0.0):
         """Detect objects in file paths, PIL images, (H, W, 3) RGB arrays or (3, H, W) tensors.
@@ -172,7 +129,7 @@ class SparseRCNN(nn.Module):
         Returns one dict per input: ``boxes`` (k, 4) in original pixels, ``scores``, ``labels``,
         and ``categories`` (class names). See ``sparse_rcnn.predictor``.
         """
-        from .predictor import predict
+        from ..engine.predictor import predict
 
         return predict(self, inputs, batch_size=batch_size, score_thr=score_thr)
 

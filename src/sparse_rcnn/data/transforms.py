@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import ConfigError
-from .preprocess import rescale_size, resize_array
+from ..config import ConfigError
+from .resize import rescale_size, resize_array
 
 PIPELINES = ("1x", "multiscale", "crop")
 

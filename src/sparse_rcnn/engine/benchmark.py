@@ -11,11 +11,7 @@ described in BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import logging
-import os
 import platform
 import statistics
 import time
@@ -99,8 +95,8 @@ def run_benchmark(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if train:
-        from .engine import build_optimizer
-        from .model import DTYPES
+        from .schedule import build_optimizer
+        from ..ops import PRECISIONS
 
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
@@ -110,7 +106,7 @@ def run_benchmark(
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=DTYPES[dtype], enabled=amp):
+            with torch.autocast(device.type, dtype=PRECISIONS[dtype], enabled=amp):
                 loss = sum(model(images, targets).values())
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -144,97 +140,3 @@ def run_benchmark(
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu": cpu_model_name(),
     }
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """argparse type for ``--size HxW`` (benchmark and export)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 800x1333") from None
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"size {text!r}: both sides must be at least 32 pixels")
-    return h, w
-
-
-def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .checkpoints import load_model
-    from .config import load_config
-    from .model import build_model
-
-    if args.weights and args.proposals:
-        log.error("--proposals only applies to a random-init model; drop --weights or --proposals")
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            log.error("--device %s but no CUDA device is visible; use --device cpu", args.device)
-            return 2
-        torch.backends.cuda.matmul.allow_tf32 = args.tf32
-        torch.backends.cudnn.allow_tf32 = args.tf32
-        torch.backends.cudnn.benchmark = True
-    if args.weights:
-        model = load_model(args.model, args.weights, device=args.device)
-        name = model.config.name
-    else:
-        overrides = [f"model.num_proposals={args.proposals}"] if args.proposals else []
-        cfg = load_config(args.model, overrides)
-        model = build_model(dataclasses.replace(cfg.model, pretrained_backbone=False)).to(args.device)
-        name = cfg.name
-    if not args.train:
-        try:
-            model.optimize_for_inference(
-                dtype=args.dtype, fold_bn=args.fold_bn, channels_last=args.channels_last, scope=args.scope,
-                winograd=args.winograd,
-            )
-        except ValueError as e:
-            log.error("%s", e)
-            return 2
-        if args.compile:
-            model.backbone = torch.compile(model.backbone)
-    batch_size = args.batch_size or (2 if args.train else 1)
-    result = run_benchmark(
-        model, size=args.size, batch_size=batch_size, iters=args.iters, warmup=args.warmup,
-        train=args.train, device=args.device, dtype=args.dtype,
-    )
-    result.update(
-        model=name, proposals=model.proposal_boxes.num_embeddings, fold_bn=args.fold_bn and not args.train, scope=args.scope,
-        channels_last=model.backbone.channels_last, winograd=args.winograd and not args.train, compile=args.compile,
-        tf32=args.tf32 if args.device.startswith("cuda") else None, weights=args.weights,
-        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, malloc=getattr(args, "malloc", "system"),
-    )
-    text = json.dumps(result)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    return 0
-
-
-def add_parser(sub) -> None:
-    """Register ``sparse-rcnn benchmark`` on the CLI's subparsers."""
-    p = sub.add_parser("benchmark", help="time inference or training steps on synthetic images")
-    p.add_argument("--model", default="sparse_rcnn_r50_fpn_1x_coco", help="named config or YAML")
-    p.add_argument("--weights", help="checkpoint (default: random init, no download)")
-    p.add_argument("--size", type=parse_size, default=(800, 1333), help="image HxW (default 800x1333)")
-    p.add_argument("--batch-size", type=int, help="default 1, or 2 with --train")
-    p.add_argument("--iters", type=int, default=5, help="timed iterations (median reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="inference precision (see model.optimize_for_inference); autocast with --train")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--train", action="store_true", help="time forward+backward+clip+AdamW steps")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
-    p.add_argument("--proposals", type=int, help="override the number of proposals (random init only)")
-    p.add_argument("--scope", choices=("backbone", "fpn"), default="backbone",
-                   help="convolutions in --dtype: ResNet body + FPN (default) or the FPN only")
-    p.add_argument("--fold-bn", action="store_true", help="fold frozen BatchNorm into the convs")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC convolutions (default: on for bf16/fp16, off for fp32)")
-    p.add_argument("--winograd", action="store_true",
-                   help="fp32 3x3 convolutions with NNPACK's Winograd kernel (CPU inference)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
-    p.add_argument("--output", help="also write the JSON here")
-    p.set_defaults(func=cmd_benchmark)

@@ -12,15 +12,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import logging
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .data import CocoDetection
-from .preprocess import resize_for_test
+from ..checkpoints.zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from ..data.coco import CocoDetection
+from ..data.validation import DataError
+from ..data.resize import resize_for_test
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,30 @@ def match_categories(
         log.warning("category names of %s differ from the model's; labels are matched by position", source)
         return [cat_id for cat_id, _ in categories]
     return None
+
+
+def coco_category_ids(
+    class_names: Sequence[str], ann_file: Optional[str] = None
+) -> tuple[list[int], Optional[dict[str, int]]]:
+    """COCO category id of each label, and image id by file name (and by base name) from
+    ``ann_file``. Without a file: COCO's 80 ids for COCO's classes, else 1..C, and no image ids."""
+    if not ann_file:
+        if list(class_names) == list(COCO_CLASS_NAMES):
+            return list(COCO_CATEGORY_IDS), None
+        return list(range(1, len(class_names) + 1)), None
+    try:
+        with open(ann_file) as f:
+            ann = json.load(f)
+        categories = sorted(ann["categories"], key=lambda c: c["id"])
+        image_ids = {str(im["file_name"]): int(im["id"]) for im in ann["images"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{ann_file}: not a readable COCO annotation file ({type(e).__name__}: {e})") from None
+    cat_ids = match_categories(class_names, [(c["id"], c.get("name")) for c in categories], ann_file)
+    if cat_ids is None:
+        raise DataError(f"{ann_file} has {len(categories)} categories but the model predicts {len(class_names)} classes")
+    for name, image_id in list(image_ids.items()):  # images given with a folder prefix are found too
+        image_ids.setdefault(Path(name).name, image_id)
+    return cat_ids, image_ids
 
 
 def detections_to_coco(image_id: int, det: dict[str, Tensor], cat_ids: Sequence[int]) -> list[dict]:

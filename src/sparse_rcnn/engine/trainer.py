@@ -13,7 +13,7 @@ starting point, not a guarantee, and the warm-up should cover about the same num
 
 Runs are exactly resumable: checkpoints hold the model, optimiser, AMP scaler, counters and RNG
 states (``train_state``); the data order and augmentation are functions of (seed, epoch, index),
-and the learning rate a pure function of (iteration, epoch), so ``--resume`` ends with the same
+and the learning rate a pure function of (iteration, epoch), so resuming ends with the same
 parameters as an uninterrupted run. Non-finite steps, signals and the fault injection switches
 used by the tests are described in ``faults``.
 """
@@ -33,7 +33,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -41,67 +41,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoints import model_checkpoint, save_checkpoint
-from .config import Config, ConfigError, check_values
+from ..checkpoints import model_checkpoint, save_checkpoint
+from .schedule import build_optimizer, lr_factor
+from ..config import Config, ConfigError, check_values
 from .faults import StopSignals, TrainingError, TrainingInterrupted, all_finite, nan_iterations, slow_save
-from .model import build_model
-from .sampler import GroupedBatchSampler
+from ..data import build_datasets
+from ..models import build_model
+from ..data.sampler import GroupedBatchSampler
 from .train_state import checkpoint_path, list_checkpoints, newest_good, prune, rng_state, set_rng_state
 
 __all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "build_optimizer", "lr_factor", "build_datasets"]
 log = logging.getLogger(__name__)
-
-
-def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on every trainable parameter (MMDetection: no paramwise config).
-
-    ``fused=True``: one kernel over all parameters. PyTorch's default on the CPU is a Python loop
-    per parameter, 5x slower (44 vs 8 ms a step for ResNet-18 on 2 cores), as much as a small model's
-    forward pass. The update is the same formula; only float rounding may differ.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-
-
-def lr_factor(
-    iteration: int, epoch: int, *, warmup_iters: int, warmup_factor: float, steps: Sequence[int], gamma: float
-) -> float:
-    """Multiplier of the base lr at a 0-based iteration inside a 0-based epoch.
-
-    mmengine's ``LinearLR(start_factor, by_epoch=False, end=warmup_iters)`` reaches 1 at iteration
-    ``warmup_iters - 1``; ``MultiStepLR(milestones=steps, by_epoch=True)`` multiplies by gamma from
-    epoch ``s`` on; both compose multiplicatively.
-    """
-    warm = 1.0
-    if warmup_iters > 1:
-        warm = warmup_factor + (1.0 - warmup_factor) * min(iteration, warmup_iters - 1) / (warmup_iters - 1)
-    return warm * gamma ** sum(epoch >= s for s in steps)
-
-
-def build_datasets(cfg: Config) -> tuple[Any, Optional[Any]]:
-    """Training and (optional) validation ``CocoDetection`` from ``cfg.data``."""
-    from .data import CocoDetection
-    from .transforms import build_train_transform
-
-    d = cfg.data
-    if not d.train_ann or not d.train_images:
-        raise ConfigError("no training data: pass --train-ann and --train-images (or set data.train_ann, data.train_images)")
-    if bool(d.val_ann) != bool(d.val_images):
-        raise ConfigError("validation needs both --val-ann and --val-images (data.val_ann, data.val_images)")
-    transform = build_train_transform(
-        pipeline=d.pipeline, train_scale=d.train_scale, ms_short_sides=d.ms_short_sides,
-        crop_short_sides=d.crop_short_sides, crop_size=d.crop_size, flip_prob=d.flip_prob,
-    )
-    train = CocoDetection(
-        d.train_ann, d.train_images, transform=transform, train=True, filter_empty=d.filter_empty,
-        min_size=d.min_size, bad_annotations=d.bad_annotations, seed=cfg.train.seed,
-    )
-    val = None
-    if d.val_ann:
-        val = CocoDetection(d.val_ann, d.val_images, train=False, filter_empty=False, bad_annotations=d.bad_annotations)
-        if list(val.class_names) != list(train.class_names):
-            raise ConfigError(f"validation categories {val.class_names[:5]}... differ from training's {train.class_names[:5]}...; use annotation files with the same categories")
-    return train, val
 
 
 def _memory_mb(device: torch.device) -> float:
@@ -183,7 +133,7 @@ class Trainer:
         if resume:
             self._resume()
         elif list_checkpoints(self.ckpt_dir):
-            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; pass --resume to continue that run, or choose another --output-dir")
+            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; continue that run with `resume`, or choose another `output_dir`")
         self._writer = None
 
     # ---------------------------------------------------------------- loop
@@ -225,7 +175,7 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, start=self.iter_in_epoch * k)
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(self.epoch)
-        from .data import collate
+        from ..data import collate
 
         loader = DataLoader(
             self.train_dataset, batch_sampler=self.sampler, collate_fn=collate,
@@ -337,7 +287,7 @@ class Trainer:
         """COCO box AP on the validation set; every process evaluates a shard (``evaluate`` gathers)."""
         if self.val_dataset is None:
             return
-        from .evaluation import evaluate
+        from ..evaluation import evaluate
 
         metrics, _ = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size,
                               device=self.device, workers=self.cfg.data.workers, progress=self._show_progress())
@@ -384,7 +334,7 @@ class Trainer:
         metrics = {k: v for k, v in self.metrics.items() if k not in ("iter", "epoch")}
         (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         if (self.output_dir / "log.jsonl").exists():
-            from .visualize import plot_training_curves
+            from ..visualize import plot_training_curves
 
             plot_training_curves(self.output_dir / "log.jsonl", self.output_dir / "curves.png")
         log.info("done: %s (%d steps skipped)", self.output_dir / "model_final.pth", self.skipped_steps)
@@ -453,5 +403,5 @@ class Trainer:
             dist.barrier()
         signum = self.signals.signum
         raise TrainingInterrupted(
-            signum, f"{signal.Signals(signum).name}: stopped at iteration {self.iter}; checkpoint in {self.ckpt_dir}; continue with --resume"
+            signum, f"{signal.Signals(signum).name}: stopped at iteration {self.iter}; checkpoint in {self.ckpt_dir}; continue with `resume`"
         )

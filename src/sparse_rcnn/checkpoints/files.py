@@ -1,0 +1,93 @@
+"""Checkpoint files: reading with clear errors, our format, atomic writes.
+
+Our format is a dict ``{"format": "sparse-rcnn", "version": 1, "config": <resolved config>,
+"class_names": [...], "model": state_dict}`` plus, for training checkpoints, the trainer's state.
+MMDetection checkpoints (``{"meta", "state_dict"}``, v2 or v3) are read here too and converted by
+``checkpoints.mmdet``; loading into a model (``checkpoints.load``) is strict and any mismatch is
+reported key by key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from ..config import Config
+
+FORMAT = "sparse-rcnn"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read, downloaded or does not fit the model; the message says why."""
+
+
+def read_checkpoint(path: Union[str, Path]) -> dict:
+    """torch.load with a clear error for missing, truncated or foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the .pth file inside it")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files
+        text = str(e)
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if culprit:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds pickled Python objects ({culprit.group(1)}) that safe loading "
+                "refuses; if you trust it, re-save only its tensors/state_dict"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
+        reason = detail.group(1).splitlines()[0] if detail else text.split(". ")[0].splitlines()[0] if text else ""
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is unreadable, truncated or not a PyTorch file ({type(e).__name__}: {reason})"
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{str(path)!r} is not a Sparse R-CNN checkpoint (it holds a {type(ckpt).__name__})")
+    if ckpt.get("format") == FORMAT:
+        lacking = [k for k in ("config", "model") if not isinstance(ckpt.get(k), dict)]
+        if lacking:
+            raise CheckpointError(f"{str(path)!r} is an incomplete sparse-rcnn checkpoint (no {' or '.join(lacking)})")
+    elif ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise CheckpointError(
+            f"{str(path)!r} is a bare state_dict without its config; save models with "
+            "sparse_rcnn.checkpoints.model_checkpoint + save_checkpoint"
+        )
+    elif not isinstance(ckpt.get("state_dict"), dict):
+        keys = ", ".join(map(str, list(ckpt)[:8]))
+        raise CheckpointError(
+            f"{str(path)!r} is not a Sparse R-CNN checkpoint (no 'state_dict' or sparse-rcnn 'model' entry; "
+            f"it holds: {keys or 'nothing'})"
+        )
+    return ckpt
+
+
+def save_checkpoint(obj: dict, path: Union[str, Path]) -> None:
+    """Write atomically: a temporary file in the same folder, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict:
+    return {"format": FORMAT, "version": 1, "config": cfg.to_dict(), "class_names": list(model.class_names),
+            "model": model.state_dict(), **extra}
+
+

@@ -1,0 +1,105 @@
+"""Argument types and helpers shared by the subcommands, and the rendering of library errors."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import torch
+
+from ..ops import PRECISIONS, optimize_for_inference
+
+
+class UsageError(Exception):
+    """A command-line argument cannot be used; the message says which and why."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type for ``--size HxW`` (benchmark and export)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: expected HxW, e.g. 800x1333") from None
+    if h < 32 or w < 32:
+        raise argparse.ArgumentTypeError(f"size {text!r}: both sides must be at least 32 pixels")
+    return h, w
+
+
+def device_arg(name: str) -> str:
+    """argparse type for ``--device``: cpu, cuda, cuda:N or mps, and present on this machine."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{name!r}: no CUDA GPU is available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{name!r}: MPS is not available here; use --device cpu")
+    return name
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="named config (see `sparse-rcnn models`)")
+    p.add_argument("--weights", help="checkpoint path or URL (default: the published weights of --model)")
+
+
+def add_fast_mode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", choices=tuple(PRECISIONS), default="fp32",
+                   help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation")
+    p.add_argument("--winograd", action="store_true",
+                   help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)")
+
+
+def apply_fast_mode(model, args: argparse.Namespace) -> None:
+    """--dtype / --winograd: opt-in fast inference; plain fp32 stays bit-identical to MMDetection."""
+    if args.dtype != "fp32" or args.winograd:
+        try:
+            optimize_for_inference(model, dtype=args.dtype, winograd=args.winograd)
+        except ValueError as e:
+            raise UsageError(f"{e} (--winograd goes with --dtype fp32)") from None
+
+
+def print_metrics(metrics: dict[str, float]) -> None:
+    print(f"{'metric':<28} {'value':>7}")
+    for key, value in metrics.items():
+        print(f"{key:<28} {value:>7.4f}")
+
+
+# Library errors name what to change as `parameter` or `section.key=value`; the command line
+# says it with its own flags.
+FLAGS = {
+    "weights": "--weights", "model": "--model", "resume": "--resume", "output_dir": "--output-dir",
+    "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
+    "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
+}
+
+
+def as_flags(message: str) -> str:
+    """Render a library error message for the command line: `weights` -> --weights,
+    `data.bad_annotations=skip` -> --set data.bad_annotations=skip."""
+
+    def flag(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2) or ""
+        if name in FLAGS:
+            return FLAGS[name] + (f" {value[1:]}" if value else "")
+        return f"--set {name}{value}" if "." in name else name + value
+
+    return re.sub(r"`([a-z_]+(?:\.[a-z_]+)?)(=[^`]*)?`", flag, message)

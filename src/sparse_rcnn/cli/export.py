@@ -1,0 +1,32 @@
+"""``sparse-rcnn export``: the detector as one ONNX graph."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..checkpoints import load_model
+from ..deploy import export_onnx
+from .args import UsageError, add_model_args, parse_size, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="export the detector to ONNX (normalised padded batch -> top-k boxes)")
+    add_model_args(p)
+    p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--dynamic", action="store_true", help="any batch size and image size (default: fixed)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 16 (default: 17)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size of a fixed-shape graph")
+    p.add_argument("--size", type=parse_size, metavar="HxW",
+                   help="padded input size of a fixed-shape graph, multiples of 32 (default: 800x1344)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model(args.model, args.weights)
+    try:
+        path = export_onnx(model, args.output, batch_size=args.batch_size, size=args.size, dynamic=args.dynamic,
+                           opset=args.opset, name=getattr(model, "config", None) and model.config.name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(path)
+    return 0

@@ -1,0 +1,58 @@
+"""The ``sparse-rcnn`` command: parses, calls the library, prints, and maps errors to exit statuses.
+
+Errors a user can fix (bad config key, unreadable image or checkpoint, bad annotations, bad
+argument) are printed as one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ..checkpoints import CheckpointError
+from ..config import ConfigError
+from ..data import DataError, ImageError
+from ..ops import keep_freed_memory
+from . import benchmark, evaluate, export, predict, train, zoo
+from .args import UsageError, as_flags
+
+log = logging.getLogger("sparse_rcnn")
+USER_ERRORS = (CheckpointError, ConfigError, DataError, ImageError, FileNotFoundError, UsageError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparse-rcnn", description="Sparse R-CNN object detection")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    zoo.add_parsers(sub)
+    predict.add_parser(sub)
+    export.add_parser(sub)
+    evaluate.add_parser(sub)
+    train.add_parsers(sub)
+    benchmark.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr
+    )
+    args.malloc = "keep-freed" if keep_freed_memory() else "system"
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        log.error("%s", as_flags(str(e)))
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except BrokenPipeError:  # the reader went away, e.g. `sparse-rcnn predict DIR | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

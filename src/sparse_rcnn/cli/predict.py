@@ -1,0 +1,138 @@
+"""``sparse-rcnn predict``: files, folders and lists of images -> JSON records or COCO results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..checkpoints import load_model
+from ..data import expand_image_paths
+from ..deploy import OnnxDetector
+from ..engine import iter_predictions, to_record
+from ..evaluation import coco_category_ids, detections_to_coco
+from ..visualize import draw_detections, save_png
+from .args import UsageError, add_fast_mode_args, add_model_args, apply_fast_mode, device_arg, non_negative_int, positive_int
+
+log = logging.getLogger("sparse_rcnn")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="detect objects in images (files or folders)")
+    p.add_argument("images", nargs="*", help="image files, folders of images, or @LIST (one path per line)")
+    add_model_args(p)
+    p.add_argument("--output", help="write the JSON here instead of stdout")
+    p.add_argument("--save-vis", metavar="DIR", help="write each image with its boxes drawn to DIR/<stem>.png")
+    p.add_argument("--score-thr", type=float, default=0.0, help="keep detections with score >= this")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
+    p.add_argument("--list", action="append", metavar="FILE", help="file with one image path per line (or @FILE)")
+    p.add_argument("--format", choices=("records", "coco"), default="records",
+                   help="records: one entry per image (default); coco: COCO results [{image_id, category_id, bbox, score}]")
+    p.add_argument("--ann", help="COCO annotation JSON: image ids by file name, category ids by name (--format coco)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), help="default: torch, or onnxruntime with --onnx")
+    p.add_argument("--onnx", metavar="MODEL.onnx", help="a file from `sparse-rcnn export` (--backend onnxruntime)")
+    add_fast_mode_args(p)
+    p.set_defaults(func=run)
+
+
+def _read_list_file(path: str) -> list[str]:
+    """One image path per line; blank lines and lines starting with # are skipped."""
+    try:
+        with open(path) as f:
+            return [s for line in f if (s := line.strip()) and not s.startswith("#")]
+    except OSError as e:
+        raise UsageError(f"cannot read the image list {path}: {e.strerror or e}") from None
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """Files and folders as given; ``@FILE`` and ``--list FILE`` name list files."""
+    items: list[str] = []
+    for item in args.images:
+        items += _read_list_file(item[1:]) if item.startswith("@") else [item]
+    for path in args.list or []:
+        items += _read_list_file(path)
+    if not items:
+        raise UsageError("no images given: pass files, folders, @list.txt or --list FILE")
+    return items
+
+
+def _detector(args: argparse.Namespace):
+    """The PyTorch model, or the ONNX Runtime backend with --onnx: both are a ``Detector``."""
+    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
+    if backend == "torch":
+        if args.onnx:
+            raise UsageError("--onnx needs --backend onnxruntime")
+        model = load_model(args.model, args.weights, device=args.device)
+        apply_fast_mode(model, args)
+        return model
+    if not args.onnx:
+        raise UsageError("--backend onnxruntime needs --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
+    if args.model or args.weights:
+        raise UsageError("--model/--weights are not used with --backend onnxruntime: the .onnx file holds the model")
+    try:
+        return OnnxDetector(args.onnx)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _open_output(path: str | None):
+    if not path:
+        return sys.stdout
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise UsageError(f"cannot write --output {path}: {e.strerror or e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.save_vis and Path(args.save_vis).exists() and not Path(args.save_vis).is_dir():
+        raise UsageError(f"--save-vis {args.save_vis}: exists and is not a folder")
+    paths = expand_image_paths(_inputs(args))
+    detector = _detector(args)
+    class_names = detector.class_names
+    if args.format == "coco":
+        cat_ids, image_ids = coco_category_ids(class_names, args.ann)
+    out = _open_output(args.output)
+    progress = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not sys.stderr.isatty())
+    num_failed, first = 0, True
+    out.write("[")
+    with torch.no_grad():  # nothing per image is kept: each result is written, then dropped
+        for pred in iter_predictions(detector, paths, batch_size=args.batch_size, workers=args.workers,
+                                     score_thr=args.score_thr, keep_images=bool(args.save_vis)):
+            progress.update(1)
+            if pred.error is not None:
+                log.error("skipped %s", pred.error)
+                num_failed += 1
+                continue
+            if args.format == "coco":
+                image_id = pred.index if image_ids is None else image_ids.get(pred.path, image_ids.get(Path(pred.path).name))
+                if image_id is None:
+                    log.error("skipped %s: not among the images of --ann %s", pred.path, args.ann)
+                    num_failed += 1
+                    continue
+                records = detections_to_coco(image_id, pred.detections, cat_ids)
+            else:
+                records = [to_record(pred.path, pred.width, pred.height, pred.detections, class_names)]
+            for record in records:
+                out.write(("\n" if first else ",\n") + json.dumps(record))
+                first = False
+            if args.save_vis:
+                det = pred.detections
+                drawn = draw_detections(pred.image, det["boxes"], det["labels"].tolist(), class_names, det["scores"])
+                save_png(drawn, Path(args.save_vis) / f"{Path(pred.path).stem}.png")
+    progress.close()
+    out.write("\n]\n")
+    if out is not sys.stdout:
+        out.close()
+    if num_failed:
+        log.error("%d of %d images failed", num_failed, len(paths))
+        return 1
+    return 0

@@ -1,0 +1,130 @@
+"""``sparse-rcnn train`` and ``demo``: a config and data in, checkpoints, metrics and pictures out."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from ..config import load_config
+from ..data import SyntheticSpec, generate_shapes
+from ..engine import Trainer, TrainingError, TrainingInterrupted
+from ..visualize import draw_predictions
+from .args import device_arg, non_negative_int, positive_int, print_metrics
+
+log = logging.getLogger("sparse_rcnn")
+
+
+def _add_schedule_args(p: argparse.ArgumentParser) -> None:
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=positive_int, help="epochs to train (default: the config's)")
+    length.add_argument("--max-iters", type=positive_int, help="stop after this many iterations instead")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a model on COCO-format data (one process, or several under torchrun)",
+        description="Train Sparse R-CNN. Several processes: torchrun --nproc_per_node=N --no-python sparse-rcnn train ... "
+        "Exit status: 0 done; 1 training diverged (non-finite losses; the last good checkpoint is kept); 2 bad "
+        "input; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint (continue with --resume).",
+    )
+    p.add_argument("--config", required=True, help="named config (see `sparse-rcnn models`) or a YAML file")
+    p.add_argument("--train-ann", help="COCO annotation JSON of the training set (default: the config's)")
+    p.add_argument("--train-images", help="folder holding the training images")
+    p.add_argument("--val-ann", help="COCO annotation JSON to evaluate on after each epoch")
+    p.add_argument("--val-images", help="folder holding the validation images")
+    _add_schedule_args(p)
+    p.add_argument("--batch-size", type=positive_int, help="images per process and step (default: 2)")
+    p.add_argument("--workers", type=non_negative_int, help="data loading processes (default: 2)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.lr=1e-4 or data.pipeline=multiscale (repeatable)")
+    p.add_argument("--output-dir", required=True, help="checkpoints, log.jsonl, curves.png, model_final.pth go here")
+    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --output-dir")
+    p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser(
+        "demo", help="generate a shapes dataset, train a small model on it from scratch, evaluate, draw",
+        description="The built-in demo, trained from scratch (no download). Writes the data, checkpoints, metrics.json, "
+        "curves.png and predictions.png to --output-dir.",
+    )
+    p.add_argument("--output-dir", default="sparse-rcnn-demo", help="where everything goes (default: ./sparse-rcnn-demo)")
+    p.add_argument("--config", default="sparse_rcnn_r18_demo_shapes", help="named config or YAML (default: the demo's)")
+    _add_schedule_args(p)
+    p.add_argument("--num-images", type=positive_int, help="training images to generate (validation: a tenth, at least 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.lr=1e-4 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output-dir")
+    p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.set_defaults(func=run_demo)
+
+
+def _schedule(args: argparse.Namespace) -> dict:
+    """TrainConfig overrides from --epochs / --max-iters (--epochs alone drops a config's max_iters)."""
+    train: dict = {"epochs": args.epochs, "max_iters": None} if args.epochs else {}
+    if args.max_iters:
+        train["max_iters"] = args.max_iters
+    return train
+
+
+def _fit(cfg, output_dir, args: argparse.Namespace):
+    """Build and run a Trainer -> (trainer, metrics, 0); an interruption or a training error is
+    logged and returned as the exit status instead (128 + signal, or 1)."""
+    try:
+        trainer = Trainer(cfg, output_dir=output_dir, resume=args.resume, device=args.device)
+        return trainer, trainer.fit(), 0
+    except TrainingInterrupted as e:
+        log.warning("%s", e)
+        return None, None, 128 + e.signum
+    except TrainingError as e:
+        log.error("%s", e)
+        return None, None, 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    data = {"train_ann": args.train_ann, "train_images": args.train_images, "val_ann": args.val_ann,
+            "val_images": args.val_images, "batch_size": args.batch_size, "workers": args.workers}
+    data = {k: v for k, v in data.items() if v is not None}
+    if (args.train_ann or args.train_images) and not (args.val_ann or args.val_images):
+        data.update(val_ann=None, val_images=None)  # own data: the config's COCO val paths do not apply
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
+                              train=dataclasses.replace(cfg.train, **_schedule(args)))
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    if not main_process:
+        logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
+    _, metrics, status = _fit(cfg, args.output_dir, args)
+    if status:
+        return status
+    if main_process:
+        print_metrics(metrics)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Generate the shapes dataset, train the demo config on it, evaluate, draw the results."""
+    out = Path(args.output_dir)
+    cfg = load_config(args.config, args.set)
+    size = min(cfg.model.test_scale)  # square images that the test scale leaves as they are
+    counts = {"num_train": args.num_images, "num_val": max(20, args.num_images // 10)} if args.num_images else {}
+    spec = SyntheticSpec(seed=args.seed, image_size=size, min_size=round(size / 8), max_size=round(size * 0.46), **counts)
+    data = generate_shapes(out / "data", spec)
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, train_ann=str(data.train_ann), train_images=str(data.train_images),
+                                 val_ann=str(data.val_ann), val_images=str(data.val_images)),
+        train=dataclasses.replace(cfg.train, **_schedule(args)),
+    )
+    trainer, metrics, status = _fit(cfg, out, args)
+    if status:
+        return status
+    draw_predictions(trainer.model, trainer.val_dataset, out / "predictions.png", device=trainer.device)
+    print_metrics(metrics)
+    print(f"metrics:     {out / 'metrics.json'}")
+    print(f"curves:      {out / 'curves.png'}")
+    print(f"predictions: {out / 'predictions.png'} (white: ground truth; coloured: predictions with score >= 0.3)")
+    print(f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} IMAGES)")
+    return 0

@@ -1,0 +1,39 @@
+"""Folding frozen BatchNorm into the preceding convolution: an opt-in inference speed-up."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold eval-mode BatchNorm into the preceding conv, in place (inference only).
+
+    Returns the module; every ``conv -> bn`` pair of the ResNet body becomes one conv with bias.
+    """
+    for name, child in list(module.named_children()):
+        fold_frozen_batchnorm(child)
+    pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
+    for conv_name, bn_name in pairs:
+        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(module, conv_name, _fold(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+    if isinstance(module, nn.Sequential) and len(module) == 2:
+        conv, bn = module[0], module[1]
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            module[0], module[1] = _fold(conv, bn), nn.Identity()
+    return module
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, bias=True,
+    ).to(conv.weight.device, conv.weight.dtype)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
