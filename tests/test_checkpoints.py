@@ -1,4 +1,7 @@
+import argparse
 import dataclasses
+import json
+from pathlib import Path
 import functools
 import hashlib
 import http.server
@@ -8,12 +11,14 @@ import threading
 
 import pytest
 import torch
+from PIL import Image
 
 from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import (
     CheckpointError, download, load_model, model_checkpoint, read_checkpoint, save_checkpoint,
 )
 from sparse_rcnn.models import build_model
+from test_images import scene
 from tiny import tiny_config
 
 # Our name -> MMDetection's, for building MMDetection-format files in tests.
@@ -176,3 +181,77 @@ def test_download_hash_mismatch_and_unreachable(tmp_path, http_dir):
         port = s.getsockname()[1]
     with pytest.raises(CheckpointError, match="cannot download"):
         download(f"http://127.0.0.1:{port}/x-12345678.pth", cache_dir=tmp_path / "c", progress=False)
+
+
+@pytest.fixture
+def image(tmp_path) -> str:
+    Image.fromarray(scene()).save(tmp_path / "img.png")
+    return str(tmp_path / "img.png")
+
+
+def fake_mmdet_state(depth_blocks: int, proposals: int, classes: int = 80, stages: int = 6) -> dict:
+    """The keys (with tiny tensors) by which an MMDetection checkpoint's architecture is read."""
+    state = {f"backbone.layer3.{i}.conv1.weight": torch.zeros(1) for i in range(depth_blocks)}
+    state["rpn_head.init_proposal_bboxes.weight"] = torch.zeros(proposals, 4)
+    state.update({f"roi_head.bbox_head.{k}.fc_cls.weight": torch.zeros(classes, 1) for k in range(stages)})
+    return state
+
+
+def test_checkpoint_errors(tmp_path, tiny_weights, image, run_cli):
+    good = Path(tiny_weights).read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(good[: len(good) // 2])
+    torch.save({"foo": 1}, tmp_path / "foreign.pth")
+    torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1), "rpn_head.rpn_conv.weight": torch.zeros(1)}},
+               tmp_path / "faster_rcnn.pth")
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1)}, tmp_path / "pickled.pth")
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    ckpt = torch.load(tiny_weights, weights_only=True)
+    ckpt["config"]["model"]["anchor_free_magic"] = 1  # a checkpoint from a future version
+    save_checkpoint(ckpt, tmp_path / "future.pth")
+    torch.save(fake_mmdet_state(6, 100), tmp_path / "no_state_dict_key.pth")
+    torch.save({"meta": {}, "state_dict": fake_mmdet_state(6, 100)}, tmp_path / "r50_100.pth")
+    cases = {
+        "truncated.pth": "unreadable, truncated or not a PyTorch file",
+        "text.pth": "unreadable, truncated or not a PyTorch file",
+        "foreign.pth": "not a Sparse R-CNN checkpoint (no 'state_dict' or sparse-rcnn 'model' entry; it holds: foo)",
+        "faster_rcnn.pth": "not a Sparse R-CNN checkpoint: its state_dict has no rpn_head.init_proposal_bboxes",
+        "pickled.pth": "holds pickled Python objects (argparse.Namespace)",
+        "future.pth": "config this version cannot use: unknown config key 'model.anchor_free_magic'",
+        "no_state_dict_key.pth": "a bare state_dict without its config",
+        "missing.pth": "not found",
+        "": "is a directory",
+    }
+    for name, message in cases.items():
+        rc, errors = run_cli(["predict", image, "--weights", str(tmp_path / name)])
+        assert rc == 2 and len(errors) == 1 and message in errors[0], (name, errors)
+    # an MMDetection R-50 / 100-proposal checkpoint named as another zoo model: the differences are named
+    for name, diff in [("sparse_rcnn_r101_fpn_mstrain_480-800_3x_coco", "backbone"),
+                       ("sparse_rcnn_r50_fpn_300_proposals_crop_mstrain_480-800_3x_coco", "num_proposals")]:
+        rc, errors = run_cli(["predict", image, "--model", name, "--weights", str(tmp_path / "r50_100.pth")])
+        assert rc == 2 and f"does not fit {name!r}: it differs in {diff}" in errors[0], errors
+
+
+def test_weights_for_another_architecture_list_mismatched_keys(tmp_path, tiny_weights, image, run_cli):
+    ckpt = torch.load(tiny_weights, weights_only=True)
+    ckpt["config"]["model"]["num_proposals"] = 16  # state has 8
+    save_checkpoint(ckpt, tmp_path / "proposals.pth")
+    rc, errors = run_cli(["predict", image, "--weights", str(tmp_path / "proposals.pth")])
+    assert rc == 2 and "does not fit this model architecture" in errors[0]
+    assert "proposal_boxes.weight (8, 4) vs (16, 4)" in errors[0]
+    # a resnet18 state loaded as resnet34 (MMDetection format + a YAML config): missing keys listed
+    torch.save({"meta": {}, "state_dict": to_mmdet(ckpt["model"])}, tmp_path / "mmdet_r18.pth")
+    cfg = tiny_config(test_scale=(64, 48))
+    (tmp_path / "r34.yaml").write_text(json.dumps({"model": {**cfg.to_dict()["model"],
+                                                             "backbone": "resnet34"}}))
+    rc, errors = run_cli(["predict", image, "--model", str(tmp_path / "r34.yaml"),
+                      "--weights", str(tmp_path / "mmdet_r18.pth")])
+    assert rc == 2 and "missing (" in errors[0] and "backbone.body.layer1.2.conv1.weight" in errors[0], errors
+
+
+def test_unknown_config_name_suggests_the_closest(image, run_cli):
+    rc, errors = run_cli(["predict", image, "--model", "sparse_rcnn_r50_fpn_1x_cocoo"])
+    assert rc == 2 and "did you mean 'sparse_rcnn_r50_fpn_1x_coco'" in errors[0]
+    rc, errors = run_cli(["predict", image, "--model", "yolo"])
+    assert rc == 2 and "unknown config 'yolo'" in errors[0]
+
+

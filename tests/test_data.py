@@ -195,3 +195,19 @@ def test_filtering_and_targets_match_mmdetection(tmp_path):
     assert [b.tolist() for b in ds._boxes] == [[[4.5, 5.0, 24.5, 15.25], [30.0, 2.0, 40.0, 32.0]], [[0.0, 0.0, 40.0, 48.0]],
                                                [], [[90.0, 80.0, 101.5, 91.0]], []]
     assert [lab.tolist() for lab in ds._labels] == [[1, 0], [1], [], [0], []]
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_annotations_through_eval_and_train(tmp_path, tiny_weights, run_cli, case):
+    """Every annotation problem the loader detects reaches the user as one line with the way out."""
+    extra_images, extra_anns, text = BAD[case]
+    ann, img = write_coco(tmp_path, IMAGES + extra_images, ANNS + extra_anns)
+    if case == "missing file":
+        (img / "9.png").unlink()
+    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(img)])
+    assert rc == 2 and len(errors) == 1 and text in errors[0] and "data.bad_annotations=skip" in errors[0], errors
+    out = tmp_path / "out"
+    rc, errors = run_cli(["train", "--config", "sparse_rcnn_r18_demo_shapes", "--output-dir", str(out),
+                      "--set", f"data.train_ann={ann}", "--set", f"data.train_images={img}",
+                      "--set", f"data.val_ann={ann}", "--set", f"data.val_images={img}"])
+    assert rc == 2 and len(errors) == 1 and text in errors[0], errors

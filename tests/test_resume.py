@@ -3,16 +3,20 @@
 import json
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
+import sparse_rcnn.cli.train as train_cli
 from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import read_checkpoint
 from sparse_rcnn.config import config_from_dict
 from sparse_rcnn.engine import Trainer
 
+from fault_injection import NanAt, with_hooks
 from train_fixtures import LANDSCAPE, PORTRAIT, make_coco, subprocess_env, tiny_config_dict, train_command, write_yaml
 
 # 5 landscape + 3 portrait images, batch 2: 4 steps per epoch (one mixed), 2 epochs = 8 iterations;
@@ -67,8 +71,9 @@ def resume(data, out):
 def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_complete_one(data, uninterrupted, tmp_path, caplog):
     ann, images, cfg_yaml = data
     out = tmp_path / "run"
-    env = subprocess_env(SPARSE_RCNN_FAULT_SLOW_SAVE="6:60")  # iteration 6's checkpoint hangs mid-write
-    proc = subprocess.Popen(train_command(cfg_yaml, ann, images, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = [sys.executable, str(Path(__file__).parent / "fault_runner.py"), "6", "--"]  # iteration 6's checkpoint hangs mid-write
+    command = runner + train_command(cfg_yaml, ann, images, out)[3:]
+    proc = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: any((out / "checkpoints").glob(".iter_0000006.pth.*.tmp")), proc)
         proc.send_signal(signal.SIGKILL)
@@ -110,9 +115,8 @@ def test_sigterm_checkpoints_mid_epoch_and_a_torn_newest_checkpoint_falls_back(d
     assert_same_params(trainer.model.state_dict(), uninterrupted)
 
 
-def test_one_nan_step_is_skipped_and_training_goes_on(data, tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("SPARSE_RCNN_INJECT_NAN_AT", "3")
-    trainer = Trainer(config(data, epochs=1), output_dir=tmp_path, progress=False)
+def test_one_nan_step_is_skipped_and_training_goes_on(data, tmp_path, caplog):
+    trainer = Trainer(config(data, epochs=1), output_dir=tmp_path, progress=False, hooks=NanAt("3"))
     trainer.fit()
     assert "non-finite loss or gradient at iteration 3: step skipped" in caplog.text
     assert trainer.iter == 4 and trainer.skipped_steps == 1
@@ -126,7 +130,7 @@ def test_one_nan_step_is_skipped_and_training_goes_on(data, tmp_path, monkeypatc
 
 def test_a_stream_of_nans_stops_cleanly_keeping_the_last_good_checkpoint(data, tmp_path, monkeypatch, caplog):
     ann, images, cfg_yaml = data
-    monkeypatch.setenv("SPARSE_RCNN_INJECT_NAN_AT", "5-")
+    monkeypatch.setattr(train_cli, "Trainer", with_hooks(Trainer, NanAt("5-")))
     code = cli.main(["train", "--config", str(cfg_yaml), "--train-ann", str(ann), "--train-images", str(images),
                      "--output-dir", str(tmp_path), "--set", "train.max_bad_steps=3"])
     assert code == 1

@@ -3,7 +3,7 @@
 Resize: ``s = min(long_max / long_side, short_max / short_side)``, new size
 ``(int(w*s + 0.5), int(h*s + 0.5))``, bilinear (OpenCV ``INTER_LINEAR`` on uint8, as MMDetection),
 per-axis scale factor ``(new_w / w, new_h / h)``. Predict, evaluation and the ONNX runtime all
-resize here; normalising and padding follow in ``models.batcher`` (``padded_size`` is shared with
+resize here; normalising and padding follow in ``models.sparse_rcnn.ImageBatcher`` (``padded_size`` is shared with
 the ONNX runtime's numpy batcher).
 """
 

@@ -1,17 +1,10 @@
-"""Training faults: non-finite steps, stop signals, and test-only fault injection switches.
+"""Training faults: non-finite steps, stop signals, and the hooks tests inject faults through.
 
 A step whose loss or gradient is not finite is skipped everywhere (the decision is shared by all
 processes, so DDP never waits on a rank that skipped); ``max_bad_steps`` in a row raise
 ``TrainingError``. SIGINT / SIGTERM only set a flag: the trainer finishes the step, writes a
 checkpoint and raises ``TrainingInterrupted`` (the CLI exits 128 + signal: 130 / 143). A second
 Ctrl-C stops at once.
-
-Fault injection, read from the environment, inactive when unset; for tests only:
-
-* ``SPARSE_RCNN_INJECT_NAN_AT="3,5-7,10-"``: multiply the loss by NaN at those iterations
-  (numbered from 1, as in the log and the checkpoint names; ``10-`` = 10 and every later one);
-* ``SPARSE_RCNN_FAULT_SLOW_SAVE="N:S"``: sleep S seconds (default 60) in the middle of writing
-  iteration N's checkpoint, so that a test can kill the process while the file is being written.
 """
 
 from __future__ import annotations
@@ -20,8 +13,6 @@ import logging
 import os
 import signal
 import threading
-import time
-from collections import OrderedDict
 from typing import Any, Optional
 
 import torch
@@ -91,43 +82,16 @@ class StopSignals:
         return bool(flag.item())
 
 
-class Iterations:
-    """Iterations named by ``"3,5-7,10-"``: {3, 5, 6, 7} and every one from 10 on."""
+class TrainingHooks:
+    """Points where a test can inject a fault into a real run; these defaults change nothing.
 
-    def __init__(self, spec: str) -> None:
-        self.single: set[int] = set()
-        self.open_from: Optional[int] = None
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            lo, dash, hi = part.partition("-")
-            if dash and not hi:
-                self.open_from = int(lo) if self.open_from is None else min(self.open_from, int(lo))
-            else:
-                self.single.update(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+    ``Trainer(..., hooks=...)`` takes a subclass (tests/fault_injection.py has the ones the tests use).
+    """
 
-    def __contains__(self, i: int) -> bool:
-        return i in self.single or (self.open_from is not None and i >= self.open_from)
+    def loss(self, iteration: int, loss: torch.Tensor) -> torch.Tensor:
+        """The loss of ``iteration`` (numbered from 1, as in the log) before backward."""
+        return loss
 
-
-class SlowToPickle:
-    """Pickling this sleeps, which holds ``save_checkpoint`` mid-write (its temporary file exists,
-    the checkpoint does not yet). Unpickles to an empty OrderedDict."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def __reduce__(self):
-        time.sleep(self.seconds)
-        return (OrderedDict, ())
-
-
-def nan_iterations() -> Iterations:
-    return Iterations(os.environ.get("SPARSE_RCNN_INJECT_NAN_AT", ""))
-
-
-def slow_save(iteration: int) -> Optional[SlowToPickle]:
-    """The sleeper to put into iteration ``iteration``'s checkpoint, if the switch names it."""
-    spec = os.environ.get("SPARSE_RCNN_FAULT_SLOW_SAVE", "")
-    if not spec:
-        return None
-    at, _, seconds = spec.partition(":")
-    return SlowToPickle(float(seconds or 60)) if int(at) == iteration else None
+    def checkpoint_extra(self, iteration: int) -> dict[str, Any]:
+        """More entries for ``iteration``'s checkpoint (pickled while the file is written)."""
+        return {}

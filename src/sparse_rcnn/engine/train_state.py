@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import CheckpointError, load_state_strict, read_checkpoint
+from ..checkpoints import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^iter_(\d+)\.pth$")
@@ -40,6 +40,23 @@ def list_checkpoints(folder: Path) -> list[Path]:
 def prune(folder: Path, keep: int) -> None:
     for old in list_checkpoints(folder)[max(keep, 1):]:
         old.unlink(missing_ok=True)
+
+
+def write_training_checkpoint(folder: Path, ckpt: dict, *, iteration: int, keep: int) -> Path:
+    """Write ``folder/iter_XXXXXXX.pth`` atomically, then keep only the newest ``keep``."""
+    path = checkpoint_path(folder, iteration)
+    save_checkpoint(ckpt, path)
+    prune(folder, keep)
+    log.debug("wrote %s", path)
+    return path
+
+
+def restore(ckpt: dict, *, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Optimiser, AMP scaler and RNG states of a training checkpoint (the model is loaded by
+    ``newest_good``)."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
 
 
 def rng_state() -> dict:

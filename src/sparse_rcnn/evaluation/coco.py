@@ -24,6 +24,7 @@ from torch import Tensor
 from ..checkpoints.zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from ..data.coco import CocoDetection
 from ..data.validation import DataError
+from ..engine.distributed import Processes, all_gather_lists
 from ..data.resize import resize_for_test
 
 log = logging.getLogger(__name__)
@@ -163,14 +164,13 @@ def evaluate(
     if device is None:
         param = next(net.parameters(), None)
         device = param.device if param is not None else "cpu"
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
-    indices = list(range(rank, len(dataset), world))
+    procs = Processes.current()
+    indices = list(procs.shard(len(dataset)))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=workers,
         collate_fn=functools.partial(_resize_batch, test_scale=tuple(net.test_scale)),
     )
-    if progress and rank == 0:
+    if progress and procs.is_main:
         from tqdm import tqdm
 
         loader = tqdm(loader, desc="eval", unit="batch", leave=False)
@@ -184,9 +184,6 @@ def evaluate(
                 results += detections_to_coco(image_id, det, cat_ids)
     finally:
         net.train(was_training)
-    if distributed:
-        gathered: list[Optional[list[dict]]] = [None] * world
-        torch.distributed.all_gather_object(gathered, results)
-        results = [r for part in gathered for r in (part or [])]
+    results = all_gather_lists(results, procs)
     metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, cat_ids=cat_ids, classwise=classwise)
     return metrics, results
