@@ -3,7 +3,7 @@
 A named config is one YAML file in ``sparse_rcnn/configs``; it only lists what differs from the
 defaults. ``load_config`` reads a name or a path and applies dotted overrides
 (``train.lr=1e-4``). Unknown keys and wrong types are errors that name the key. The config stops at
-the builders (``build_model``, ``build_train_pipeline``, the trainer): modules never see it.
+the builders (``models.build_model``, ``data.build_datasets``, the ``Trainer``): modules never see it.
 """
 
 from __future__ import annotations
