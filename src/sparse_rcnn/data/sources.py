@@ -114,12 +114,24 @@ def load_split(
 
 
 def read_coco(ann_file: Union[str, Path], image_dir: Optional[Union[str, Path]] = None) -> DatasetSplit:
-    """A COCO annotation file as a ``DatasetSplit`` (images default to the file's folder)."""
-    image_dir = Path(image_dir) if image_dir is not None else Path(ann_file).parent
+    """A COCO annotation file as a ``DatasetSplit`` (images: see ``default_coco_images``)."""
+    image_dir = Path(image_dir) if image_dir is not None else default_coco_images(ann_file)
     if not image_dir.is_dir():
         raise DataError(f"image folder {str(image_dir)!r} not found (check the images path)")
     raw = read_coco_json(str(ann_file))
     return DatasetSplit(raw, image_dir, str(ann_file), "coco", reload=functools.partial(read_coco, ann_file, image_dir))
+
+
+def default_coco_images(ann_file: Union[str, Path]) -> Path:
+    """The image folder of a COCO json when none is given: ``<root>/<split>`` for
+    ``<root>/annotations/<split>.json`` (the demo's and ``convert_dataset``'s layout) or
+    ``.../annotations/instances_<split>.json`` (COCO's), else the json's own folder (Roboflow's)."""
+    ann = Path(ann_file)
+    if ann.parent.name == "annotations":
+        for stem in (ann.stem, ann.stem.rsplit("_", 1)[-1]):
+            if (ann.parent.parent / stem).is_dir():
+                return ann.parent.parent / stem
+    return ann.parent
 
 
 def check_split(
