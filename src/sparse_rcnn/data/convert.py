@@ -7,7 +7,7 @@ hard-linked where possible, else copied. What each format can hold:
 
 * COCO: ``<out>/annotations/<split>.json`` and ``<out>/<split>/``; boxes ``[x, y, w, h]`` as read.
 * YOLO: ``<out>/data.yaml``, ``<out>/images/<split>/``, ``<out>/labels/<split>/``; centre and size
-  normalised with 6 decimals (at most 5e-7 of the image size off). Only the splits train, val and
+  normalised with 6 decimals (corners at most 7.5e-7 of the image size off). Only the splits train, val and
   test (the ones data.yaml has keys for); crowd / difficult boxes are left out (YOLO has no flag).
 * VOC: ``<out>/Annotations``, ``<out>/JPEGImages``, ``<out>/ImageSets/Main/<split>.txt``; corners
   rounded to whole pixels as the devkit's 1-based indices (``xmin = round(x1) + 1``,
