@@ -3,6 +3,7 @@
 difficult boxes, class order) hold."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -116,3 +117,21 @@ def test_voc_pixels_are_one_based_and_inclusive(tmp_path):
     assert "<xmin>1</xmin><ymin>1</ymin><xmax>128</xmax><ymax>128</ymax>" in xml
     ds = CocoDetection.from_split(load_split(paths["voc"], split="val"), train=True)
     assert ds[0][1]["boxes"].tolist() == [[0.0, 0.0, 128.0, 128.0]]
+
+
+def test_train_on_a_yolo_dataset_from_the_command_line(setup, tmp_path, caplog):
+    """(VOC goes through the same path: ``build_datasets`` -> ``load_split``.)"""
+    from train_fixtures import tiny_config_dict, write_yaml
+
+    _, _, paths, _ = setup
+    cfg = write_yaml(tmp_path / "tiny.yaml", tiny_config_dict(epochs=1))
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        code = cli.main(["train", "--config", str(cfg), "--data", str(paths["yolo"]), "--output-dir", str(out),
+                         "--max-iters", "1", "--set", "data.train_split=val", "--set", "data.filter_empty=false"])
+    assert code == 0
+    assert "YOLO dataset" in caplog.text  # the format detected is logged
+    from sparse_rcnn.checkpoints import load_model
+
+    assert load_model(None, str(out / "model_final.pth")).class_names == CLASSES
+    assert "bbox_mAP" in json.loads((out / "metrics.json").read_text())  # validated on the val split
