@@ -13,7 +13,6 @@ from sparse_rcnn import cli
 from sparse_rcnn.data import CocoDetection
 from sparse_rcnn.data.sources import detect_format, load_split
 from three_formats import SIZE, write_three_formats
-from tiny import save_tiny_checkpoint
 
 CLASSES = ["circle", "square", "star"]  # sorted: VOC's class order is the sorted names
 

@@ -10,6 +10,8 @@ precision and recall in score order give AP: ``11pt`` averages the best precisio
 >= 0, 0.1, ..., 1 (VOC2007); ``area`` is the area under the monotone precision envelope
 (VOC2010+). The mean is over the classes that have ground truth.
 
+Equal scores are taken in the order of the images, then of the detections (a stable sort), where
+MMDetection leaves their order to numpy's unstable quicksort: AP differs only where scores tie.
 IoU is measured in continuous pixels (width ``x2 - x1``). MMDetection reads VOC boxes one pixel
 smaller (``xmax - 1``) and adds the pixel back in its "legacy" IoU; both see the same boxes. We use
 numpy float64 where MMDetection uses float32. Written here rather than imported: MMDetection is
@@ -68,7 +70,7 @@ def match_image(
     iou = box_iou(boxes, every)
     best, which = iou.max(axis=1), iou.argmax(axis=1)
     taken = np.zeros(len(every), dtype=bool)
-    for i in np.argsort(-scores):
+    for i in np.argsort(-scores, kind="stable"):
         if best[i] < iou_thr:
             fp[i] = 1
         elif which[i] < len(gt):  # a detection matched to a crowd / difficult box counts for nothing
@@ -110,7 +112,7 @@ def voc_evaluate(
             tp, fp = match_image(boxes, score, gt, ignored, iou_thr)
             tps.append(tp), fps.append(fp), scores.append(score)
             num_gt += len(gt)
-        order = np.argsort(-np.concatenate(scores))
+        order = np.argsort(-np.concatenate(scores), kind="stable")
         tp, fp = np.cumsum(np.concatenate(tps)[order]), np.cumsum(np.concatenate(fps)[order])
         recall, precision = tp / max(num_gt, _EPS), tp / np.maximum(tp + fp, _EPS)
         name = coco_gt.cats[cat_id].get("name", cat_id)
