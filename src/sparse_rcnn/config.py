@@ -54,6 +54,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    root: Optional[str] = None  # a dataset: YOLO data.yaml, Pascal VOC folder or COCO .json (instead of the paths below)
+    format: Optional[str] = None  # coco | yolo | voc; None: detected from root
+    train_split: str = "train"  # of root (YOLO: a data.yaml key; VOC: ImageSets/Main/<split>.txt)
+    val_split: Optional[str] = "val"  # of root; None or absent from the dataset: no validation
     train_ann: Optional[str] = None
     train_images: Optional[str] = None
     val_ann: Optional[str] = None
@@ -149,6 +153,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.norm": ("frozen_bn", "bn", "gn"),
     "data.pipeline": ("1x", "multiscale", "crop"),
     "data.bad_annotations": ("error", "skip"),
+    "data.format": ("coco", "yolo", "voc"),
     "train.amp": ("none", "bf16", "fp16"),
 }
 # Lower bounds (for tuples: of every item); None values (optional keys) pass.
@@ -173,7 +178,7 @@ def check_values(cfg: Config) -> None:
     for section in ("model", "data", "train"):
         for f in dataclasses.fields(getattr(cfg, section)):
             key, value = f"{section}.{f.name}", getattr(getattr(cfg, section), f.name)
-            if key in CHOICES and value not in CHOICES[key]:
+            if key in CHOICES and value not in CHOICES[key] and not (value is None and f.default is None):
                 raise ConfigError(f"config key {key!r} must be one of {', '.join(CHOICES[key])}; got {value!r}")
             items = value if isinstance(value, tuple) else (value,)
             if key in AT_LEAST and any(v is not None and v < AT_LEAST[key] for v in items):

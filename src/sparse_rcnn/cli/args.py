@@ -6,7 +6,10 @@ import argparse
 import re
 
 import torch
+import yaml
 
+from ..config import ConfigError, config_from_dict
+from ..data.sources import FORMATS
 from ..ops import PRECISIONS, optimize_for_inference
 
 
@@ -77,6 +80,28 @@ def apply_fast_mode(model, args: argparse.Namespace) -> None:
             raise UsageError(f"{e} (--winograd goes with --dtype fp32)") from None
 
 
+def add_data_args(p: argparse.ArgumentParser, split_help: str) -> None:
+    """--data / --data-format / --split, and --set data.KEY=VALUE for the data options."""
+    p.add_argument("--data", metavar="PATH", help="a dataset: YOLO data.yaml (or its folder), Pascal VOC folder, or COCO .json")
+    p.add_argument("--data-format", choices=FORMATS, help="the format of --data (default: detected, and logged)")
+    p.add_argument("--split", help=split_help)
+    p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
+                   help="data option, e.g. data.bad_annotations=skip")
+
+
+def data_config(overrides: list[str], command: str):
+    """The data section of a config made of ``--set data.KEY=VALUE`` only (commands that take no
+    config, like eval), validated like any config."""
+    raw: dict = {"data": {}}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, _, name = key.strip().partition(".")
+        if not sep or section != "data" or not name:
+            raise ConfigError(f"--set {item!r}: {command} takes data.KEY=VALUE, e.g. data.bad_annotations=skip")
+        raw["data"][name] = yaml.safe_load(value)
+    return config_from_dict(raw).data
+
+
 def print_metrics(metrics: dict[str, float]) -> None:
     print(f"{'metric':<28} {'value':>7}")
     for key, value in metrics.items():
@@ -89,6 +114,7 @@ FLAGS = {
     "weights": "--weights", "model": "--model", "resume": "--resume", "output_dir": "--output-dir",
     "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
     "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
+    "data.root": "--data", "data.format": "--data-format", "images": "--images",
 }
 
 

@@ -15,7 +15,7 @@ from ..checkpoints import CheckpointError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
-from . import benchmark, evaluate, export, predict, train, zoo
+from . import benchmark, dataset, evaluate, export, predict, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     train.add_parsers(sub)
     benchmark.add_parser(sub)
+    dataset.add_parser(sub)
     return parser
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from ..config import load_config
 from ..data import SyntheticSpec, generate_shapes
+from ..data.sources import FORMATS, default_coco_images, detect_format
 from ..engine import Trainer, TrainingError, TrainingInterrupted
 from ..visualize import draw_predictions
-from .args import device_arg, non_negative_int, positive_int, print_metrics
+from .args import UsageError, device_arg, non_negative_int, positive_int, print_metrics
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -25,12 +26,15 @@ def _add_schedule_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a model on COCO-format data (one process, or several under torchrun)",
+        "train", help="train a model on COCO, YOLO or Pascal VOC data (one process, or several under torchrun)",
         description="Train Sparse R-CNN. Several processes: torchrun --nproc_per_node=N --no-python sparse-rcnn train ... "
         "Exit status: 0 done; 1 training diverged (non-finite losses; the last good checkpoint is kept); 2 bad "
         "input; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint (continue with --resume).",
     )
     p.add_argument("--config", required=True, help="named config (see `sparse-rcnn models`) or a YAML file")
+    p.add_argument("--data", metavar="PATH", help="the dataset: a YOLO data.yaml (or its folder), a Pascal VOC folder, "
+                   "or a COCO .json (the training set; images beside it, or --train-images)")
+    p.add_argument("--data-format", choices=FORMATS, help="the format of --data (default: detected, and logged)")
     p.add_argument("--train-ann", help="COCO annotation JSON of the training set (default: the config's)")
     p.add_argument("--train-images", help="folder holding the training images")
     p.add_argument("--val-ann", help="COCO annotation JSON to evaluate on after each epoch")
@@ -84,13 +88,31 @@ def _fit(cfg, output_dir, args: argparse.Namespace):
         return None, None, 1
 
 
-def run_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set)
+def _data_overrides(args: argparse.Namespace) -> dict:
+    """DataConfig values from the command line. Own data replaces the config's (COCO) paths."""
     data = {"train_ann": args.train_ann, "train_images": args.train_images, "val_ann": args.val_ann,
             "val_images": args.val_images, "batch_size": args.batch_size, "workers": args.workers}
     data = {k: v for k, v in data.items() if v is not None}
-    if (args.train_ann or args.train_images) and not (args.val_ann or args.val_images):
+    if args.data_format and not args.data:
+        raise UsageError("--data-format goes with --data")
+    if args.data and args.train_ann:
+        raise UsageError("--data and --train-ann both name the training set; give one")
+    if args.data and (args.data_format or detect_format(args.data)) == "coco":  # a COCO json: the training set
+        data.update(root=None, train_ann=args.data, train_images=args.train_images or str(default_coco_images(args.data)))
+    elif args.data:
+        if args.train_images or args.val_ann or args.val_images:
+            raise UsageError("a YOLO / VOC --data names its own images and splits (choose them with --set "
+                             "data.train_split=... data.val_split=...); drop --train-images/--val-ann/--val-images")
+        return {**data, "root": args.data, "format": args.data_format, "train_ann": None, "train_images": None,
+                "val_ann": None, "val_images": None}
+    if (args.data or args.train_ann or args.train_images) and not (args.val_ann or args.val_images):
         data.update(val_ann=None, val_images=None)  # own data: the config's COCO val paths do not apply
+    return data
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    data = _data_overrides(args)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
                               train=dataclasses.replace(cfg.train, **_schedule(args)))
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports

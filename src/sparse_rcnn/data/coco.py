@@ -1,5 +1,8 @@
 """COCO-format detection data (paper Sec. 4: COCO 2017), read the way MMDetection's CocoDataset does.
 
+YOLO and Pascal VOC datasets arrive here in the same COCO form (``sources.load_split`` ->
+``CocoDetection.from_split``), so everything below holds for them too.
+
 Categories sorted by id become contiguous labels 0..C-1 (``cat_ids[label]`` maps back). COCO boxes
 ``[x, y, w, h]`` become xyxy with x2 = x + w. Crowd (``iscrowd=1``) and ``ignore`` boxes never
 enter training targets; boxes with w < 1, h < 1 or area <= 0 are left out silently, as MMDetection
@@ -28,7 +31,8 @@ import torch
 from torch import Tensor
 
 from .images import ImageError, read_image
-from .validation import POLICIES, DataError, read_coco_json, report_problems, validate_coco
+from .sources import DatasetSplit, check_split, read_coco
+from .validation import POLICIES, DataError
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +54,29 @@ class CocoDetection(torch.utils.data.Dataset):
         train: bool = True, filter_empty: bool = True, min_size: int = 32, bad_annotations: str = "error",
         seed: int = 0,
     ) -> None:
-        if bad_annotations not in POLICIES:
-            raise DataError(f"bad_annotations must be one of {', '.join(POLICIES)}, got {bad_annotations!r}")
-        self.ann_file, self.image_dir = str(ann_file), Path(image_dir)
+        _check_policy(bad_annotations)
+        if not Path(image_dir).is_dir():
+            raise DataError(f"image folder {str(image_dir)!r} not found (check the images path)")
+        self._setup(read_coco(ann_file, image_dir), transform=transform, train=train, filter_empty=filter_empty,
+                    min_size=min_size, bad_annotations=bad_annotations, seed=seed)
+
+    @classmethod
+    def from_split(
+        cls, split: DatasetSplit, *, transform: Optional[Callable] = None, train: bool = True,
+        filter_empty: bool = True, min_size: int = 32, bad_annotations: str = "error", seed: int = 0,
+    ) -> "CocoDetection":
+        """The dataset of a split read by ``sources.load_split`` (COCO, YOLO or Pascal VOC)."""
+        _check_policy(bad_annotations)
+        self = cls.__new__(cls)
+        self._setup(split, transform=transform, train=train, filter_empty=filter_empty, min_size=min_size,
+                    bad_annotations=bad_annotations, seed=seed)
+        return self
+
+    def _setup(self, split: DatasetSplit, *, transform, train, filter_empty, min_size, bad_annotations, seed) -> None:
+        self.ann_file, self.image_dir, self.format = split.source, split.image_dir, split.format
         self.transform, self.train, self.seed, self.epoch = transform, train, seed, 0
-        if not self.image_dir.is_dir():
-            raise DataError(f"image folder {str(self.image_dir)!r} not found (check the images path)")
-        raw = read_coco_json(self.ann_file)
-        dataset, xywh, self.problems = validate_coco(raw, self.ann_file, self.image_dir)
-        if self.problems:
-            report_problems(self.problems, self.ann_file, bad_annotations)
+        self._reload, self._policy = split.reload, bad_annotations
+        dataset, xywh, self.problems = check_split(split, bad_annotations)
 
         categories = sorted(dataset["categories"], key=lambda c: c["id"])
         self.cat_ids = [c["id"] for c in categories]
@@ -86,7 +103,8 @@ class CocoDetection(torch.utils.data.Dataset):
     def coco(self):
         """pycocotools ``COCO`` index of the validated annotations (boxes only), for evaluation."""
         if self._coco is None:
-            self._coco = _make_coco(validate_coco(read_coco_json(self.ann_file), self.ann_file, self.image_dir)[0])
+            # its problems were reported when the dataset was built
+            self._coco = _make_coco(check_split(self._reload(), self._policy, report=False)[0])
         return self._coco
 
     def set_epoch(self, epoch: int) -> None:
@@ -140,6 +158,11 @@ class CocoDetection(torch.utils.data.Dataset):
             "scale_factor": (float(factor[0]), float(factor[1])),
         }
         return tensor, target
+
+
+def _check_policy(bad_annotations: str) -> None:
+    if bad_annotations not in POLICIES:
+        raise DataError(f"bad_annotations must be one of {', '.join(POLICIES)}, got {bad_annotations!r}")
 
 
 def collate(batch: list[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]:

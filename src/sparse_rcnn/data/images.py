@@ -7,10 +7,11 @@ raises ``ImageError`` with a one-line message naming the file and the cause.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Iterator, Union
 
 import numpy as np
 import torch
@@ -27,6 +28,26 @@ class ImageError(ValueError):
 
 def read_image(path: Union[str, Path]) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 RGB array in its displayed orientation."""
+    with _opened(path) as img:
+        check_size(path, img.width, img.height)
+        return to_rgb_array(ImageOps.exif_transpose(img))
+
+
+def image_size(path: Union[str, Path]) -> tuple[int, int]:
+    """(width, height) of ``path`` as displayed (EXIF orientation applied), from the header only:
+    the size ``read_image`` decodes to. Raises ``ImageError`` like ``read_image``."""
+    with _opened(path) as img:
+        w, h = img.size
+        orientation = img.getexif().get(_ORIENTATION, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the orientations that rotate by 90 degrees
+
+
+_ORIENTATION = 0x0112  # EXIF tag
+
+
+@contextlib.contextmanager
+def _opened(path: Union[str, Path]) -> Iterator[Image.Image]:
+    """The PIL image of ``path`` (header read, pixels not yet); every failure becomes ``ImageError``."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -36,12 +57,10 @@ def read_image(path: Union[str, Path]) -> np.ndarray:
         raise ImageError(f"{path}: empty file")
     try:
         with warnings.catch_warnings():
-            # Our MAX_PIXELS check below is the limit; Pillow's own (89 MP) would pre-empt it.
+            # Our MAX_PIXELS check is the limit; Pillow's own (89 MP) would pre-empt it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:  # reads the header only
-                check_size(path, img.width, img.height)
-                img = ImageOps.exif_transpose(img)
-                return to_rgb_array(img)
+                yield img
     except ImageError:
         raise
     except UnidentifiedImageError:

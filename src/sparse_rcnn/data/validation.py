@@ -32,12 +32,18 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class AnnotationProblem:
+    """One problem, located by COCO image/annotation id, or (YOLO, VOC) by the file it is in and
+    ``where`` in it (``line 3``, ``object 2 (dog)``; ``""``: the whole file)."""
+
     file: str
     image_id: Optional[int]
     ann_id: Optional[int]
     problem: str
+    where: Optional[str] = None
 
     def __str__(self) -> str:
+        if self.where is not None:  # "" : the file as a whole
+            return f"{self.file}{' ' if self.where else ''}{self.where}: {self.problem}"
         where = [f"image {self.image_id}"] if self.image_id is not None else []
         where += [f"annotation {self.ann_id}"] if self.ann_id is not None else []
         return f"{self.file}, {', '.join(where) or 'file'}: {self.problem}"
@@ -166,7 +172,7 @@ def report_problems(problems: list[AnnotationProblem], file: str, policy: str) -
     first += f"; ... ({len(problems) - _SHOW} more)" if len(problems) > _SHOW else ""
     if policy == "error":
         raise DataError(
-            f"{len(problems)} problem(s) in {file}: {first}. Fix the file, or drop the bad entries with "
+            f"{len(problems)} problem(s) in {file}: {first}. Fix the file(s), or drop the bad entries with "
             "`data.bad_annotations=skip`"
         )
     log.warning("%s: skipping %d bad annotation(s)/image(s): %s", file, len(problems), first)
