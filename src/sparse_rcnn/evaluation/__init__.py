@@ -1,5 +1,17 @@
-"""Evaluation: COCO box AP as MMDetection's CocoMetric."""
+"""Evaluation: COCO box AP as MMDetection's CocoMetric, and the error analysis behind the report
+(matches, confusion matrix, worst images, F1-optimal score thresholds)."""
 
-from .coco import METRICS, coco_category_ids, coco_evaluate, detections_to_coco, evaluate, match_categories
+from .analysis import Analysis, analyse
+from .coco import (
+    METRICS, coco_category_ids, coco_evaluate, cocoeval_metrics, detect_dataset, detections_to_coco, evaluate,
+    match_categories, run_cocoeval,
+)
+from .errors import ImageErrors, analyse_errors, worst_images
+from .matches import Matches, matches_from_cocoeval
+from .thresholds import choose_thresholds, thresholds_per_label
 
-__all__ = ["METRICS", "coco_category_ids", "coco_evaluate", "detections_to_coco", "evaluate", "match_categories"]
+__all__ = [
+    "METRICS", "coco_category_ids", "coco_evaluate", "cocoeval_metrics", "detect_dataset", "detections_to_coco",
+    "evaluate", "match_categories", "run_cocoeval", "Analysis", "analyse", "ImageErrors", "analyse_errors",
+    "worst_images", "Matches", "matches_from_cocoeval", "choose_thresholds", "thresholds_per_label",
+]
