@@ -30,6 +30,16 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def score_thr_arg(text: str):
+    """argparse type for ``--score-thr``: a number, or ``auto`` (the checkpoint's chosen thresholds)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number such as 0.3, or auto") from None
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """argparse type for ``--size HxW`` (benchmark and export)."""
     try:
@@ -89,6 +99,7 @@ FLAGS = {
     "weights": "--weights", "model": "--model", "resume": "--resume", "output_dir": "--output-dir",
     "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
     "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
+    "score_thr": "--score-thr", "save_thresholds": "eval --save-thresholds",
 }
 
 

@@ -1,4 +1,4 @@
-"""``sparse-rcnn eval``: COCO box AP of a model on a COCO-format dataset."""
+"""``sparse-rcnn eval``: COCO box AP of a model on a COCO-format dataset, the report, the score thresholds."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 from ..checkpoints import load_model
 from ..config import ConfigError, config_from_dict
 from ..data import CocoDetection
-from ..evaluation import evaluate, match_categories
+from ..evaluation import evaluate_with_report, match_categories
 from .args import (
     UsageError, add_fast_mode_args, add_model_args, apply_fast_mode, device_arg, non_negative_int, positive_int,
     print_metrics,
@@ -30,6 +30,12 @@ def add_parser(sub) -> None:
     p.add_argument("--images", required=True, help="folder holding the images named in --ann")
     p.add_argument("--output", help="write the metrics here as JSON")
     p.add_argument("--results", help="write the detections here (COCO results JSON)")
+    p.add_argument("--report", metavar="DIR", help="write the report here: metrics.json, PR curves, confusion matrix, "
+                   "F1 against the score threshold, the worst images, index.html")
+    p.add_argument("--save-thresholds", action="store_true",
+                   help="store the F1-optimal score thresholds (global and per class) in the --weights checkpoint "
+                   "(for predict --score-thr auto and export)")
+    p.add_argument("--worst", type=positive_int, default=12, help="images in the report's gallery (default: 12)")
     p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
                    help="data option, e.g. data.bad_annotations=skip")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
@@ -65,6 +71,8 @@ def _check_writable(paths: list[Path]) -> None:
 def run(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args.set)
     _check_writable([Path(p) for p in (args.output, args.results) if p])
+    if args.report:
+        _check_writable([Path(args.report) / "index.html"])
     dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
     model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
     apply_fast_mode(model, args)
@@ -74,16 +82,24 @@ def run(args: argparse.Namespace) -> int:
             f"{args.ann} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
             "pick the matching --model/--weights"
         )
-    metrics, results = evaluate(
-        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, classwise=True,
-        cat_ids=cat_ids, progress=sys.stderr.isatty(),
+    info = {"num_images": len(dataset), "model": model.config.name, "weights": args.weights, "ann": str(args.ann),
+            "dtype": args.dtype, "winograd": args.winograd}
+    metrics, results, analysis = evaluate_with_report(
+        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, cat_ids=cat_ids,
+        progress=sys.stderr.isatty(), report_dir=args.report, info=info, worst=args.worst,
+        save_thresholds=args.weights if args.save_thresholds else None,
     )
     print_metrics(metrics)
     print(f"{len(dataset)} images, {len(results)} detections")
+    thresholds = analysis.thresholds if analysis is not None else None
+    if thresholds:
+        print(f"F1-optimal score threshold at IoU 0.5: {thresholds['global']:.3f} (F1 {thresholds['f1']:.3f}); per class: "
+              + ", ".join(f"{n} {t:.3f}" for n, t in list(zip(thresholds["class_names"], thresholds["per_class"]))[:12])
+              + (" ..." if len(thresholds["per_class"]) > 12 else ""))
+    if args.report:
+        print(f"report: {Path(args.report) / 'index.html'}")
     if args.output:
-        report = {**metrics, "num_images": len(dataset), "num_detections": len(results),
-                  "model": model.config.name, "weights": args.weights, "ann": str(args.ann),
-                  "dtype": args.dtype, "winograd": args.winograd}
+        report = {**metrics, "num_detections": len(results), **info, "score_thresholds": thresholds}
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.output)
     if args.results:

@@ -8,10 +8,12 @@ from .coco import (
 )
 from .errors import ImageErrors, analyse_errors, worst_images
 from .matches import Matches, matches_from_cocoeval
+from .run import analyse_results, evaluate_with_report
 from .thresholds import choose_thresholds, thresholds_per_label
 
 __all__ = [
     "METRICS", "coco_category_ids", "coco_evaluate", "cocoeval_metrics", "detect_dataset", "detections_to_coco",
     "evaluate", "match_categories", "run_cocoeval", "Analysis", "analyse", "ImageErrors", "analyse_errors",
     "worst_images", "Matches", "matches_from_cocoeval", "choose_thresholds", "thresholds_per_label",
+    "analyse_results", "evaluate_with_report",
 ]
