@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ..checkpoints import load_model
+from ..checkpoints import check_thresholds_target, load_model
 from ..config import ConfigError, config_from_dict
 from ..data import CocoDetection
 from ..evaluation import evaluate_with_report, match_categories
@@ -70,6 +70,8 @@ def _check_writable(paths: list[Path]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args.set)
+    if args.save_thresholds:  # before the (long) evaluation
+        check_thresholds_target(args.weights)
     _check_writable([Path(p) for p in (args.output, args.results) if p])
     if args.report:
         _check_writable([Path(args.report) / "index.html"])

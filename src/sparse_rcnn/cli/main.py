@@ -15,7 +15,7 @@ from ..checkpoints import CheckpointError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
-from . import benchmark, evaluate, export, predict, train, zoo
+from . import benchmark, data, evaluate, export, predict, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     export.add_parser(sub)
     evaluate.add_parser(sub)
+    data.add_parser(sub)
     train.add_parsers(sub)
     benchmark.add_parser(sub)
     return parser
