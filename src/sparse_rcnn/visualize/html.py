@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 STYLE = """
-body { font-family: DejaVu Sans, Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1400px; color: #222; }
+body { font-family: DejaVu Sans, Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1300px; color: #222; }
 h1 { font-size: 24px; } h2 { font-size: 19px; margin-top: 32px; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; font-size: 14px; margin: 8px 0; }
 td, th { border: 1px solid #ccc; padding: 3px 9px; text-align: right; } th { background: #f0f0f0; }
