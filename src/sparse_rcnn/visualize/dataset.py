@@ -18,7 +18,7 @@ import torch
 from ..data.resize import resize_tensor
 from .draw import class_color, draw_detections
 from .html import figure, swatch, table, write_page
-from .plots import _save, pyplot
+from .plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TILE = 384
@@ -61,7 +61,7 @@ def save_samples(dataset, path: Path, indices: list[int], *, columns: int = 4) -
         name = dataset.file_name(i) if hasattr(dataset, "file_name") else f"item {i}"
         ax.set_title(f"{Path(name).name}: {len(boxes)} boxes, {w}x{h} px", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_class_counts(class_names, labels: list[np.ndarray], path: Path) -> Path:
@@ -82,7 +82,7 @@ def plot_class_counts(class_names, labels: list[np.ndarray], path: Path) -> Path
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, class_names)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_box_sizes(boxes: list[np.ndarray], path: Path) -> Path:
@@ -113,7 +113,7 @@ def plot_box_sizes(boxes: list[np.ndarray], path: Path) -> Path:
     ax.set(title=f"box size ({len(size)} boxes)", xlabel="sqrt(width x height), pixels of the image file", ylabel="boxes")
     ax2.set(title="box aspect ratio", xlabel="width / height", ylabel="boxes")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def show_dataset(dataset, out_dir: str | Path, *, count: int = 16, seed: Optional[int] = 0) -> Path:

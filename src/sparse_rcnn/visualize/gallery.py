@@ -17,7 +17,7 @@ from ..data.resize import resize_tensor
 from ..evaluation.errors import ImageErrors
 from ..evaluation.matches import Matches
 from .draw import draw_detections
-from .plots import _save, pyplot
+from .plots import pyplot, save_figure
 
 TILE = 384  # pixels of a tile's longer side, at which captions are drawn
 
@@ -79,4 +79,4 @@ def save_gallery(images: Sequence[ImageErrors], matches: Matches, dataset, path:
     fig.suptitle("worst images: white = ground truth (MISSED: not found), colour = prediction "
                  "(FP: false alarm, 'is X': wrong class)", fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

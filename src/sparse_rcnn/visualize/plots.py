@@ -28,7 +28,8 @@ def pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Save and close a figure (PNG, 100 dpi, cropped to its content)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     pyplot().close(fig)
@@ -53,7 +54,7 @@ def plot_class_ap(result: Analysis, path: Path) -> Path:
     ax.set(xlim=(0, 1), xlabel="average precision (0-1)", title="AP per class (ground-truth boxes in brackets)")
     ax.legend(loc="lower right", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _mean_curve(p: np.ndarray) -> np.ndarray:
@@ -84,7 +85,7 @@ def plot_pr_curves(result: Analysis, path: Path) -> Path:
             ax.legend(handles, labels, loc="lower left", fontsize=8)
     axes[0].set_ylabel("precision")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pr_per_class(result: Analysis, path: Path) -> Path:
@@ -115,7 +116,7 @@ def plot_pr_per_class(result: Analysis, path: Path) -> Path:
         if k // cols == rows - 1 or k + cols >= c:
             ax.set_xlabel("recall")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, *, normalised: bool) -> Path:
@@ -148,7 +149,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, *
     ax.set(xlabel="predicted class (background: a miss)", ylabel="true class (background: a false alarm)")
     what = "each row divided by its total" if normalised else "numbers of boxes"
     ax.set_title(f"confusion matrix at IoU 0.5, chosen score thresholds\n({what})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_f1(result: Analysis, path: Path) -> Path:
@@ -191,4 +192,4 @@ def plot_f1(result: Analysis, path: Path) -> Path:
     ax2.grid(alpha=0.3)
     ax2.legend(loc="lower left", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
