@@ -49,7 +49,8 @@ def plot_class_ap(result: Analysis, path: Path) -> Path:
     ax.plot(ap50[has], y[has], "|", color="black", markersize=14, markeredgewidth=2.5, label="AP50")
     for k in range(c):
         text = f"{result.ap_all[k]:.3f}" if result.ap_all[k] >= 0 else "no ground truth"
-        ax.text(min(max(ap[k], 0) + 0.01, 0.80), y[k], text, va="center", fontsize=9)
+        right = max(ap[k], ap50[k] + 0.01)  # after the bar and the AP50 tick
+        ax.text(min(right + 0.01, 0.80), y[k], text, va="center", fontsize=9)
     ax.set_yticks(y, [f"{n} ({int(g)})" for n, g in zip(result.class_names, result.num_gt)])
     ax.set(xlim=(0, 1), xlabel="average precision (0-1)", title="AP per class (ground-truth boxes in brackets)")
     ax.legend(loc="lower right", fontsize=9)
@@ -156,7 +157,10 @@ def plot_f1(result: Analysis, path: Path) -> Path:
     """Left: F1 against the score threshold, global (black) and per class, each optimum marked.
     Right: the global precision and recall, with the chosen threshold."""
     plt = pyplot()
-    grid = np.linspace(0, 1, 201)
+    # Sparse R-CNN's scores can stay far below 1: the axis ends just above the highest score.
+    top_score = float(result.matches.det_score.max()) if len(result.matches.det_score) else 1.0
+    hi = min(1.0, max(0.05, np.ceil(top_score * 1.05 * 20) / 20))
+    grid = np.linspace(0, hi, 301)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
     for k, (name, table) in enumerate(zip(result.class_names, result.f1_per_class)):
         row = best(table)
@@ -170,7 +174,7 @@ def plot_f1(result: Analysis, path: Path) -> Path:
         ax.plot(grid, f1_at(result.f1_global, grid), color="black", lw=3,
                 label=f"all classes: best {top['f1']:.2f} at {top['threshold']:.2f}")
         ax.plot([top["threshold"]], [top["f1"]], "*", color="gold", markersize=18, markeredgecolor="black")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="score threshold (keep score >= t)", ylabel="F1 at IoU 0.5",
+    ax.set(xlim=(0, hi), ylim=(0, 1.02), xlabel="score threshold (keep score >= t)", ylabel="F1 at IoU 0.5",
            title="F1 against the score threshold (markers: the chosen thresholds)")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
@@ -188,8 +192,8 @@ def plot_f1(result: Analysis, path: Path) -> Path:
         ax2.plot(grid, values, color=color, lw=2, label=key)
     if top is not None:
         ax2.axvline(top["threshold"], color="black", ls="--", lw=1.5, label=f"chosen {top['threshold']:.2f}")
-    ax2.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="score threshold", title="all classes: precision and recall")
+    ax2.set(xlim=(0, hi), ylim=(0, 1.02), xlabel="score threshold", title="all classes: precision and recall")
     ax2.grid(alpha=0.3)
-    ax2.legend(loc="lower left", fontsize=9)
+    ax2.legend(loc="upper right", fontsize=9, framealpha=0.9)
     fig.tight_layout()
     return save_figure(fig, path)
