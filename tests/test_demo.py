@@ -31,8 +31,9 @@ def test_demo_command_writes_metrics_curves_and_predictions(tmp_path, capsys):
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l"} <= set(metrics)
-    for name in ("metrics.json", "curves.png", "predictions.png", "model_final.pth"):
+    for name in ("metrics.json", "curves.png", "predictions.png", "model_final.pth", "report/index.html"):
         assert str(out / name) in printed
+    assert (out / "report" / "worst_images.png").stat().st_size > 0  # the validation set's report
     assert Image.open(out / "curves.png").size[0] > 0
     assert Image.open(out / "predictions.png").size[0] >= 4 * 64 * 3  # 4 enlarged tiles per row
     assert len(list((out / "data" / "val").glob("*.png"))) == 20

@@ -9,11 +9,12 @@ reported key by key.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from torch import nn
 from ..config import Config
 
 FORMAT = "sparse-rcnn"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -91,3 +93,31 @@ def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict:
             "model": model.state_dict(), **extra}
 
 
+def _thresholds_target(path: Optional[Union[str, Path]]) -> dict:
+    """The checkpoint at ``path``, if it can take score thresholds: a local file of our format."""
+    if not path or not Path(path).is_file():
+        raise CheckpointError(f"score thresholds are stored in a local checkpoint file; pass its path as `weights` (got {path!r})")
+    ckpt = read_checkpoint(path)
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{str(path)!r} is an MMDetection checkpoint, which cannot hold score thresholds: convert it to ours first "
+            "(model_checkpoint + save_checkpoint, as `sparse-rcnn convert` does) and evaluate the converted file"
+        )
+    return ckpt
+
+
+def store_score_thresholds(path: Union[str, Path], thresholds: dict) -> None:
+    """Write chosen score thresholds (``evaluation.choose_thresholds``) into the checkpoint at
+    ``path`` under ``score_thresholds``, keeping everything else; atomically. Our format only."""
+    ckpt = _thresholds_target(path)
+    previous = ckpt.get("score_thresholds")
+    ckpt["score_thresholds"] = thresholds
+    save_checkpoint(ckpt, path)
+    if previous:
+        log.info("replaced the score thresholds of %s (global %.3f -> %.3f)", path, previous.get("global", float("nan")),
+                 thresholds["global"])
+
+
+def check_thresholds_target(path: Optional[Union[str, Path]]) -> None:
+    """Fail before a long evaluation if ``path`` cannot take score thresholds."""
+    _thresholds_target(path)

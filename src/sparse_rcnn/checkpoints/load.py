@@ -47,6 +47,7 @@ def load_model(name: Optional[str] = None, weights: Optional[str] = None, *, dev
             raise CheckpointError(f"checkpoint does not fit {name!r}: it differs in {', '.join(diff)}; pick the matching `model`")
         state = convert_mmdet_state_dict(ckpt["state_dict"])
         class_names = mmdet_class_names(ckpt)
+        thresholds = None
     else:
         try:
             cfg = config_from_dict(ckpt["config"])
@@ -55,10 +56,12 @@ def load_model(name: Optional[str] = None, weights: Optional[str] = None, *, dev
         if name and name != cfg.name:
             log.warning("model %s ignored: the checkpoint carries its own config (%s)", name, cfg.name)
         state, class_names = ckpt["model"], ckpt.get("class_names")
+        thresholds = ckpt.get("score_thresholds")  # chosen by `evaluation.choose_thresholds`, if any
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_backbone=False))
     if class_names is not None and len(class_names) != cfg.model.num_classes:
         class_names = None
     model = build_model(cfg.model, class_names)
     load_state_strict(model, state, source=str(weights or name))
     model.config = cfg
+    model.score_thresholds = thresholds
     return model.to(device).eval()

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from ..config import ConfigError, config_from_dict
-from ..data.sources import FORMATS
+from ..data import FORMATS, CocoDetection, load_split
 from ..ops import PRECISIONS, optimize_for_inference
 
 
@@ -31,6 +31,16 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def score_thr_arg(text: str):
+    """argparse type for ``--score-thr``: a number, or ``auto`` (the checkpoint's chosen thresholds)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number such as 0.3, or auto") from None
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -115,6 +125,7 @@ FLAGS = {
     "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
     "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
     "data.root": "--data", "data.format": "--data-format", "images": "--images",
+    "score_thr": "--score-thr", "save_thresholds": "eval --save-thresholds",
 }
 
 
@@ -129,3 +140,19 @@ def as_flags(message: str) -> str:
         return f"--set {name}{value}" if "." in name else name + value
 
     return re.sub(r"`([a-z_]+(?:\.[a-z_]+)?)(=[^`]*)?`", flag, message)
+
+
+def dataset_from_args(args: argparse.Namespace, bad_annotations: str, *, default_split: str) -> CocoDetection:
+    """The dataset a command looks at (eval, show-data): --data (any format) or --ann/--images (COCO)."""
+    if bool(args.data) == bool(args.ann):
+        raise UsageError("name the data: --data PATH (COCO json, YOLO data.yaml or VOC folder), or --ann and --images")
+    if args.ann:
+        if not args.images:
+            raise UsageError("--ann needs --images (the folder of its images)")
+        if args.split or args.data_format:
+            raise UsageError("--split and --data-format go with --data")
+        return CocoDetection(args.ann, args.images, train=False, bad_annotations=bad_annotations)
+    split = load_split(args.data, format=args.data_format, split=args.split or default_split, images=args.images)
+    if split.format == "coco" and args.split:
+        raise UsageError("--split is for YOLO / VOC datasets; a COCO json is one split")
+    return CocoDetection.from_split(split, train=False, bad_annotations=bad_annotations)

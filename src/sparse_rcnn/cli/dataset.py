@@ -1,18 +1,19 @@
-"""``sparse-rcnn convert-data``: a dataset from one format (COCO, YOLO, Pascal VOC) to another."""
+"""``sparse-rcnn convert-data`` and ``show-data``: a dataset from one format (COCO, YOLO, Pascal VOC) to
+another; a look at a dataset (images with boxes, histograms, the validator's problems) before training."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from ..data.convert import convert_dataset
-from ..data.sources import FORMATS
-from .args import data_config
+from ..data import FORMATS, convert_dataset
+from ..visualize import show_dataset
+from .args import add_data_args, data_config, dataset_from_args, positive_int
 
 log = logging.getLogger("sparse_rcnn")
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     p = sub.add_parser(
         "convert-data", help="convert a dataset between COCO, YOLO and Pascal VOC",
         description="Read SRC (a COCO .json, a YOLO data.yaml or a Pascal VOC folder; validated like training data) "
@@ -27,14 +28,34 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="train", help="COCO source: the name its split gets (default: train)")
     p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
                    help="data option, e.g. data.bad_annotations=skip")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run_convert)
+
+    p = sub.add_parser("show-data", help="look at a dataset: images with boxes, histograms, annotation problems")
+    p.add_argument("--ann", help="COCO annotation JSON (or use --data)")
+    p.add_argument("--images", help="folder holding the images named in the COCO json (default for --data: beside it)")
+    add_data_args(p, split_help="YOLO / VOC split to show (default: train)")
+    p.add_argument("--output", required=True, metavar="DIR", help="write index.html and its pictures here")
+    p.add_argument("--count", type=positive_int, default=16, help="images in the grid (default: 16)")
+    p.add_argument("--seed", type=int, default=0, help="which random sample of images (default: 0)")
+    p.add_argument("--first", action="store_true", help="show the first images instead of a random sample")
+    p.set_defaults(func=run_show)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_convert(args: argparse.Namespace) -> int:
     policy = data_config(args.set, "convert-data").bad_annotations
     counts = convert_dataset(args.src, args.out, args.to, format=args.data_format, images=args.images,
                              split=args.split, bad_annotations=policy)
     for split, n in counts.items():
         print(f"{split}: {n} images")
     print(f"wrote {args.out} ({args.to})")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    data_config(args.set, "show-data")
+    # Problems are listed, not raised: the point is to see them.
+    dataset = dataset_from_args(args, "skip", default_split="train")
+    page = show_dataset(dataset, args.output, count=args.count, seed=None if args.first else args.seed)
+    print(f"{len(dataset)} images, {len(dataset.class_names)} classes, {len(dataset.problems)} annotation problem(s)")
+    print(f"overview: {page}")
     return 0

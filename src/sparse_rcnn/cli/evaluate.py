@@ -1,4 +1,5 @@
-"""``sparse-rcnn eval``: COCO box AP (and VOC AP50) of a model on a COCO, YOLO or Pascal VOC dataset."""
+"""``sparse-rcnn eval``: COCO box AP (and VOC AP50) of a model on a COCO, YOLO or Pascal VOC dataset, the
+report of what it gets wrong, and the score thresholds to deploy with."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..checkpoints import load_model
+from ..checkpoints import check_thresholds_target, load_model
 from ..config import ConfigError
-from ..data import CocoDetection
-from ..data.sources import load_split
-from ..evaluation import evaluate, match_categories, voc_evaluate
+from ..evaluation import evaluate_with_report, match_categories, voc_evaluate
 from .args import (
-    UsageError, add_data_args, add_fast_mode_args, add_model_args, apply_fast_mode, data_config, device_arg,
+    UsageError, add_data_args, dataset_from_args, add_fast_mode_args, add_model_args, apply_fast_mode, data_config, device_arg,
     non_negative_int, positive_int, print_metrics,
 )
 
@@ -32,27 +31,17 @@ def add_parser(sub) -> None:
                    help="coco: COCO box AP (default); voc: Pascal VOC AP50, 11-point and area, per class and mean")
     p.add_argument("--output", help="write the metrics here as JSON")
     p.add_argument("--results", help="write the detections here (COCO results JSON)")
+    p.add_argument("--report", metavar="DIR", help="write the report here: metrics.json, PR curves, confusion matrix, "
+                   "F1 against the score threshold, the worst images, index.html")
+    p.add_argument("--save-thresholds", action="store_true",
+                   help="store the F1-optimal score thresholds (global and per class) in the --weights checkpoint "
+                   "(for predict --score-thr auto and export)")
+    p.add_argument("--worst", type=positive_int, default=12, help="images in the report's gallery (default: 12)")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
     add_fast_mode_args(p)
     p.set_defaults(func=run)
-
-
-def _dataset(args: argparse.Namespace, bad_annotations: str) -> CocoDetection:
-    """The evaluation set: --data (any format) or --ann/--images (COCO)."""
-    if bool(args.data) == bool(args.ann):
-        raise UsageError("name the evaluation data: --data PATH (COCO json, YOLO data.yaml or VOC folder), or --ann and --images")
-    if args.ann:
-        if not args.images:
-            raise UsageError("--ann needs --images (the folder of its images)")
-        if args.split or args.data_format:
-            raise UsageError("--split and --data-format go with --data")
-        return CocoDetection(args.ann, args.images, train=False, bad_annotations=bad_annotations)
-    split = load_split(args.data, format=args.data_format, split=args.split or "val", images=args.images)
-    if split.format == "coco" and args.split:
-        raise UsageError("--split is for YOLO / VOC datasets; a COCO json is one split")
-    return CocoDetection.from_split(split, train=False, bad_annotations=bad_annotations)
 
 
 def _check_writable(paths: list[Path]) -> None:
@@ -68,8 +57,12 @@ def _check_writable(paths: list[Path]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data_cfg = data_config(args.set, "eval")
+    if args.save_thresholds:  # before the (long) evaluation
+        check_thresholds_target(args.weights)
     _check_writable([Path(p) for p in (args.output, args.results) if p])
-    dataset = _dataset(args, data_cfg.bad_annotations)
+    if args.report:
+        _check_writable([Path(args.report) / "index.html"])
+    dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val")
     source = dataset.ann_file
     model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
     apply_fast_mode(model, args)
@@ -79,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
             f"{source} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
             "pick the matching --model/--weights"
         )
-    metrics, results = evaluate(
-        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, classwise=True,
-        cat_ids=cat_ids, progress=sys.stderr.isatty(),
+    info = {"num_images": len(dataset), "model": model.config.name, "weights": args.weights, "ann": source,
+            "format": dataset.format, "dtype": args.dtype, "winograd": args.winograd}
+    metrics, results, analysis = evaluate_with_report(
+        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, cat_ids=cat_ids,
+        progress=sys.stderr.isatty(), report_dir=args.report, info=info, worst=args.worst,
+        save_thresholds=args.weights if args.save_thresholds else None,
     )
     if "coco" not in args.metric:
         metrics = {}
@@ -89,10 +85,15 @@ def run(args: argparse.Namespace) -> int:
         metrics.update(voc_evaluate(dataset.coco, results, image_ids=dataset.image_ids, cat_ids=cat_ids))
     print_metrics(metrics)
     print(f"{len(dataset)} images, {len(results)} detections")
+    thresholds = analysis.thresholds if analysis is not None else None
+    if thresholds:
+        print(f"F1-optimal score threshold at IoU 0.5: {thresholds['global']:.3f} (F1 {thresholds['f1']:.3f}); per class: "
+              + ", ".join(f"{n} {t:.3f}" for n, t in list(zip(thresholds["class_names"], thresholds["per_class"]))[:12])
+              + (" ..." if len(thresholds["per_class"]) > 12 else ""))
+    if args.report:
+        print(f"report: {Path(args.report) / 'index.html'}")
     if args.output:
-        report = {**metrics, "num_images": len(dataset), "num_detections": len(results),
-                  "model": model.config.name, "weights": args.weights, "ann": source, "format": dataset.format,
-                  "dtype": args.dtype, "winograd": args.winograd}
+        report = {**metrics, "num_detections": len(results), **info, "score_thresholds": thresholds}
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.output)
     if args.results:

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     train.add_parsers(sub)
     benchmark.add_parser(sub)
-    dataset.add_parser(sub)
+    dataset.add_parsers(sub)
     return parser
 
 

@@ -16,7 +16,9 @@ from ..deploy import OnnxDetector
 from ..engine import iter_predictions, to_record
 from ..evaluation import coco_category_ids, detections_to_coco
 from ..visualize import draw_detections, save_png
-from .args import UsageError, add_fast_mode_args, add_model_args, apply_fast_mode, device_arg, non_negative_int, positive_int
+from .args import (
+    UsageError, add_fast_mode_args, add_model_args, apply_fast_mode, device_arg, non_negative_int, positive_int, score_thr_arg,
+)
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -27,7 +29,8 @@ def add_parser(sub) -> None:
     add_model_args(p)
     p.add_argument("--output", help="write the JSON here instead of stdout")
     p.add_argument("--save-vis", metavar="DIR", help="write each image with its boxes drawn to DIR/<stem>.png")
-    p.add_argument("--score-thr", type=float, default=0.0, help="keep detections with score >= this")
+    p.add_argument("--score-thr", type=score_thr_arg, default=0.0,
+                   help="keep detections with score >= this; auto: the per-class thresholds stored by eval --save-thresholds")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")

@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 
 from ..config import load_config
-from ..data import SyntheticSpec, generate_shapes
-from ..data.sources import FORMATS, default_coco_images, detect_format
+from ..data import FORMATS, SyntheticSpec, default_coco_images, detect_format, generate_shapes
 from ..engine import Trainer, TrainingError, TrainingInterrupted
+from ..evaluation import analyse_results
 from ..visualize import draw_predictions
 from .args import UsageError, device_arg, non_negative_int, positive_int, print_metrics
 
@@ -52,7 +52,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "demo", help="generate a shapes dataset, train a small model on it from scratch, evaluate, draw",
         description="The built-in demo, trained from scratch (no download). Writes the data, checkpoints, metrics.json, "
-        "curves.png and predictions.png to --output-dir.",
+        "curves.png, predictions.png and the evaluation report (report/index.html) to --output-dir.",
     )
     p.add_argument("--output-dir", default="sparse-rcnn-demo", help="where everything goes (default: ./sparse-rcnn-demo)")
     p.add_argument("--config", default="sparse_rcnn_r18_demo_shapes", help="named config or YAML (default: the demo's)")
@@ -118,12 +118,23 @@ def run_train(args: argparse.Namespace) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if not main_process:
         logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
-    _, metrics, status = _fit(cfg, args.output_dir, args)
+    trainer, metrics, status = _fit(cfg, args.output_dir, args)
     if status:
         return status
     if main_process:
+        _store_thresholds(trainer, Path(args.output_dir))
         print_metrics(metrics)
     return 0
+
+
+def _store_thresholds(trainer, out: Path, report_dir=None) -> None:
+    """The final validation's F1-optimal score thresholds into model_final.pth (and the report)."""
+    results = getattr(trainer, "val_results", None)
+    if results is None or not (out / "model_final.pth").is_file():
+        return
+    info = {"model": trainer.cfg.name, "weights": str(out / "model_final.pth"), "ann": trainer.cfg.data.val_ann}
+    analyse_results(trainer.val_dataset, results, class_names=trainer.model.class_names, report_dir=report_dir,
+                    save_thresholds=out / "model_final.pth", info=info)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -144,9 +155,12 @@ def run_demo(args: argparse.Namespace) -> int:
     if status:
         return status
     draw_predictions(trainer.model, trainer.val_dataset, out / "predictions.png", device=trainer.device)
+    _store_thresholds(trainer, out, report_dir=out / "report")
     print_metrics(metrics)
     print(f"metrics:     {out / 'metrics.json'}")
     print(f"curves:      {out / 'curves.png'}")
     print(f"predictions: {out / 'predictions.png'} (white: ground truth; coloured: predictions with score >= 0.3)")
-    print(f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} IMAGES)")
+    print(f"report:      {out / 'report' / 'index.html'} (PR curves, confusion matrix, score thresholds, worst images)")
+    print(f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} "
+          "--score-thr auto IMAGES)")
     return 0

@@ -1,9 +1,12 @@
-"""Data: reading images and COCO-format datasets, validation, training transforms, batching."""
+"""Data: reading images and datasets (COCO, YOLO, Pascal VOC), validation, conversion, training
+transforms, batching."""
 
 from .build import build_datasets
 from .coco import CocoDetection, collate
+from .convert import convert_dataset
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageError, expand_image_paths, read_image, to_image_tensor
 from .resize import resize_for_test
+from .sources import FORMATS, DatasetSplit, default_coco_images, detect_format, load_split
 from .synthetic import SyntheticSpec
 from .synthetic import generate as generate_shapes
 from .validation import AnnotationProblem, DataError
@@ -12,4 +15,5 @@ __all__ = [
     "build_datasets", "CocoDetection", "collate", "DataError", "AnnotationProblem", "ImageError", "read_image",
     "to_image_tensor", "expand_image_paths", "IMAGE_EXTENSIONS", "MAX_PIXELS", "resize_for_test",
     "SyntheticSpec", "generate_shapes",
+    "FORMATS", "DatasetSplit", "load_split", "detect_format", "default_coco_images", "convert_dataset",
 ]

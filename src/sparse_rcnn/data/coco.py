@@ -117,6 +117,14 @@ class CocoDetection(torch.utils.data.Dataset):
         """w / h of every item, from the annotation file (no decoding)."""
         return [img["width"] / img["height"] for img in self._images]
 
+    def annotation(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item ``i``'s ground truth without decoding its image: (n, 4) float32 xyxy boxes in the
+        file's pixels and (n,) int64 labels (crowd, ignored and degenerate boxes left out)."""
+        return self._boxes[i], self._labels[i]
+
+    def file_name(self, i: int) -> str:
+        return str(self._images[i]["file_name"])
+
     def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Any]]:
         if i < 0:
             i += len(self)

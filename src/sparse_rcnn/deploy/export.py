@@ -32,7 +32,8 @@ OUTPUT_NAMES = ["boxes", "scores", "labels"]
 MIN_OPSET = 16  # RoiAlign with half_pixel coordinates (= aligned=True)
 DEFAULT_OPSET = 17
 # metadata_props written at export; everything a runtime needs besides the graph (JSON values).
-METADATA_KEYS = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor", "model_name")
+# "score_thresholds" only when the model has them (chosen by ``evaluation.choose_thresholds``).
+METADATA_KEYS = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor", "model_name", "score_thresholds")
 
 
 class DetectGraph(nn.Module):
@@ -49,6 +50,7 @@ class DetectGraph(nn.Module):
 def export_metadata(model: nn.Module, name: Optional[str] = None) -> dict[str, str]:
     """The ``metadata_props`` of the exported file: class names and pre-processing constants."""
     batcher = model.batcher
+    thresholds = getattr(model, "score_thresholds", None)
     return {
         "class_names": json.dumps(list(model.class_names)),
         "test_scale": json.dumps(list(model.test_scale)),
@@ -56,6 +58,7 @@ def export_metadata(model: nn.Module, name: Optional[str] = None) -> dict[str, s
         "pixel_std": json.dumps([float(v) for v in batcher.std.flatten().tolist()]),
         "size_divisor": json.dumps(int(batcher.size_divisor)),
         "model_name": json.dumps(name or getattr(getattr(model, "config", None), "name", None) or "sparse-rcnn"),
+        **({"score_thresholds": json.dumps(thresholds)} if thresholds else {}),
     }
 
 

@@ -57,6 +57,8 @@ class OnnxDetector:
         self.std = np.asarray(json.loads(meta["pixel_std"]), dtype=np.float32)
         self.size_divisor = int(json.loads(meta["size_divisor"]))
         self.model_name = json.loads(meta.get("model_name", '"sparse-rcnn"'))
+        # chosen on an evaluation set and carried from the checkpoint at export; used by score_thr="auto"
+        self.score_thresholds: Optional[dict] = json.loads(meta["score_thresholds"]) if "score_thresholds" in meta else None
         # Fixed (int) or dynamic (str/None) batch, height and width of the graph's input.
         shape = self.session.get_inputs()[0].shape
         self.fixed_batch, self.fixed_height, self.fixed_width = (d if isinstance(d, int) else None for d in (shape[0], shape[2], shape[3]))
@@ -103,12 +105,17 @@ class OnnxDetector:
                 results.append({"boxes": boxes[i] / factor, "scores": scores[i], "labels": labels[i]})
         return results
 
-    def __call__(self, inputs: Union[str, Path, np.ndarray, Sequence[Any]], *, batch_size: int = 1, score_thr: float = 0.0):
+    def __call__(self, inputs: Union[str, Path, np.ndarray, Sequence[Any]], *, batch_size: int = 1,
+                 score_thr: Union[float, str] = 0.0):
         """Detect objects in file paths or (H, W, 3) RGB uint8 arrays; one input or a list.
 
         Returns per input a dict of numpy arrays ``boxes`` (k, 4) in its pixels, ``scores``,
-        ``labels``, plus ``categories`` (class names).
+        ``labels``, plus ``categories`` (class names). ``score_thr="auto"``: the per-class
+        thresholds in the file's metadata (``score_thresholds``).
         """
+        from ..engine.predictor import resolve_score_thr
+
+        thr = np.asarray(resolve_score_thr(self, score_thr), dtype=np.float64)
         single = isinstance(inputs, (str, Path, np.ndarray))
         items = [inputs] if single else list(inputs)
         results = []
@@ -116,7 +123,7 @@ class OnnxDetector:
             arrays = [read_image(x) if isinstance(x, (str, Path)) else _check_array(x) for x in items[start : start + batch_size]]
             resized, factors = zip(*(resize_for_test(a, self.test_scale) for a in arrays))
             for det in self.detect_resized([img.transpose(2, 0, 1) for img in resized], factors):
-                keep = det["scores"] >= score_thr
+                keep = det["scores"] >= (thr if thr.ndim == 0 else thr[det["labels"]])
                 det = {k: v[keep] for k, v in det.items()}
                 det["categories"] = [self.class_names[i] for i in det["labels"].tolist()]
                 results.append(det)

@@ -3,14 +3,16 @@
 
 Each image is decoded to (3, H, W) uint8 RGB and resized to the detector's test scale
 (``data.resize``); the detector maps its boxes back to the image's own pixels. Detections below
-``score_thr`` are dropped (``score >= score_thr`` is kept, everywhere).
+``score_thr`` are dropped (``score >= score_thr`` is kept, everywhere); ``score_thr="auto"`` is
+the per-class thresholds the detector carries (``score_thresholds``, chosen on an evaluation set).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from typing import Any, Iterator, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,6 +20,9 @@ from torch import Tensor
 
 from ..data.images import ImageError, expand_image_paths, to_image_tensor
 from ..data.resize import resize_for_test
+
+log = logging.getLogger(__name__)
+ScoreThr = Union[float, str, Sequence[float]]  # a number, "auto", or one per class
 
 
 class Detector(Protocol):
@@ -48,18 +53,49 @@ class Prediction:
     image: Optional[Tensor] = None
 
 
-def keep_scores(det: dict[str, Any], score_thr: float) -> dict[str, Tensor]:
-    """Detections as CPU tensors, those with ``score >= score_thr`` only."""
+def keep_scores(det: dict[str, Any], score_thr: Union[float, Sequence[float]]) -> dict[str, Tensor]:
+    """Detections as CPU tensors, those with ``score >= score_thr`` only (a number, or one per class)."""
     det = {k: torch.as_tensor(v).cpu() for k, v in det.items()}
-    keep = det["scores"] >= score_thr
+    if isinstance(score_thr, (int, float)):
+        keep = det["scores"] >= score_thr
+    else:
+        keep = det["scores"] >= torch.as_tensor(score_thr, dtype=det["scores"].dtype)[det["labels"].long()]
     return {k: v[keep] for k, v in det.items()}
 
 
+def resolve_score_thr(detector, score_thr: ScoreThr) -> Union[float, list[float]]:
+    """``score_thr`` as ``keep_scores`` takes it: "auto" becomes the detector's stored per-class
+    thresholds (logged); raises ``CheckpointError`` when it has none."""
+    if not isinstance(score_thr, str):
+        return score_thr if isinstance(score_thr, (int, float)) else [float(t) for t in score_thr]
+    if score_thr != "auto":
+        raise ValueError(f"score_thr must be a number or 'auto', got {score_thr!r}")
+    from ..checkpoints.files import CheckpointError
+    from ..evaluation.thresholds import thresholds_per_label
+
+    stored = getattr(detector, "score_thresholds", None)
+    if not stored:
+        raise CheckpointError(
+            "`score_thr=auto` needs score thresholds chosen on an evaluation set and this model has none: "
+            "choose and store them with `save_thresholds`, or give a number as `score_thr`"
+        )
+    values = thresholds_per_label(stored, list(detector.class_names))
+    where = f" ({stored['source']})" if stored.get("source") else ""
+    if len(values) <= 12:
+        log.info("score thresholds%s: %s", where, ", ".join(f"{n} >= {t:.3f}" for n, t in zip(detector.class_names, values)))
+    else:
+        log.info("score thresholds%s: per class %.3f-%.3f (global %.3f); -v lists them", where, min(values), max(values),
+                 stored["global"])
+        log.debug("score thresholds: %s", ", ".join(f"{n} >= {t:.3f}" for n, t in zip(detector.class_names, values)))
+    return values
+
+
 @torch.no_grad()
-def predict(model, inputs: Any, *, batch_size: int = 1, score_thr: float = 0.0) -> list[dict[str, Any]]:
+def predict(model, inputs: Any, *, batch_size: int = 1, score_thr: ScoreThr = 0.0) -> list[dict[str, Any]]:
     """Run ``model`` (eval mode) on one input or a list of them (paths, PIL images, arrays, tensors).
     Returns per input a dict with ``boxes`` (k, 4) float tensor in its pixels, ``scores``,
     ``labels``, ``categories``."""
+    score_thr = resolve_score_thr(model, score_thr)
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
     was_training = model.training
@@ -78,7 +114,7 @@ def predict(model, inputs: Any, *, batch_size: int = 1, score_thr: float = 0.0) 
 
 
 def iter_predictions(
-    detector: Detector, inputs: Sequence[str], *, batch_size: int = 1, workers: int = 0, score_thr: float = 0.0,
+    detector: Detector, inputs: Sequence[str], *, batch_size: int = 1, workers: int = 0, score_thr: ScoreThr = 0.0,
     keep_images: bool = False,
 ) -> Iterator[Prediction]:
     """Predict every image of ``inputs`` (files, and folders: their images), in input order.
@@ -87,6 +123,7 @@ def iter_predictions(
     and nothing is kept once yielded, so memory stays flat over any number of images. An image
     that cannot be read is yielded with its ``error``; the others go on.
     """
+    score_thr = resolve_score_thr(detector, score_thr)
     paths = expand_image_paths(inputs)
     loader = torch.utils.data.DataLoader(
         _ResizedImages(paths, detector.test_scale), batch_size=batch_size, num_workers=workers,

@@ -211,8 +211,8 @@ class Trainer:
             return
         from ..evaluation import evaluate
 
-        metrics, _ = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size,
-                              device=self.device, workers=self.cfg.data.workers, progress=self._show_progress)
+        metrics, self.val_results = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size,
+                                             device=self.device, workers=self.cfg.data.workers, progress=self._show_progress)
         self.model.train()
         self.metrics = {**{k: float(v) for k, v in metrics.items()}, "iter": self.iter, "epoch": self.epoch}
         if self.is_main:

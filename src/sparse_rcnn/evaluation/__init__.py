@@ -1,7 +1,20 @@
-"""Evaluation: COCO box AP as MMDetection's CocoMetric; Pascal VOC AP50 as its VOCMetric."""
+"""Evaluation: COCO box AP as MMDetection's CocoMetric, Pascal VOC AP50 as its VOCMetric, and the
+error analysis behind the report (matches, confusion matrix, worst images, F1-optimal score thresholds)."""
 
-from .coco import METRICS, coco_category_ids, coco_evaluate, detections_to_coco, evaluate, match_categories
+from .analysis import Analysis, analyse
+from .coco import (
+    METRICS, coco_category_ids, coco_evaluate, cocoeval_metrics, detect_dataset, detections_to_coco, evaluate,
+    match_categories, run_cocoeval,
+)
+from .errors import ImageErrors, analyse_errors, worst_images
+from .matches import Matches, matches_from_cocoeval
+from .run import analyse_results, evaluate_with_report
+from .thresholds import choose_thresholds, thresholds_per_label
 from .voc import voc_evaluate
 
-__all__ = ["METRICS", "coco_category_ids", "coco_evaluate", "detections_to_coco", "evaluate", "match_categories",
-           "voc_evaluate"]
+__all__ = [
+    "METRICS", "coco_category_ids", "coco_evaluate", "cocoeval_metrics", "detect_dataset", "detections_to_coco",
+    "evaluate", "match_categories", "run_cocoeval", "Analysis", "analyse", "ImageErrors", "analyse_errors",
+    "worst_images", "Matches", "matches_from_cocoeval", "choose_thresholds", "thresholds_per_label",
+    "analyse_results", "evaluate_with_report", "voc_evaluate",
+]

@@ -40,6 +40,47 @@ METRICS = {
 }
 
 
+def run_cocoeval(coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None,
+                 cat_ids: Optional[Sequence[int]] = None):
+    """pycocotools' ``COCOeval`` of ``results`` against ``coco_gt`` after ``evaluate``,
+    ``accumulate`` and ``summarize`` (prints silenced), with MMDetection's ``MAX_DETS``; None when
+    there are no results. Its ``eval["precision"]`` (IoU, recall, category, area, max dets) and
+    ``evalImgs`` (the per-image matches) are what the report reads."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not results:
+        return None
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        coco_dt = coco_gt.loadRes(results)
+        coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
+        coco_eval.params.maxDets = list(MAX_DETS)
+        if image_ids is not None:
+            coco_eval.params.imgIds = list(image_ids)
+        if cat_ids is not None:
+            coco_eval.params.catIds = list(cat_ids)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    log.debug("COCOeval:\n%s", text.getvalue())
+    return coco_eval
+
+
+def cocoeval_metrics(coco_eval, *, classwise: bool = False) -> dict[str, float]:
+    """The metrics of a ``run_cocoeval`` result (None: every metric 0), as ``coco_evaluate``."""
+    if coco_eval is None:
+        log.warning("no detections to evaluate; every metric is 0")
+        return {k: 0.0 for k in METRICS}
+    metrics = {k: float(coco_eval.stats[i]) for k, i in METRICS.items()}
+    if classwise:
+        precision = coco_eval.eval["precision"]  # (iou, recall, category, area, max dets)
+        for k, cat_id in enumerate(coco_eval.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            p = p[p > -1]
+            name = coco_eval.cocoGt.cats[cat_id].get("name", cat_id)
+            metrics[f"bbox_AP_{name}"] = float(p.mean()) if p.size else -1.0
+    return metrics
+
+
 def coco_evaluate(
     coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None,
     cat_ids: Optional[Sequence[int]] = None, classwise: bool = False,
@@ -54,32 +95,8 @@ def coco_evaluate(
     ``bbox_AP_<category name>`` per category (-1 where it has no ground truth).
     No results at all scores 0 everywhere. pycocotools' prints are silenced.
     """
-    from pycocotools.cocoeval import COCOeval
-
-    if not results:
-        log.warning("no detections to evaluate; every metric is 0")
-        return {k: 0.0 for k in METRICS}
-    with contextlib.redirect_stdout(io.StringIO()) as text:
-        coco_dt = coco_gt.loadRes(results)
-        coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
-        coco_eval.params.maxDets = list(MAX_DETS)
-        if image_ids is not None:
-            coco_eval.params.imgIds = list(image_ids)
-        if cat_ids is not None:
-            coco_eval.params.catIds = list(cat_ids)
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    log.debug("COCOeval:\n%s", text.getvalue())
-    metrics = {k: float(coco_eval.stats[i]) for k, i in METRICS.items()}
-    if classwise:
-        precision = coco_eval.eval["precision"]  # (iou, recall, category, area, max dets)
-        for k, cat_id in enumerate(coco_eval.params.catIds):
-            p = precision[:, :, k, 0, -1]
-            p = p[p > -1]
-            name = coco_gt.cats[cat_id].get("name", cat_id)
-            metrics[f"bbox_AP_{name}"] = float(p.mean()) if p.size else -1.0
-    return metrics
+    coco_eval = run_cocoeval(coco_gt, results, image_ids=image_ids, cat_ids=cat_ids)
+    return cocoeval_metrics(coco_eval, classwise=classwise)
 
 
 def match_categories(
@@ -145,18 +162,12 @@ def _resize_batch(batch: list[tuple[Tensor, dict]], test_scale: tuple[int, int])
 
 
 @torch.no_grad()
-def evaluate(
+def detect_dataset(
     model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
-    progress: bool = True, classwise: bool = False, cat_ids: Optional[Sequence[int]] = None,
-) -> tuple[dict[str, float], list[dict]]:
-    """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
-
-    Returns (metrics as ``coco_evaluate``, with per-category AP if ``classwise``; COCO results
-    of all images). ``cat_ids``: COCO category id of each model label (default: the dataset's,
-    ``dataset.cat_ids``); only those categories are scored. ``device``: where the images go
-    (default: the model's). The model may be wrapped in DistributedDataParallel; its
-    training/eval mode is restored afterwards.
-    """
+    progress: bool = True, cat_ids: Optional[Sequence[int]] = None,
+) -> list[dict]:
+    """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) -> the COCO results
+    of all images (under ``torch.distributed``: gathered from every rank). Arguments as ``evaluate``."""
     if dataset.transform is not None:
         raise ValueError("evaluate needs a dataset of original images: build it with train=False and no transform")
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
@@ -184,6 +195,24 @@ def evaluate(
                 results += detections_to_coco(image_id, det, cat_ids)
     finally:
         net.train(was_training)
-    results = all_gather_lists(results, procs)
+    return all_gather_lists(results, procs)
+
+
+@torch.no_grad()
+def evaluate(
+    model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
+    progress: bool = True, classwise: bool = False, cat_ids: Optional[Sequence[int]] = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
+
+    Returns (metrics as ``coco_evaluate``, with per-category AP if ``classwise``; COCO results
+    of all images). ``cat_ids``: COCO category id of each model label (default: the dataset's,
+    ``dataset.cat_ids``); only those categories are scored. ``device``: where the images go
+    (default: the model's). The model may be wrapped in DistributedDataParallel; its
+    training/eval mode is restored afterwards.
+    """
+    cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
+    results = detect_dataset(model, dataset, batch_size=batch_size, device=device, workers=workers,
+                             progress=progress, cat_ids=cat_ids)
     metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, cat_ids=cat_ids, classwise=classwise)
     return metrics, results

@@ -8,7 +8,7 @@ weighted losses in training and ``[{"boxes", "scores", "labels"}]`` in image pix
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,9 @@ class SparseRCNN(nn.Module):
         self.head_autocast: Optional[torch.dtype] = None  # see optimize_for_inference
         num_classes = stages[0].cls_logits.out_features
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        # Score thresholds chosen on an evaluation set (``evaluation.choose_thresholds``), set by
+        # ``checkpoints.load_model`` when the checkpoint has them; ``predict(score_thr="auto")`` uses them.
+        self.score_thresholds: Optional[dict] = None
         with torch.no_grad():  # every proposal starts as the whole image
             self.proposal_boxes.weight[:, :2] = 0.5
             self.proposal_boxes.weight[:, 2:] = 1.0
@@ -154,11 +157,12 @@ class SparseRCNN(nn.Module):
 
         return optimize_for_inference(self, **options)
 
-    def predict(self, inputs, *, batch_size: int = 1, score_thr: float = 0.0):
+    def predict(self, inputs, *, batch_size: int = 1, score_thr: Union[float, str] = 0.0):
         """Detect objects in file paths, PIL images, (H, W, 3) RGB arrays or (3, H, W) tensors.
 
         Returns one dict per input: ``boxes`` (k, 4) in original pixels, ``scores``, ``labels``,
-        and ``categories`` (class names). See ``sparse_rcnn.predictor``.
+        and ``categories`` (class names). ``score_thr="auto"``: the per-class thresholds stored
+        with the checkpoint (``score_thresholds``). See ``sparse_rcnn.engine.predictor``.
         """
         from ..engine.predictor import predict
 

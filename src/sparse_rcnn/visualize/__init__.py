@@ -1,6 +1,9 @@
-"""Pictures for people: detections drawn on images, grids, training curves."""
+"""Pictures for people: detections drawn on images, grids, training curves, the evaluation report."""
 
 from .curves import plot_training_curves
-from .draw import draw_detections, draw_predictions, save_grid, save_png
+from .draw import class_color, draw_detections, draw_predictions, save_grid, save_png
+from .dataset import show_dataset
+from .report import write_report
 
-__all__ = ["draw_detections", "draw_predictions", "save_grid", "save_png", "plot_training_curves"]
+__all__ = ["class_color", "draw_detections", "draw_predictions", "save_grid", "save_png", "plot_training_curves",
+           "write_report", "show_dataset"]
