@@ -9,9 +9,7 @@ reported key by key.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..outputs import atomic_write
 
 FORMAT = "sparse-rcnn"
 
@@ -70,20 +69,12 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
 
 
 def save_checkpoint(obj: dict, path: Union[str, Path]) -> None:
-    """Write atomically: a temporary file in the same folder, fsync, then rename."""
+    """Write atomically (``outputs.atomic_write``: temporary file, fsync, rename; the umask's mode).
+    A killed writer leaves only a hidden ``.<name>.*.tmp`` beside ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as out:
+        torch.save(obj, out.file)
 
 
 def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict:

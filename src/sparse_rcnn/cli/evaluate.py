@@ -15,6 +15,7 @@ from ..checkpoints import load_model
 from ..config import ConfigError, config_from_dict
 from ..data import CocoDetection
 from ..evaluation import evaluate, match_categories
+from ..outputs import atomic_write, check_outputs
 from .args import (
     UsageError, add_fast_mode_args, add_model_args, apply_fast_mode, device_arg, non_negative_int, positive_int,
     print_metrics,
@@ -64,6 +65,8 @@ def _check_writable(paths: list[Path]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args.set)
+    weights = args.weights if args.weights and not args.weights.startswith(("http://", "https://")) else None
+    check_outputs([args.output, args.results], [args.ann, weights])
     _check_writable([Path(p) for p in (args.output, args.results) if p])
     dataset = CocoDetection(args.ann, args.images, train=False, bad_annotations=data_cfg.bad_annotations)
     model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
@@ -84,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
         report = {**metrics, "num_images": len(dataset), "num_detections": len(results),
                   "model": model.config.name, "weights": args.weights, "ann": str(args.ann),
                   "dtype": args.dtype, "winograd": args.winograd}
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_write(args.output) as out:
+            out.file.write(json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.output)
     if args.results:
-        Path(args.results).write_text(json.dumps(results))
+        with atomic_write(args.results) as out:
+            out.file.write(json.dumps(results))
         log.info("wrote %s (%d detections, COCO results format)", args.results, len(results))
     return 0

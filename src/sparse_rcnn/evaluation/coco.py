@@ -15,7 +15,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -144,10 +144,15 @@ def _resize_batch(batch: list[tuple[Tensor, dict]], test_scale: tuple[int, int])
     return images, factors, ids
 
 
+class EvaluationStopped(Exception):
+    """``evaluate``'s ``stop`` asked it to stop before the end (e.g. SIGTERM during training)."""
+
+
 @torch.no_grad()
 def evaluate(
     model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
     progress: bool = True, classwise: bool = False, cat_ids: Optional[Sequence[int]] = None,
+    stop: Optional[Callable[[], bool]] = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
 
@@ -155,7 +160,8 @@ def evaluate(
     of all images). ``cat_ids``: COCO category id of each model label (default: the dataset's,
     ``dataset.cat_ids``); only those categories are scored. ``device``: where the images go
     (default: the model's). The model may be wrapped in DistributedDataParallel; its
-    training/eval mode is restored afterwards.
+    training/eval mode is restored afterwards. ``stop``: asked before each batch; True raises
+    ``EvaluationStopped`` (a signal handler's flag, so a stop takes one batch, not the whole pass).
     """
     if dataset.transform is not None:
         raise ValueError("evaluate needs a dataset of original images: build it with train=False and no transform")
@@ -179,6 +185,8 @@ def evaluate(
     results: list[dict] = []
     try:
         for images, factors, ids in loader:
+            if stop is not None and stop():
+                raise EvaluationStopped
             dets = net.detect_resized([img.to(device) for img in images], factors)
             for image_id, det in zip(ids, dets):
                 results += detections_to_coco(image_id, det, cat_ids)
