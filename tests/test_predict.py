@@ -183,7 +183,7 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path, tiny_weights):
     Image.fromarray(scene()).save(tmp_path / "good.png")
     (tmp_path / "bad.jpg").write_text("not an image")
     cmd = [sys.executable, "-m", "sparse_rcnn.cli", "predict", str(tmp_path), "--weights", tiny_weights]
-    proc = subprocess.run_cli(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"ERROR skipped {tmp_path / 'bad.jpg'}: not an image" in proc.stderr
     assert [Path(r["image"]).name for r in json.loads(proc.stdout)] == ["good.png"]

@@ -37,7 +37,9 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
         text = str(e)
-        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        # torch names the refused global as "Unsupported global: GLOBAL x.y" (a class it does not
+        # allow) or "unsupported GLOBAL x.y whose module x is blocked" (os, subprocess, ...).
+        culprit = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", text)
         if culprit:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds pickled Python objects ({culprit.group(1)}) that safe loading "

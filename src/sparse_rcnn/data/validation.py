@@ -145,7 +145,7 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
     wh = np.array([sizes[a["image_id"]] for a in candidates], dtype=np.float64).reshape(-1, 2)
     t = BORDER_TOLERANCE
     finite = np.isfinite(xywh).all(1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # [1e308]*4 overflows to inf: outside the image
         positive = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
         inside = positive & (xywh[:, 0] >= -t) & (xywh[:, 1] >= -t) & (xywh[:, 0] + xywh[:, 2] <= wh[:, 0] + t) \
             & (xywh[:, 1] + xywh[:, 3] <= wh[:, 1] + t)

@@ -7,10 +7,11 @@ holder's pid and host for the message. Where ``fcntl`` does not exist (Windows) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from ..outputs import OutputError
 
@@ -48,6 +49,15 @@ class RunLock:
         self._file.truncate()
         self._file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         self._file.flush()
+
+    @contextlib.contextmanager
+    def released_on_error(self) -> Iterator[None]:
+        """Release the lock if the block raises (a constructor that fails keeps no lock)."""
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         if self._file is not None:

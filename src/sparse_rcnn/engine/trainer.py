@@ -115,17 +115,17 @@ class Trainer:
         self.batches_per_epoch = len(self.sampler)
         self.iters_per_epoch = -(-self.batches_per_epoch // t.accumulate)
         self.max_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
-        self.iter = self.epoch = self.iter_in_epoch = 0
-        self.last_saved_iter = -1
+        self.iter, self.epoch, self.iter_in_epoch, self.last_saved_iter = 0, 0, 0, -1
         self.metrics: dict[str, float] = {}
         self.signals = StopSignals(announce=self.is_main)
         self.run_log = RunLog(self.output_dir, enabled=self.is_main)
         # The first write to output_dir: after the model (and any backbone download) is built.
         self.lock = RunLock(check_output_dir(self.output_dir) if self.is_main else None)
-        if resume:
-            self._resume()
-        elif list_checkpoints(self.ckpt_dir):
-            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; continue that run with `resume`, or choose another `output_dir`")
+        with self.lock.released_on_error():
+            if resume:
+                self._resume()
+            elif list_checkpoints(self.ckpt_dir):
+                raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; continue that run with `resume`, or choose another `output_dir`")
 
     @property
     def skipped_steps(self) -> int:
