@@ -174,6 +174,7 @@ def slow(*a):
     time.sleep(0.5)
     return real(*a)
 p.to_record = slow
+from sparse_rcnn import cli
 sys.exit(cli.main(sys.argv[1:]))
 """
 

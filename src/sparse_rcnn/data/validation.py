@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,11 +162,12 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
 
 def _evaluation_fields(ann: dict) -> Optional[str]:
     """What is wrong with the other fields COCO evaluation reads (pycocotools' COCOeval would
-    crash on them after the whole inference): ``area`` a finite number >= 0, ``iscrowd`` and
-    ``ignore`` 0 or 1 (or a bool). Absent is fine: area defaults to w*h, the flags to 0."""
+    crash on them after the whole inference): ``area`` a number, ``iscrowd`` and ``ignore`` 0 or
+    1 (or a bool). Absent is fine: area defaults to w*h, the flags to 0. (An area that does not
+    fit its box is left to the box checks, which say what is wrong with the box.)"""
     area = ann.get("area", 0)
-    if type(area) not in (int, float) or not math.isfinite(area) or area < 0:
-        return f"area must be a number >= 0, got {area!r}"
+    if type(area) not in (int, float):
+        return f"area must be a number, got {area!r}"
     for key in ("iscrowd", "ignore"):
         value = ann.get(key, 0)
         if type(value) not in (int, float, bool) or value not in (0, 1):
