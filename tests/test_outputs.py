@@ -199,3 +199,28 @@ def test_predict_stopped_by_a_signal(tiny_weights, tmp_path, signum, status):
     assert out.read_text() == '["previous"]'
     partial = json.loads((tmp_path / "r.json.partial").read_text())
     assert 1 <= len(partial) < 40
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's read-only file system")
+def test_read_only_destinations_are_one_line(run_cli, tiny_weights, photos):
+    for argv in (["export", "--weights", tiny_weights, "--output", "/proc/self/x.onnx"],
+                 ["convert", tiny_weights, "/proc/self/x.pth"],
+                 ["predict", str(photos), "--weights", tiny_weights, "--save-vis", "/proc/self/vis"]):
+        rc, errors = run_cli(argv)
+        assert rc == 2 and len(errors) == 1 and "/proc/self" in errors[0], (argv, errors)
+
+
+def test_unreadable_input_is_one_line(run_cli, tiny_weights, tmp_path):
+    (tmp_path / "ann.json").mkdir()  # open() fails with an OSError naming the path, as for permission denied
+    (tmp_path / "images").mkdir()
+    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(tmp_path / "ann.json"),
+                          "--images", str(tmp_path / "images")])
+    assert rc == 2 and errors == [f"{tmp_path / 'ann.json'}: Is a directory"], errors
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_permission_denied_is_one_line(run_cli, tiny_weights, tmp_path):
+    ann, images = make_coco(tmp_path, [(48, 64)] * 2)
+    ann.chmod(0)
+    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images)])
+    assert rc == 2 and errors == [f"{ann}: Permission denied"], errors

@@ -85,7 +85,7 @@ def test_two_trainings_cannot_share_a_folder(data, tmp_path):
 
 
 def test_lock_of_a_killed_process_is_not_stale(tmp_path):
-    code = f"from sparse_rcnn.engine.run_lock import RunLock; import time; RunLock({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"
+    code = f"from sparse_rcnn.engine.run_lock import RunLock; import time; lock = RunLock({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=subprocess_env())
     assert proc.stdout.readline().strip() == "held"
     with pytest.raises(OutputError, match=f"pid {proc.pid}"):
