@@ -1,6 +1,7 @@
 import argparse
 import dataclasses
 import json
+import os
 from pathlib import Path
 import functools
 import hashlib
@@ -255,3 +256,14 @@ def test_unknown_config_name_suggests_the_closest(image, run_cli):
     assert rc == 2 and "unknown config 'yolo'" in errors[0]
 
 
+
+
+class _CallsSystem:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+def test_blocked_pickle_names_the_refused_global(tmp_path):
+    torch.save({"model": _CallsSystem()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match=r"pickled Python objects \((posix|nt)\.system\)"):
+        read_checkpoint(tmp_path / "evil.pth")

@@ -82,3 +82,10 @@ def test_data_config_errors_through_eval_set(tmp_path, tiny_weights, run_cli, ov
     assert rc == 2 and len(errors) == 1 and message in errors[0], errors
 
 
+
+
+@pytest.mark.parametrize("override", ["train.lr=inf", "train.lr=nan", "train.lr=.inf", "model.focal_gamma=-.inf",
+                                      "data.flip_prob=.nan", "model.pixel_std=[1, .inf, 1]"])
+def test_non_finite_values_are_refused(override):
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        load_config("sparse_rcnn_r50_fpn_1x_coco", [override])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ class ModelConfig:
     norm: str = "frozen_bn"  # frozen_bn (BN statistics frozen, affine trainable) | bn | gn
     frozen_stages: int = 1  # stem + layer1 get no gradient
     pretrained_backbone: bool = True  # ImageNet (IMAGENET1K_V1) init when not loading a checkpoint
+    backbone_weights: Optional[str] = None  # that init from a local torchvision ResNet file (None: download)
     fpn_channels: int = 256
     num_classes: int = 80
     num_proposals: int = 100
@@ -181,6 +183,8 @@ def check_values(cfg: Config) -> None:
             if key in CHOICES and value not in CHOICES[key] and not (value is None and f.default is None):
                 raise ConfigError(f"config key {key!r} must be one of {', '.join(CHOICES[key])}; got {value!r}")
             items = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+                raise ConfigError(f"config key {key!r} must be a finite number; got {value!r}")
             if key in AT_LEAST and any(v is not None and v < AT_LEAST[key] for v in items):
                 raise ConfigError(f"config key {key!r} must be >= {AT_LEAST[key]:g}; got {value!r}")
             if key in AT_MOST and any(v is not None and v > AT_MOST[key] for v in items):

@@ -10,9 +10,7 @@ reported key by key.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..outputs import atomic_write
 
 FORMAT = "sparse-rcnn"
 log = logging.getLogger(__name__)
@@ -40,7 +39,9 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
         text = str(e)
-        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        # torch names the refused global as "Unsupported global: GLOBAL x.y" (a class it does not
+        # allow) or "unsupported GLOBAL x.y whose module x is blocked" (os, subprocess, ...).
+        culprit = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", text)
         if culprit:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds pickled Python objects ({culprit.group(1)}) that safe loading "
@@ -72,20 +73,12 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
 
 
 def save_checkpoint(obj: dict, path: Union[str, Path]) -> None:
-    """Write atomically: a temporary file in the same folder, fsync, then rename."""
+    """Write atomically (``outputs.atomic_write``: temporary file, fsync, rename; the umask's mode).
+    A killed writer leaves only a hidden ``.<name>.*.tmp`` beside ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as out:
+        torch.save(obj, out.file)
 
 
 def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..checkpoints import check_thresholds_target, load_model
 from ..config import ConfigError
 from ..evaluation import evaluate_with_report, match_categories, voc_evaluate
+from ..outputs import atomic_write, check_outputs
 from .args import (
     UsageError, add_data_args, dataset_from_args, add_fast_mode_args, add_model_args, apply_fast_mode, data_config, device_arg,
     non_negative_int, positive_int, print_metrics,
@@ -57,6 +58,8 @@ def _check_writable(paths: list[Path]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data_cfg = data_config(args.set, "eval")
+    weights = args.weights if args.weights and not args.weights.startswith(("http://", "https://")) else None
+    check_outputs([args.output, args.results], [args.ann, args.data, weights])
     if args.save_thresholds:  # before the (long) evaluation
         check_thresholds_target(args.weights)
     _check_writable([Path(p) for p in (args.output, args.results) if p])
@@ -94,9 +97,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {Path(args.report) / 'index.html'}")
     if args.output:
         report = {**metrics, "num_detections": len(results), **info, "score_thresholds": thresholds}
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_write(args.output) as out:
+            out.file.write(json.dumps(report, indent=2) + "\n")
         log.info("wrote %s", args.output)
     if args.results:
-        Path(args.results).write_text(json.dumps(results))
+        with atomic_write(args.results) as out:
+            out.file.write(json.dumps(results))
         log.info("wrote %s (%d detections, COCO results format)", args.results, len(results))
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..checkpoints import load_model
 from ..deploy import export_onnx
+from ..outputs import check_output_dir, check_outputs
 from .args import UsageError, add_model_args, parse_size, positive_int
 
 
@@ -22,6 +24,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    weights = args.weights if args.weights and not args.weights.startswith(("http://", "https://")) else None
+    check_outputs([args.output], [weights])
+    check_output_dir(Path(args.output).parent)
     model = load_model(args.model, args.weights)
     try:
         path = export_onnx(model, args.output, batch_size=args.batch_size, size=args.size, dynamic=args.dynamic,

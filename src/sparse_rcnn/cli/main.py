@@ -9,17 +9,32 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 
 from ..checkpoints import CheckpointError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
+from ..outputs import OutputError
 from . import benchmark, dataset, evaluate, export, predict, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
-USER_ERRORS = (CheckpointError, ConfigError, DataError, ImageError, FileNotFoundError, UsageError)
+USER_ERRORS = (CheckpointError, ConfigError, DataError, ImageError, FileNotFoundError, UsageError, OutputError)
+
+
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line. An error raised in a DataLoader worker arrives re-raised
+    with torch's wrapper text ("Caught DataError in DataLoader worker process 0. Original
+    Traceback ..."): its last line is the original message."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = re.sub(r"^[\w.]+: ", "", last, count=1)
+    if isinstance(e, OSError) and e.filename:  # e.g. "out/model_final.pth: No space left on device"
+        text = f"{e.filename}: {e.strerror}"
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as e:
-        log.error("%s", as_flags(str(e)))
+        log.error("%s", as_flags(one_line(e)))
         return 2
     except KeyboardInterrupt:
         log.error("interrupted")
@@ -53,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away, e.g. `sparse-rcnn predict DIR | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
+    except OSError as e:  # permission denied, read-only file system, disk full: a fact about a path
+        if not e.filename:
+            raise
+        log.error("%s", one_line(e))
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
@@ -14,7 +17,9 @@ from ..checkpoints import load_model
 from ..data import expand_image_paths
 from ..deploy import OnnxDetector
 from ..engine import iter_predictions, to_record
+from ..engine.faults import StopSignals
 from ..evaluation import coco_category_ids, detections_to_coco
+from ..outputs import atomic_write, check_output_dir, check_outputs, unique_names
 from ..visualize import draw_detections, save_png
 from .args import (
     UsageError, add_fast_mode_args, add_model_args, apply_fast_mode, device_arg, non_negative_int, positive_int, score_thr_arg,
@@ -28,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="*", help="image files, folders of images, or @LIST (one path per line)")
     add_model_args(p)
     p.add_argument("--output", help="write the JSON here instead of stdout")
-    p.add_argument("--save-vis", metavar="DIR", help="write each image with its boxes drawn to DIR/<stem>.png")
+    p.add_argument("--save-vis", metavar="DIR", help="write each image with its boxes drawn to DIR/<stem>.png (<stem>-2.png, ... when stems repeat)")
     p.add_argument("--score-thr", type=score_thr_arg, default=0.0,
                    help="keep detections with score >= this; auto: the per-class thresholds stored by eval --save-thresholds")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
@@ -84,32 +89,84 @@ def _detector(args: argparse.Namespace):
         raise UsageError(str(e)) from None
 
 
-def _open_output(path: str | None):
+def _check_paths(args: argparse.Namespace, paths: list[str]) -> None:
+    """Before any work: no output over an input, and every destination writable."""
+    lists = [item[1:] for item in args.images if item.startswith("@")] + list(args.list or [])
+    weights = args.weights if args.weights and not args.weights.startswith(("http://", "https://")) else None
+    check_outputs([args.output], [*paths, weights, args.onnx, args.ann, *lists], folders=[args.save_vis])
+    if args.save_vis:
+        check_output_dir(args.save_vis)
+    if args.output:
+        try:
+            with tempfile.TemporaryFile(dir=Path(args.output).parent):
+                pass
+        except OSError as e:
+            raise UsageError(f"cannot write --output {args.output}: {e.strerror or e}") from None
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _output(path: str | None):
+    """stdout, or ``path`` written atomically; a run that stops early leaves ``path`` as it was
+    and keeps the records written so far, as valid JSON, in ``<path>.partial``."""
     if not path:
-        return sys.stdout
-    try:
-        return open(path, "w")
-    except OSError as e:
-        raise UsageError(f"cannot write --output {path}: {e.strerror or e}") from None
+        yield sys.stdout, None
+        return
+    with atomic_write(path) as target:
+        yield target.file, target
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.save_vis and Path(args.save_vis).exists() and not Path(args.save_vis).is_dir():
         raise UsageError(f"--save-vis {args.save_vis}: exists and is not a folder")
     paths = expand_image_paths(_inputs(args))
+    _check_paths(args, paths)
     detector = _detector(args)
-    class_names = detector.class_names
+    image_ids = cat_ids = None
     if args.format == "coco":
-        cat_ids, image_ids = coco_category_ids(class_names, args.ann)
-    out = _open_output(args.output)
+        cat_ids, image_ids = coco_category_ids(detector.class_names, args.ann)
+    vis_names = unique_names(paths) if args.save_vis else []
+    try:
+        with StopSignals(announce=False) as signals, _output(args.output) as (out, target):
+            out.write("[")
+            try:
+                written, num_failed = _write_records(args, detector, paths, out, signals, (cat_ids, image_ids), vis_names)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    out.write("\n]\n")
+                if target is not None:
+                    target.keep_as(f"{args.output}.partial")
+                    log.error("stopped early: %s is unchanged; the records written so far are in %s.partial",
+                              args.output, args.output)
+                raise
+            out.write("\n]\n")
+    except _Stopped as e:
+        log.error("%s: stopped", signal.Signals(e.signum).name)
+        return 128 + e.signum
+    if num_failed:
+        log.error("%d of %d images failed", num_failed, len(paths))
+        return 1
+    return 0
+
+
+def _write_records(args, detector, paths, out, signals, coco_ids, vis_names) -> tuple[int, int]:
+    """Predict and write every record -> (records written, images failed); stops with _Stopped
+    at the first image after SIGINT / SIGTERM."""
+    import torch
+
+    class_names = detector.class_names
+    cat_ids, image_ids = coco_ids
     progress = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not sys.stderr.isatty())
-    num_failed, first = 0, True
-    out.write("[")
+    num_failed, written = 0, 0
     with torch.no_grad():  # nothing per image is kept: each result is written, then dropped
         for pred in iter_predictions(detector, paths, batch_size=args.batch_size, workers=args.workers,
                                      score_thr=args.score_thr, keep_images=bool(args.save_vis)):
+            if signals.signum is not None:
+                raise _Stopped(signals.signum)
             progress.update(1)
             if pred.error is not None:
                 log.error("skipped %s", pred.error)
@@ -125,17 +182,13 @@ def run(args: argparse.Namespace) -> int:
             else:
                 records = [to_record(pred.path, pred.width, pred.height, pred.detections, class_names)]
             for record in records:
-                out.write(("\n" if first else ",\n") + json.dumps(record))
-                first = False
+                out.write(("\n" if not written else ",\n") + json.dumps(record))
+                written += 1
             if args.save_vis:
                 det = pred.detections
                 drawn = draw_detections(pred.image, det["boxes"], det["labels"].tolist(), class_names, det["scores"])
-                save_png(drawn, Path(args.save_vis) / f"{Path(pred.path).stem}.png")
+                save_png(drawn, Path(args.save_vis) / vis_names[pred.index])
+        if signals.signum is not None:
+            raise _Stopped(signals.signum)
     progress.close()
-    out.write("\n]\n")
-    if out is not sys.stdout:
-        out.close()
-    if num_failed:
-        log.error("%d of %d images failed", num_failed, len(paths))
-        return 1
-    return 0
+    return written, num_failed

@@ -12,10 +12,12 @@ from ..config import load_config
 from ..data import FORMATS, SyntheticSpec, default_coco_images, detect_format, generate_shapes
 from ..engine import Trainer, TrainingError, TrainingInterrupted
 from ..evaluation import analyse_results
+from ..outputs import claim_folder
 from ..visualize import draw_predictions
 from .args import UsageError, device_arg, non_negative_int, positive_int, print_metrics
 
 log = logging.getLogger("sparse_rcnn")
+DEMO_MARKER = ".sparse-rcnn-demo"
 
 
 def _add_schedule_args(p: argparse.ArgumentParser) -> None:
@@ -86,6 +88,12 @@ def _fit(cfg, output_dir, args: argparse.Namespace):
     except TrainingError as e:
         log.error("%s", e)
         return None, None, 1
+    except RuntimeError as e:  # torch's "DataLoader worker (pid 123) is killed by signal: Killed."
+        if "DataLoader worker" not in str(e):
+            raise
+        log.error("%s (often: out of memory; try fewer --workers); continue from the last checkpoint with --resume",
+                  str(e).splitlines()[0].rstrip(". "))
+        return None, None, 1
 
 
 def _data_overrides(args: argparse.Namespace) -> dict:
@@ -141,6 +149,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Generate the shapes dataset, train the demo config on it, evaluate, draw the results."""
     out = Path(args.output_dir)
     cfg = load_config(args.config, args.set)
+    claim_folder(out, DEMO_MARKER)  # never over a user's files: empty, new, or an earlier demo's
     size = min(cfg.model.test_scale)  # square images that the test scale leaves as they are
     counts = {"num_train": args.num_images, "num_val": max(20, args.num_images // 10)} if args.num_images else {}
     spec = SyntheticSpec(seed=args.seed, image_size=size, min_size=round(size / 8), max_size=round(size * 0.46), **counts)

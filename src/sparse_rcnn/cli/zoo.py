@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from ..checkpoints import ZOO, load_model, model_checkpoint, save_checkpoint
 from ..config import named_configs
+from ..outputs import check_output_dir, check_outputs
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -31,6 +33,9 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    src = args.src if not args.src.startswith(("http://", "https://")) else None
+    check_outputs([args.dst], [src])
+    check_output_dir(Path(args.dst).parent)
     model = load_model(args.model, args.src)
     save_checkpoint(model_checkpoint(model, model.config), args.dst)
     log.info("wrote %s (%s, %d classes)", args.dst, model.config.name, model.num_classes)

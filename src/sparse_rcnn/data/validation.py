@@ -2,7 +2,8 @@
 
 Every problem is found, not just the first: malformed entries, duplicate image/annotation ids,
 unknown image or category ids, NaN/inf boxes, boxes with non-positive width or height or outside
-the image (beyond ``BORDER_TOLERANCE`` pixels), missing image files, an empty annotation list.
+the image (beyond ``BORDER_TOLERANCE`` pixels), ``area`` / ``iscrowd`` / ``ignore`` values COCO
+evaluation cannot use, missing image files, an empty annotation list.
 ``bad_annotations="error"`` raises ``DataError`` with a summary; ``"skip"`` drops the bad
 annotations/images and logs a warning.
 """
@@ -132,6 +133,8 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
             bad(iid, aid, f"unknown category id {ann.get('category_id')!r}")
         elif not (isinstance(bbox, list) and len(bbox) == 4):
             bad(iid, aid, f"bbox must be [x, y, w, h], got {bbox!r}")
+        elif problem := _evaluation_fields(ann):
+            bad(iid, aid, problem)
         else:
             candidates.append(ann)
     # numbers, vectorised; the slow per-item type check only runs if some value is not a number
@@ -147,7 +150,7 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
     wh = np.array([sizes[a["image_id"]] for a in candidates], dtype=np.float64).reshape(-1, 2)
     t = BORDER_TOLERANCE
     finite = np.isfinite(xywh).all(1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # [1e308]*4 overflows to inf: outside the image
         positive = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
         inside = positive & (xywh[:, 0] >= -t) & (xywh[:, 1] >= -t) & (xywh[:, 0] + xywh[:, 2] <= wh[:, 0] + t) \
             & (xywh[:, 1] + xywh[:, 3] <= wh[:, 1] + t)
@@ -161,6 +164,21 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
             bad(ann["image_id"], ann["id"], f"bbox {b} lies outside the {wh[k, 0]:g}x{wh[k, 1]:g} image")
     annotations = [a for a, ok in zip(candidates, inside.tolist()) if ok]
     return {**raw, "categories": categories, "images": images, "annotations": annotations}, xywh[inside], problems
+
+
+def _evaluation_fields(ann: dict) -> Optional[str]:
+    """What is wrong with the other fields COCO evaluation reads (pycocotools' COCOeval would
+    crash on them after the whole inference): ``area`` a number, ``iscrowd`` and ``ignore`` 0 or
+    1 (or a bool). Absent is fine: area defaults to w*h, the flags to 0. (An area that does not
+    fit its box is left to the box checks, which say what is wrong with the box.)"""
+    area = ann.get("area", 0)
+    if type(area) not in (int, float):
+        return f"area must be a number, got {area!r}"
+    for key in ("iscrowd", "ignore"):
+        value = ann.get(key, 0)
+        if type(value) not in (int, float, bool) or value not in (0, 1):
+            return f"{key} must be 0 or 1, got {value!r}"
+    return None
 
 
 def _fmt(bbox: list[float]) -> str:

@@ -25,6 +25,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from ..outputs import atomic_write
+
 log = logging.getLogger(__name__)
 
 INPUT_NAMES = ["images", "image_sizes"]
@@ -93,6 +95,7 @@ def export_onnx(
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    traced = path.with_name(f".{path.name}.trace.tmp")
     was_training = model.training
     model.eval()
     param = next(model.parameters())
@@ -116,19 +119,21 @@ def export_onnx(
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
             torch.onnx.export(
-                DetectGraph(model), (images, image_sizes), str(path), dynamo=False, opset_version=opset,
+                DetectGraph(model), (images, image_sizes), str(traced), dynamo=False, opset_version=opset,
                 input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
+        proto = onnx.load(str(traced))
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
-    proto = onnx.load(str(path))
+        traced.unlink(missing_ok=True)
     for key, value in export_metadata(model, name).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
+    with atomic_write(path, "wb") as out:  # a previous file at ``path`` survives until this one is complete
+        out.file.write(proto.SerializeToString())
     log.info("wrote %s (opset %d, %s input %s)", path, opset, "dynamic" if dynamic else "static",
              "(B, 3, H, W)" if dynamic else f"({batch_size}, 3, {hp}, {wp})")
     return path

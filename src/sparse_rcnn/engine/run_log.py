@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Optional
 
+from ..outputs import atomic_write
+
 log = logging.getLogger(__name__)
 
 TRAIN_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "grad_norm")
@@ -58,17 +60,28 @@ class RunLog:
             self._scalar(f"val/{key}", value, iteration)
 
     def keep_until(self, iteration: int) -> None:
-        """On resume: drop what an interrupted run logged after ``iteration``'s checkpoint."""
+        """On resume: drop what an interrupted run logged after ``iteration``'s checkpoint, and a
+        last line torn by a kill in mid-write."""
         if not self.enabled or not self.path.exists():
             return
-        lines = [x for x in self.path.read_text().splitlines() if x.strip() and json.loads(x).get("iter", 0) <= iteration]
-        self.path.write_text("".join(x + "\n" for x in lines))
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s: dropping a line that is not JSON (written when the run was killed)", self.path)
+                continue
+            if isinstance(record, dict) and record.get("iter", 0) <= iteration:
+                kept.append(line)
+        with atomic_write(self.path) as out:
+            out.file.write("".join(x + "\n" for x in kept))
 
     def finish(self, metrics: dict[str, float]) -> None:
         """``metrics.json`` (the last validation metrics) and ``curves.png``."""
         if not self.enabled:
             return
-        (self.path.parent / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        with atomic_write(self.path.parent / "metrics.json") as out:
+            out.file.write(json.dumps(metrics, indent=1) + "\n")
         if self.path.exists():
             from ..visualize import plot_training_curves
 

@@ -37,16 +37,26 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def prune(folder: Path, keep: int) -> None:
-    for old in list_checkpoints(folder)[max(keep, 1):]:
+def prune(folder: Path, keep: int, *, newest: int) -> None:
+    """Keep the ``keep`` newest checkpoints up to iteration ``newest`` (the one just written);
+    higher-numbered ones (not resumable: see ``newest_good``'s warnings) are left alone."""
+    mine = [p for p in list_checkpoints(folder) if int(_NAME.match(p.name).group(1)) <= newest]
+    for old in mine[max(keep, 1):]:
         old.unlink(missing_ok=True)
 
 
+def remove_temporaries(folder: Path, name: str) -> None:
+    """Remove the temporary files a writer of ``folder/name`` left when it was killed."""
+    for tmp in folder.glob(f".{name}.*.tmp") if folder.is_dir() else ():
+        log.warning("removing %s, left by a run killed while writing it", tmp.name)
+        tmp.unlink(missing_ok=True)
+
+
 def write_training_checkpoint(folder: Path, ckpt: dict, *, iteration: int, keep: int) -> Path:
-    """Write ``folder/iter_XXXXXXX.pth`` atomically, then keep only the newest ``keep``."""
+    """Write ``folder/iter_XXXXXXX.pth`` atomically, then keep only the newest ``keep`` up to it."""
     path = checkpoint_path(folder, iteration)
     save_checkpoint(ckpt, path)
-    prune(folder, keep)
+    prune(folder, keep, newest=iteration)
     log.debug("wrote %s", path)
     return path
 
@@ -93,3 +103,19 @@ def newest_good(folder: Path, model: nn.Module, *, clean: bool = True) -> Option
             continue
         return path, ckpt
     return None
+
+
+def checkpoint_to_resume(folder: Path, model: nn.Module, *, clean: bool = True) -> Optional[tuple[Path, dict]]:
+    """``newest_good`` for a resume: None when ``folder`` holds no checkpoint yet (nothing to
+    resume: the run starts), CheckpointError when it holds some but none can be resumed (never a
+    silent restart over them). ``clean`` also removes a killed ``model_final.pth`` writer's file."""
+    if clean:
+        remove_temporaries(folder.parent, "model_final.pth")
+    if not list_checkpoints(folder):
+        log.info("no checkpoint in %s yet: starting from the beginning", folder)
+        return None
+    found = newest_good(folder, model, clean=clean)
+    if found is None:
+        raise CheckpointError(f"no checkpoint in {folder} can be resumed (unreadable, or written with another config: "
+                              "see the warnings above); start anew with another `output_dir`")
+    return found

@@ -39,21 +39,28 @@ from ..config import Config, ConfigError, check_values
 from ..data import build_datasets, collate
 from ..data.sampler import GroupedBatchSampler
 from ..models import build_model
+from ..outputs import check_output_dir
 from .distributed import Processes, init_process_group, pick_device, wrap_model
 from .faults import StopSignals, TrainingHooks, TrainingInterrupted
+from .run_lock import RunLock
 from .run_log import RunLog
 from .schedule import build_optimizer
 from .step import TrainStep
-from .train_state import list_checkpoints, newest_good, restore, rng_state, write_training_checkpoint
+from .train_state import checkpoint_to_resume, list_checkpoints, restore, rng_state, write_training_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def _datasets(cfg: Config, train: Any, val: Any) -> tuple[Any, Any, Config]:
-    """The given datasets, or the config's; the config's class count follows the training data."""
+def _datasets(cfg: Config, train: Any, val: Any, world_size: int) -> tuple[Any, Any, Config]:
+    """The given datasets, or the config's; the config's class count follows the training data.
+    A step larger than the training set is refused: it would hold the same images several times."""
     if train is None:
         train, built_val = build_datasets(cfg)
         val = val if val is not None else built_val
+    step = cfg.data.batch_size * world_size
+    if len(train) < step:
+        raise ConfigError(f"`data.batch_size` {cfg.data.batch_size} x {world_size} process(es) is more than the "
+                          f"{len(train)} training images; lower `data.batch_size` (a batch would repeat images)")
     num_classes = len(train.class_names)
     if cfg.model.num_classes != num_classes:
         log.info("num_classes %d -> %d (the training set's categories)", cfg.model.num_classes, num_classes)
@@ -88,7 +95,7 @@ class Trainer:
         self._show_progress = progress and self.is_main and sys.stderr.isatty()
         self.hooks = hooks or TrainingHooks()
 
-        self.train_dataset, self.val_dataset, self.cfg = _datasets(cfg, train_dataset, val_dataset)
+        self.train_dataset, self.val_dataset, self.cfg = _datasets(cfg, train_dataset, val_dataset, self.procs.world_size)
         cfg, class_names = self.cfg, list(self.train_dataset.class_names)
         t = cfg.train
 
@@ -108,15 +115,17 @@ class Trainer:
         self.batches_per_epoch = len(self.sampler)
         self.iters_per_epoch = -(-self.batches_per_epoch // t.accumulate)
         self.max_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
-        self.iter = self.epoch = self.iter_in_epoch = 0
-        self.last_saved_iter = -1
+        self.iter, self.epoch, self.iter_in_epoch, self.last_saved_iter = 0, 0, 0, -1
         self.metrics: dict[str, float] = {}
         self.signals = StopSignals(announce=self.is_main)
         self.run_log = RunLog(self.output_dir, enabled=self.is_main)
-        if resume:
-            self._resume()
-        elif list_checkpoints(self.ckpt_dir):
-            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; continue that run with `resume`, or choose another `output_dir`")
+        # The first write to output_dir: after the model (and any backbone download) is built.
+        self.lock = RunLock(check_output_dir(self.output_dir) if self.is_main else None)
+        with self.lock.released_on_error():
+            if resume:
+                self._resume()
+            elif list_checkpoints(self.ckpt_dir):
+                raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; continue that run with `resume`, or choose another `output_dir`")
 
     @property
     def skipped_steps(self) -> int:
@@ -129,6 +138,7 @@ class Trainer:
                 return self._fit()
         finally:
             self.run_log.close()
+            self.lock.release()
             if self._owns_group and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
@@ -148,11 +158,12 @@ class Trainer:
                     self._evaluate()
         bar.close()
         self._save()
+        if self.is_main:  # before the final evaluation: its failure never costs the trained model
+            save_checkpoint(model_checkpoint(self.model, self.cfg), self.output_dir / "model_final.pth")
         if self.val_dataset is not None and self.metrics.get("iter") != self.iter:
             self._evaluate()
         metrics = {k: v for k, v in self.metrics.items() if k not in ("iter", "epoch")}
         if self.is_main:
-            save_checkpoint(model_checkpoint(self.model, self.cfg), self.output_dir / "model_final.pth")
             self.run_log.finish(metrics)
             log.info("done: %s (%d steps skipped)", self.output_dir / "model_final.pth", self.skipped_steps)
         return metrics
@@ -209,11 +220,14 @@ class Trainer:
         """COCO box AP on the validation set; every process evaluates a shard (``evaluate`` gathers)."""
         if self.val_dataset is None:
             return
-        from ..evaluation import evaluate
+        from ..evaluation import EvaluationStopped, evaluate
 
-        metrics, self.val_results = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size,
-                                             device=self.device, workers=self.cfg.data.workers, progress=self._show_progress)
-        self.model.train()
+        stop = None if self.procs.distributed else (lambda: self.signals.signum is not None)  # DDP: ranks must agree
+        try:  # a signal stops a single-process evaluation at the next batch
+            metrics, self.val_results = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size, device=self.device,
+                                  workers=self.cfg.data.workers, progress=self._show_progress, stop=stop)
+        except EvaluationStopped:
+            self._stop()
         self.metrics = {**{k: float(v) for k, v in metrics.items()}, "iter": self.iter, "epoch": self.epoch}
         if self.is_main:
             self.run_log.val(self.iter, self.epoch, {k: float(v) for k, v in metrics.items()})
@@ -225,18 +239,15 @@ class Trainer:
         self.last_saved_iter = self.iter
         if not self.is_main:
             return
-        state = {
-            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch, "iter": self.iter, "iter_in_epoch": self.iter_in_epoch,
-            **self.step.state(), "metrics": self.metrics, "rng": rng_state(), **self.hooks.checkpoint_extra(self.iter),
-        }
+        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
+                 "iter": self.iter, "iter_in_epoch": self.iter_in_epoch, **self.step.state(), "metrics": self.metrics,
+                 "rng": rng_state(), **self.hooks.checkpoint_extra(self.iter)}
         write_training_checkpoint(self.ckpt_dir, model_checkpoint(self.model, self.cfg, **state),
                                   iteration=self.iter, keep=self.cfg.train.keep_checkpoints)
 
     def _resume(self) -> None:
-        found = newest_good(self.ckpt_dir, self.model, clean=self.is_main)
+        found = checkpoint_to_resume(self.ckpt_dir, self.model, clean=self.is_main)
         if found is None:
-            log.warning("no usable checkpoint in %s: starting from scratch", self.ckpt_dir)
             return
         path, ckpt = found
         restore(ckpt, optimizer=self.optimizer, scaler=self.scaler)

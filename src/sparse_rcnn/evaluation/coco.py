@@ -15,7 +15,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -161,13 +161,19 @@ def _resize_batch(batch: list[tuple[Tensor, dict]], test_scale: tuple[int, int])
     return images, factors, ids
 
 
+class EvaluationStopped(Exception):
+    """``evaluate``'s ``stop`` asked it to stop before the end (e.g. SIGTERM during training)."""
+
+
 @torch.no_grad()
 def detect_dataset(
     model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
-    progress: bool = True, cat_ids: Optional[Sequence[int]] = None,
+    progress: bool = True, cat_ids: Optional[Sequence[int]] = None, stop: Optional[Callable[[], bool]] = None,
 ) -> list[dict]:
     """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) -> the COCO results
-    of all images (under ``torch.distributed``: gathered from every rank). Arguments as ``evaluate``."""
+    of all images (under ``torch.distributed``: gathered from every rank). Arguments as ``evaluate``.
+    ``stop``: asked before each batch; True raises ``EvaluationStopped`` (a signal handler's flag,
+    so a stop takes one batch, not the whole pass)."""
     if dataset.transform is not None:
         raise ValueError("evaluate needs a dataset of original images: build it with train=False and no transform")
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
@@ -190,6 +196,8 @@ def detect_dataset(
     results: list[dict] = []
     try:
         for images, factors, ids in loader:
+            if stop is not None and stop():
+                raise EvaluationStopped
             dets = net.detect_resized([img.to(device) for img in images], factors)
             for image_id, det in zip(ids, dets):
                 results += detections_to_coco(image_id, det, cat_ids)
@@ -202,6 +210,7 @@ def detect_dataset(
 def evaluate(
     model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
     progress: bool = True, classwise: bool = False, cat_ids: Optional[Sequence[int]] = None,
+    stop: Optional[Callable[[], bool]] = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
 
@@ -209,10 +218,10 @@ def evaluate(
     of all images). ``cat_ids``: COCO category id of each model label (default: the dataset's,
     ``dataset.cat_ids``); only those categories are scored. ``device``: where the images go
     (default: the model's). The model may be wrapped in DistributedDataParallel; its
-    training/eval mode is restored afterwards.
+    training/eval mode is restored afterwards. ``stop``: see ``detect_dataset``.
     """
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
     results = detect_dataset(model, dataset, batch_size=batch_size, device=device, workers=workers,
-                             progress=progress, cat_ids=cat_ids)
+                             progress=progress, cat_ids=cat_ids, stop=stop)
     metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, cat_ids=cat_ids, classwise=classwise)
     return metrics, results

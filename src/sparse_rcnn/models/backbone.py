@@ -8,7 +8,7 @@ MMDetection's ``ResNet(norm_eval=True, frozen_stages=1)`` + ``FPN(num_outs=4)``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +45,9 @@ class ResNetFPN(nn.Module):
             parameters trainable: MMDetection's ``norm_eval=True``); ``bn`` trains it; ``gn`` uses
             GroupNorm(32), which suits training from scratch with small batches.
         frozen_stages: 0 freezes nothing, 1 freezes the stem and layer1, k freezes up to layer k.
-        pretrained: load torchvision's IMAGENET1K_V1 weights (downloads once into the torch cache).
+        pretrained: start from torchvision's IMAGENET1K_V1 weights, downloaded once into the torch
+            hub cache by ``checkpoints.download`` (one-line error offline), or read from
+            ``pretrained_path`` (a local copy of torchvision's file).
     """
 
     def __init__(
@@ -56,12 +58,18 @@ class ResNetFPN(nn.Module):
         norm: str = "frozen_bn",
         frozen_stages: int = 1,
         pretrained: bool = False,
+        pretrained_path: Optional[str] = None,
     ) -> None:
         super().__init__()
         if depth_name not in _RESNETS:
             raise ValueError(f"unknown backbone {depth_name!r}; choose from {sorted(_RESNETS)}")
         factory, weights = _RESNETS[depth_name]
-        body = factory(weights=weights if pretrained else None, norm_layer=_norm_layer(norm))
+        body = factory(weights=None, norm_layer=_norm_layer(norm))
+        if pretrained:  # what factory(weights=...) does, with our download (torchvision's URL and hash)
+            from ..checkpoints.download import pretrained_state_dict
+            from ..checkpoints.load import load_state_strict
+
+            load_state_strict(body, pretrained_state_dict(weights.url, pretrained_path), source=f"{depth_name} ImageNet weights")
         body.maxpool = StemMaxPool()
         self.body = IntermediateLayerGetter(
             body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}

@@ -181,7 +181,7 @@ def build_model(cfg: ModelConfig, class_names: Optional[Sequence[str]] = None) -
     return SparseRCNN(
         backbone=ResNetFPN(
             depth_name=cfg.backbone, out_channels=dim, norm=cfg.norm,
-            frozen_stages=cfg.frozen_stages, pretrained=cfg.pretrained_backbone,
+            frozen_stages=cfg.frozen_stages, pretrained=cfg.pretrained_backbone, pretrained_path=cfg.backbone_weights,
         ),
         stages=[
             DynamicStage(
