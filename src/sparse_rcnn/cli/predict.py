@@ -16,8 +16,7 @@ from tqdm import tqdm
 from ..checkpoints import load_model
 from ..data import expand_image_paths
 from ..deploy import OnnxDetector
-from ..engine import iter_predictions, to_record
-from ..engine.faults import StopSignals
+from ..engine import StopSignals, iter_predictions, to_record
 from ..evaluation import coco_category_ids, detections_to_coco
 from ..outputs import atomic_write, check_output_dir, check_outputs, unique_names
 from ..visualize import draw_detections, save_png

@@ -1,12 +1,12 @@
 """Running the model: training, prediction over many images, benchmarks."""
 
 from .benchmark import run_benchmark, synthetic_inputs
-from .faults import TrainingError, TrainingInterrupted
+from .faults import StopSignals, TrainingError, TrainingInterrupted
 from .predictor import Detector, Prediction, iter_predictions, predict, to_record
 from .schedule import build_optimizer, lr_factor
 from .trainer import Trainer
 
 __all__ = [
     "Trainer", "TrainingError", "TrainingInterrupted", "build_optimizer", "lr_factor", "Detector", "Prediction",
-    "iter_predictions", "predict", "to_record", "run_benchmark", "synthetic_inputs",
+    "iter_predictions", "predict", "to_record", "run_benchmark", "synthetic_inputs", "StopSignals",
 ]
