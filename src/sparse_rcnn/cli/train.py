@@ -8,11 +8,12 @@ import logging
 import os
 from pathlib import Path
 
+from ..checkpoints import pretrained_config, read_pretrained
 from ..config import load_config
 from ..data import SyntheticSpec, generate_shapes
 from ..engine import Trainer, TrainingError, TrainingInterrupted
 from ..visualize import draw_predictions
-from .args import device_arg, non_negative_int, positive_int, print_metrics
+from .args import UsageError, device_arg, non_negative_int, positive_int, print_metrics
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -30,7 +31,10 @@ def add_parsers(sub) -> None:
         "Exit status: 0 done; 1 training diverged (non-finite losses; the last good checkpoint is kept); 2 bad "
         "input; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint (continue with --resume).",
     )
-    p.add_argument("--config", required=True, help="named config (see `sparse-rcnn models`) or a YAML file")
+    p.add_argument("--config", help="named config (see `sparse-rcnn models`) or a YAML file (default with --weights: "
+                   "the checkpoint's own config, or the zoo name's)")
+    p.add_argument("--weights", help="start from this detector: a zoo name, a checkpoint file or URL, ours or "
+                   "MMDetection's; classes follow the training data (matching names keep their classifier rows)")
     p.add_argument("--train-ann", help="COCO annotation JSON of the training set (default: the config's)")
     p.add_argument("--train-images", help="folder holding the training images")
     p.add_argument("--val-ann", help="COCO annotation JSON to evaluate on after each epoch")
@@ -70,11 +74,11 @@ def _schedule(args: argparse.Namespace) -> dict:
     return train
 
 
-def _fit(cfg, output_dir, args: argparse.Namespace):
+def _fit(cfg, output_dir, args: argparse.Namespace, init_weights=None):
     """Build and run a Trainer -> (trainer, metrics, 0); an interruption or a training error is
     logged and returned as the exit status instead (128 + signal, or 1)."""
     try:
-        trainer = Trainer(cfg, output_dir=output_dir, resume=args.resume, device=args.device)
+        trainer = Trainer(cfg, output_dir=output_dir, resume=args.resume, device=args.device, init_weights=init_weights)
         return trainer, trainer.fit(), 0
     except TrainingInterrupted as e:
         log.warning("%s", e)
@@ -85,7 +89,13 @@ def _fit(cfg, output_dir, args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set)
+    pretrained = read_pretrained(args.weights) if args.weights else None
+    if args.config:
+        cfg = load_config(args.config, args.set)
+    elif pretrained is not None:
+        cfg = pretrained_config(pretrained, args.set)
+    else:
+        raise UsageError("give --config, or --weights with a checkpoint that carries its config")
     data = {"train_ann": args.train_ann, "train_images": args.train_images, "val_ann": args.val_ann,
             "val_images": args.val_images, "batch_size": args.batch_size, "workers": args.workers}
     data = {k: v for k, v in data.items() if v is not None}
@@ -96,7 +106,7 @@ def run_train(args: argparse.Namespace) -> int:
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if not main_process:
         logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
-    _, metrics, status = _fit(cfg, args.output_dir, args)
+    _, metrics, status = _fit(cfg, args.output_dir, args, init_weights=pretrained)
     if status:
         return status
     if main_process:

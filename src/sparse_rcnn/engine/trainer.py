@@ -38,9 +38,9 @@ from ..checkpoints import model_checkpoint, save_checkpoint
 from ..config import Config, ConfigError, check_values
 from ..data import build_datasets, collate
 from ..data.sampler import GroupedBatchSampler
-from ..models import build_model
 from .distributed import Processes, init_process_group, pick_device, wrap_model
 from .faults import StopSignals, TrainingHooks, TrainingInterrupted
+from .initial_model import build_initial_model
 from .run_log import RunLog
 from .schedule import build_optimizer
 from .step import TrainStep
@@ -70,13 +70,13 @@ class Trainer:
     Under ``torchrun`` each process trains on its shard; only rank 0 writes.
     ``train_dataset`` / ``val_dataset`` replace the COCO files of ``cfg.data`` (any dataset with
     ``class_names``, ``aspect_ratios()`` and ``(image, target)`` items). ``hooks``: fault injection
-    for tests (``faults.TrainingHooks``).
+    for tests (``faults.TrainingHooks``). ``init_weights``: see ``initial_model`` (``resume`` wins).
     """
 
     def __init__(
         self, cfg: Config, *, output_dir: str | Path, resume: bool = False, device: Optional[str] = None,
         progress: bool = True, train_dataset: Any = None, val_dataset: Any = None,
-        hooks: Optional[TrainingHooks] = None,
+        hooks: Optional[TrainingHooks] = None, init_weights: Any = None,
     ) -> None:
         check_values(cfg)  # a Config built in Python has not been through load_config's checks
         self.procs = Processes.from_env()
@@ -95,8 +95,8 @@ class Trainer:
         torch.manual_seed(t.seed)
         np.random.seed(t.seed)
         random.seed(t.seed)
-        self.model = build_model(cfg.model, class_names).to(self.device)
-        self.model.train()
+        self.model, self.init_report = build_initial_model(cfg, class_names, init_weights=init_weights, device=self.device,
+                                                           resuming=resume and bool(list_checkpoints(self.ckpt_dir)))
         net = wrap_model(self.model, self.device, self.procs)
         self.optimizer = build_optimizer(self.model, lr=t.lr, weight_decay=t.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
@@ -139,6 +139,9 @@ class Trainer:
                      self.cfg.name, self.max_iters, self.iters_per_epoch,
                      self.cfg.data.batch_size * self.procs.world_size * self.cfg.train.accumulate,
                      self.procs.world_size, self.output_dir)
+        if self.init_report is not None and self.iter == 0:  # where the initial weights start, per class
+            self.run_log.append(self.init_report.record())
+            self._evaluate(classwise=True)
         bar = tqdm(total=self.max_iters, initial=self.iter, disable=not self._show_progress, dynamic_ncols=True, unit="it")
         while self.iter < self.max_iters:
             if self._train_epoch(bar):  # a whole epoch done
@@ -205,14 +208,14 @@ class Trainer:
                 return True
         return False
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, classwise: bool = False) -> None:
         """COCO box AP on the validation set; every process evaluates a shard (``evaluate`` gathers)."""
         if self.val_dataset is None:
             return
         from ..evaluation import evaluate
 
-        metrics, _ = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size,
-                              device=self.device, workers=self.cfg.data.workers, progress=self._show_progress)
+        metrics, _ = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size, device=self.device,
+                              workers=self.cfg.data.workers, progress=self._show_progress, classwise=classwise)
         self.model.train()
         self.metrics = {**{k: float(v) for k, v in metrics.items()}, "iter": self.iter, "epoch": self.epoch}
         if self.is_main:
