@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from sparse_rcnn.checkpoints import (
     COCO_CLASS_NAMES, convert_mmdet_state_dict, init_from_checkpoint, model_checkpoint, read_checkpoint, save_checkpoint,
