@@ -189,6 +189,6 @@ def test_eval_command_refuses_an_unwritable_output_before_evaluating(tmp_path, t
     ann, img = make_set(tmp_path, n=1)
     (tmp_path / "taken").mkdir()
     args = ["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img)]
-    assert main(args + ["--output", str(tmp_path / "taken")]) == 2 and "cannot write" in caplog.text
+    assert main(args + ["--output", str(tmp_path / "taken")]) == 2 and "is a folder" in caplog.text
     (tmp_path / "file").write_text("")
     assert main(args + ["--results", str(tmp_path / "file" / "r.json")]) == 2

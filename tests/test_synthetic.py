@@ -74,3 +74,16 @@ def test_valid_coco_with_boxes_inside_images(data, split):
             assert x + w <= info["width"] and y + h <= info["height"]
             assert 0 < a["area"] <= w * h and a["iscrowd"] == 0
             assert a["category_id"] in coco.getCatIds()
+
+
+def test_chosen_classes_name_the_categories_and_draw_only_those(tmp_path):
+    classes = ("ellipse", "rectangle", "triangle", "star")
+    data = generate(tmp_path / "star", SyntheticSpec(**{**SPEC.__dict__, "classes": classes}))
+    coco = json.loads(data.train_ann.read_text())
+    assert [c["name"] for c in coco["categories"]] == list(classes) and data.class_names == classes
+    assert {a["category_id"] for a in coco["annotations"]} == {1, 2, 3, 4}
+    assert json.loads((data.root / "synthetic.json").read_text())["classes"] == list(classes)
+    # the default spec's marker has no `classes` entry, so the demo's files stay byte-identical
+    assert "classes" not in json.loads((generate(tmp_path / "d", SPEC).root / "synthetic.json").read_text())
+    with pytest.raises(ValueError, match="hexagon"):
+        generate(tmp_path / "bad", SyntheticSpec(classes=("ellipse", "hexagon")))

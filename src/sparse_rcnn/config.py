@@ -96,6 +96,9 @@ class TrainConfig:
     eval_interval: int = 1  # epochs; 0: never during training
     log_interval: int = 20
     max_bad_steps: int = 5  # consecutive non-finite steps that stop the run
+    freeze: str = "none"  # none | backbone | backbone+fpn: parameters not trained (fine-tuning on small data)
+    # fine-tuning: {training class: checkpoint class} beside same-name matches, or a JSON file of one
+    class_map: Optional[dict[str, str]] = None
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,17 @@ def load_config(name_or_path: str, overrides: typing.Sequence[str] = ()) -> Conf
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
     raw.setdefault("name", path.stem)
+    return config_from_dict(apply_overrides(raw, overrides))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Set ``section.key=value`` items (values read as YAML) in nested dicts, in place; returns them."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
-    return config_from_dict(raw)
+    return raw
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
@@ -157,6 +165,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.bad_annotations": ("error", "skip"),
     "data.format": ("coco", "yolo", "voc"),
     "train.amp": ("none", "bf16", "fp16"),
+    "train.freeze": ("none", "backbone", "backbone+fpn"),
 }
 # Lower bounds (for tuples: of every item); None values (optional keys) pass.
 AT_LEAST: dict[str, float] = {
@@ -241,6 +250,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"config key {key!r} must have {len(args)} items, got {value!r}")
         return tuple(_coerce(a, v, key) for a, v in zip(args, value))
+    if origin is dict:
+        return _mapping(value, key)
     if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
         try:
             return float(value)
@@ -255,3 +266,17 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is str and isinstance(value, str):
         return value
     raise ConfigError(f"config key {key!r} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _mapping(value: Any, key: str) -> dict[str, str]:
+    """A {str: str} mapping, given inline or as the path of a JSON (or YAML) file holding one."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(Path(value).read_text())  # JSON is YAML
+        except OSError as e:
+            raise ConfigError(f"config key {key!r}: cannot read {value!r} ({e.strerror or e})") from None
+        except yaml.YAMLError:
+            raise ConfigError(f"config key {key!r}: {value!r} is not a JSON mapping") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(f"config key {key!r} must map names to names, e.g. {{\"truck\": \"car\"}}, or name a JSON file of one; got {value!r}")
+    return dict(value)

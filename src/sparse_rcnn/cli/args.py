@@ -122,7 +122,7 @@ def print_metrics(metrics: dict[str, float]) -> None:
 # says it with its own flags.
 FLAGS = {
     "weights": "--weights", "model": "--model", "resume": "--resume", "output_dir": "--output-dir",
-    "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
+    "config": "--config", "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
     "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
     "data.root": "--data", "data.format": "--data-format", "images": "--images",
     "score_thr": "--score-thr", "save_thresholds": "eval --save-thresholds",

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from ..checkpoints import pretrained_config, read_pretrained
 from ..config import load_config
 from ..data import FORMATS, SyntheticSpec, default_coco_images, detect_format, generate_shapes
 from ..engine import Trainer, TrainingError, TrainingInterrupted
@@ -33,7 +34,10 @@ def add_parsers(sub) -> None:
         "Exit status: 0 done; 1 training diverged (non-finite losses; the last good checkpoint is kept); 2 bad "
         "input; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint (continue with --resume).",
     )
-    p.add_argument("--config", required=True, help="named config (see `sparse-rcnn models`) or a YAML file")
+    p.add_argument("--config", help="named config (see `sparse-rcnn models`) or a YAML file (default with --weights: "
+                   "the checkpoint's own config, or the zoo name's)")
+    p.add_argument("--weights", help="start from this detector: a zoo name, a checkpoint file or URL, ours or "
+                   "MMDetection's; classes follow the training data (matching names keep their classifier rows)")
     p.add_argument("--data", metavar="PATH", help="the dataset: a YOLO data.yaml (or its folder), a Pascal VOC folder, "
                    "or a COCO .json (the training set; images beside it, or --train-images)")
     p.add_argument("--data-format", choices=FORMATS, help="the format of --data (default: detected, and logged)")
@@ -76,11 +80,11 @@ def _schedule(args: argparse.Namespace) -> dict:
     return train
 
 
-def _fit(cfg, output_dir, args: argparse.Namespace):
+def _fit(cfg, output_dir, args: argparse.Namespace, init_weights=None):
     """Build and run a Trainer -> (trainer, metrics, 0); an interruption or a training error is
     logged and returned as the exit status instead (128 + signal, or 1)."""
     try:
-        trainer = Trainer(cfg, output_dir=output_dir, resume=args.resume, device=args.device)
+        trainer = Trainer(cfg, output_dir=output_dir, resume=args.resume, device=args.device, init_weights=init_weights)
         return trainer, trainer.fit(), 0
     except TrainingInterrupted as e:
         log.warning("%s", e)
@@ -119,14 +123,20 @@ def _data_overrides(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set)
+    pretrained = read_pretrained(args.weights) if args.weights else None
+    if args.config:
+        cfg = load_config(args.config, args.set)
+    elif pretrained is not None:
+        cfg = pretrained_config(pretrained, args.set)
+    else:
+        raise UsageError("give --config, or --weights with a checkpoint that carries its config")
     data = _data_overrides(args)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
                               train=dataclasses.replace(cfg.train, **_schedule(args)))
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if not main_process:
         logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
-    trainer, metrics, status = _fit(cfg, args.output_dir, args)
+    trainer, metrics, status = _fit(cfg, args.output_dir, args, init_weights=pretrained)
     if status:
         return status
     if main_process:

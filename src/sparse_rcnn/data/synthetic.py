@@ -1,7 +1,8 @@
 """A generated shapes dataset in COCO format: the built-in demo's data, made in seconds.
 
 Small RGB images on textured, noisy backgrounds hold 1-5 filled shapes (ellipse, rectangle,
-triangle, cross) of random size, aspect, rotation and colour. Later shapes may overlap earlier
+triangle, cross; ``SyntheticSpec.classes`` picks others, e.g. a star, for a second dataset whose
+classes partly differ) of random size, aspect, rotation and colour. Later shapes may overlap earlier
 ones; each annotation is the box of the *visible* pixels, and a placement that would hide more than
 half of any shape is redrawn. The layout on disk is what ``sparse_rcnn.data.CocoDetection`` reads::
 
@@ -28,7 +29,8 @@ from PIL import Image, ImageDraw
 log = logging.getLogger(__name__)
 
 VERSION = 1
-CLASSES = ("ellipse", "rectangle", "triangle", "cross")
+CLASSES = ("ellipse", "rectangle", "triangle", "cross")  # the demo's, in label order
+SHAPES = (*CLASSES, "star")  # every shape the generator can draw
 _MARKER = "synthetic.json"
 _SPLITS = {"train": 0, "val": 1}
 
@@ -46,6 +48,7 @@ class SyntheticSpec:
     max_size: int = 44
     min_visible: float = 0.5  # fraction of a shape that must stay visible
     seed: int = 0
+    classes: tuple[str, ...] = CLASSES  # names from SHAPES, in label order
 
 
 @dataclass(frozen=True)
@@ -60,19 +63,26 @@ class SyntheticDataset:
     class_names: tuple[str, ...] = CLASSES
 
 
-def dataset_paths(root: str | Path) -> SyntheticDataset:
+def dataset_paths(root: str | Path, classes: tuple[str, ...] = CLASSES) -> SyntheticDataset:
     root = Path(root)
     return SyntheticDataset(
         root=root, train_ann=root / "annotations" / "train.json", train_images=root / "train",
-        val_ann=root / "annotations" / "val.json", val_images=root / "val",
+        val_ann=root / "annotations" / "val.json", val_images=root / "val", class_names=tuple(classes),
     )
 
 
 def generate(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> SyntheticDataset:
     """Write the dataset under ``root`` (or reuse it when its marker matches ``spec``)."""
-    paths = dataset_paths(root)
+    unknown = [c for c in spec.classes if c not in SHAPES]
+    if unknown or not spec.classes or len(set(spec.classes)) != len(spec.classes):
+        raise ValueError(f"classes {spec.classes!r}: expected distinct names from {', '.join(SHAPES)}")
+    paths = dataset_paths(root, spec.classes)
     marker = paths.root / _MARKER
     wanted = {"version": VERSION, **asdict(spec)}
+    if spec.classes == CLASSES:  # the demo's marker (and files) stay as before classes existed
+        del wanted["classes"]
+    else:
+        wanted["classes"] = list(spec.classes)  # as JSON reads it back
     if marker.exists():
         try:
             if json.loads(marker.read_text()) == wanted:
@@ -90,7 +100,7 @@ def generate(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Synthet
         ("val", spec.num_val, paths.val_images, paths.val_ann),
     ):
         image_dir.mkdir(parents=True, exist_ok=True)
-        coco = _coco_header(split)
+        coco = _coco_header(split, spec.classes)
         for i in range(count):
             rng = np.random.default_rng([spec.seed, _SPLITS[split], i])
             pixels, objects = render_image(rng, spec)
@@ -110,10 +120,10 @@ def generate(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Synthet
     return paths
 
 
-def _coco_header(split: str) -> dict:
+def _coco_header(split: str, classes: tuple[str, ...]) -> dict:
     return {
         "info": {"description": f"sparse-rcnn synthetic shapes v{VERSION}, {split}"},
-        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)],
+        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(classes)],
         "images": [], "annotations": [],
     }
 
@@ -126,8 +136,8 @@ def render_image(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.ndar
     shapes: list[tuple[int, int]] = []  # (label, full area)
     for _ in range(int(rng.integers(spec.min_objects, spec.max_objects + 1))):
         for _attempt in range(10):
-            label = int(rng.integers(len(CLASSES)))
-            mask = _shape_mask(rng, label, s, spec.min_size, spec.max_size)
+            label = int(rng.integers(len(spec.classes)))
+            mask = _shape_mask(rng, spec.classes[label], s, spec.min_size, spec.max_size)
             area = int(mask.sum())
             if area < 16:
                 continue
@@ -163,15 +173,14 @@ def _paint(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
     return np.clip(color + noise, 0, 255).astype(np.uint8)
 
 
-def _shape_mask(rng: np.random.Generator, label: int, s: int, min_size: int, max_size: int) -> np.ndarray:
-    """A (s, s) bool mask of one shape of class ``label`` at a random place, size and rotation."""
+def _shape_mask(rng: np.random.Generator, name: str, s: int, min_size: int, max_size: int) -> np.ndarray:
+    """A (s, s) bool mask of one shape ``name`` (of SHAPES) at a random place, size and rotation."""
     size = rng.uniform(min_size, max_size)
     aspect = math.exp(rng.uniform(-0.6, 0.6))
     w, h = size * min(1.0, aspect), size * min(1.0, 1 / aspect)
     cx, cy = rng.uniform(0.1 * s, 0.9 * s), rng.uniform(0.1 * s, 0.9 * s)
     canvas = Image.new("L", (s, s), 0)
     draw = ImageDraw.Draw(canvas)
-    name = CLASSES[label]
     if name == "ellipse":
         draw.ellipse([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], fill=1)
         return np.asarray(canvas, dtype=bool)
@@ -179,10 +188,13 @@ def _shape_mask(rng: np.random.Generator, label: int, s: int, min_size: int, max
         pts = [(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)]
     elif name == "triangle":
         pts = [(0.0, -0.5), (0.5, 0.5), (-0.5, 0.5)]
-    else:  # cross: two bars of a third of the width
+    elif name == "cross":  # two bars of a third of the width
         t = 1 / 6
         pts = [(-t, -0.5), (t, -0.5), (t, -t), (0.5, -t), (0.5, t), (t, t), (t, 0.5), (-t, 0.5),
                (-t, t), (-0.5, t), (-0.5, -t), (-t, -t)]
+    else:  # star: five points, inner radius 0.4 of the outer
+        pts = [(r * math.sin(k * math.pi / 5), -r * math.cos(k * math.pi / 5))
+               for k in range(10) for r in [0.5 if k % 2 == 0 else 0.2]]
     angle = rng.uniform(-math.pi / 6, math.pi / 6)
     c, sn = math.cos(angle), math.sin(angle)
     poly = [(cx + (x * w) * c - (y * h) * sn, cy + (x * w) * sn + (y * h) * c) for x, y in pts]

@@ -19,7 +19,8 @@ TRAIN_KEYS = ("loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "grad_norm")
 class RunLog:
     """One JSON record per line in ``output_dir/log.jsonl``: ``{"type": "train", "iter", "epoch",
     losses, lr, grad_norm, time, data_time, memory_mb, skipped_steps}`` every ``log_interval``
-    iterations and ``{"type": "val", metrics..., "iter", "epoch"}`` after each evaluation."""
+    iterations, ``{"type": "val", metrics..., "iter", "epoch"}`` after each evaluation, and
+    ``{"type": "init", ...}`` when the run starts from a detector checkpoint."""
 
     def __init__(self, output_dir: Path, *, enabled: bool = True, tensorboard: bool = True) -> None:
         self.path = Path(output_dir) / "log.jsonl"
@@ -86,6 +87,10 @@ class RunLog:
             from ..visualize import plot_training_curves
 
             plot_training_curves(self.path, self.path.parent / "curves.png")
+
+    def append(self, record: dict) -> None:
+        """Any other record, e.g. the ``{"type": "init"}`` report of the initial weights."""
+        self._append(record)
 
     def _append(self, record: dict) -> None:
         if self.enabled:

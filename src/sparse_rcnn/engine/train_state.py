@@ -76,6 +76,13 @@ def rng_state() -> dict:
             "python": random.getstate(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
+def seed_everything(seed: int) -> None:
+    """torch, numpy and python RNGs from ``seed`` (a run's start; resuming restores their states)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     name, keys, pos, has_gauss, gauss = state["numpy"]

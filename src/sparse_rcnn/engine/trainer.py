@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import signal
 import sys
 import time
@@ -29,7 +28,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -38,15 +36,17 @@ from ..checkpoints import model_checkpoint, save_checkpoint
 from ..config import Config, ConfigError, check_values
 from ..data import build_datasets, collate
 from ..data.sampler import GroupedBatchSampler
-from ..models import build_model
 from ..outputs import check_output_dir
 from .distributed import Processes, init_process_group, pick_device, wrap_model
 from .faults import StopSignals, TrainingHooks, TrainingInterrupted
+from .initial_model import build_initial_model
 from .run_lock import RunLock
 from .run_log import RunLog
 from .schedule import build_optimizer
 from .step import TrainStep
-from .train_state import checkpoint_to_resume, list_checkpoints, restore, rng_state, write_training_checkpoint
+from .train_state import (
+    checkpoint_to_resume, list_checkpoints, restore, rng_state, seed_everything, write_training_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +69,18 @@ def _datasets(cfg: Config, train: Any, val: Any, world_size: int) -> tuple[Any, 
 
 
 class Trainer:
-    """Trains a Sparse R-CNN from ``cfg`` and writes everything to ``output_dir``.
-
-    ``output_dir/log.jsonl`` and TensorBoard scalars (``run_log``), ``checkpoints/iter_XXXXXXX.pth``
-    (every ``checkpoint_interval`` iterations and each epoch end; the last ``keep_checkpoints``
-    kept), ``model_final.pth`` (model + config), ``metrics.json`` and ``curves.png``.
-    Under ``torchrun`` each process trains on its shard; only rank 0 writes.
-    ``train_dataset`` / ``val_dataset`` replace the COCO files of ``cfg.data`` (any dataset with
-    ``class_names``, ``aspect_ratios()`` and ``(image, target)`` items). ``hooks``: fault injection
-    for tests (``faults.TrainingHooks``).
-    """
+    """Trains a Sparse R-CNN from ``cfg`` into ``output_dir``: ``log.jsonl`` and TensorBoard (``run_log``),
+    ``checkpoints/iter_XXXXXXX.pth`` (every ``checkpoint_interval`` iterations and each epoch end; the
+    last ``keep_checkpoints`` kept), ``model_final.pth``, ``metrics.json``, ``curves.png``. Under
+    ``torchrun`` each process trains on its shard; only rank 0 writes. ``train_dataset`` /
+    ``val_dataset`` replace ``cfg.data``'s (any dataset with ``class_names``, ``aspect_ratios()`` and
+    ``(image, target)`` items). ``hooks``: fault injection for tests (``faults.TrainingHooks``).
+    ``init_weights``: see ``initial_model`` (``resume`` wins)."""
 
     def __init__(
         self, cfg: Config, *, output_dir: str | Path, resume: bool = False, device: Optional[str] = None,
         progress: bool = True, train_dataset: Any = None, val_dataset: Any = None,
-        hooks: Optional[TrainingHooks] = None,
+        hooks: Optional[TrainingHooks] = None, init_weights: Any = None,
     ) -> None:
         check_values(cfg)  # a Config built in Python has not been through load_config's checks
         self.procs = Processes.from_env()
@@ -99,19 +96,15 @@ class Trainer:
         cfg, class_names = self.cfg, list(self.train_dataset.class_names)
         t = cfg.train
 
-        torch.manual_seed(t.seed)
-        np.random.seed(t.seed)
-        random.seed(t.seed)
-        self.model = build_model(cfg.model, class_names).to(self.device)
-        self.model.train()
+        seed_everything(t.seed)
+        self.model, self.init_report = build_initial_model(cfg, class_names, init_weights=init_weights, device=self.device,
+                                                           resuming=resume and bool(list_checkpoints(self.ckpt_dir)))
         net = wrap_model(self.model, self.device, self.procs)
         self.optimizer = build_optimizer(self.model, lr=t.lr, weight_decay=t.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         self.step = TrainStep(self.model, net, self.optimizer, self.scaler, t, self.procs, self.hooks)
-        self.sampler = GroupedBatchSampler(
-            self.train_dataset.aspect_ratios(), cfg.data.batch_size, seed=t.seed, rank=self.procs.rank,
-            world_size=self.procs.world_size,
-        )
+        self.sampler = GroupedBatchSampler(self.train_dataset.aspect_ratios(), cfg.data.batch_size, seed=t.seed,
+                                           rank=self.procs.rank, world_size=self.procs.world_size)
         self.batches_per_epoch = len(self.sampler)
         self.iters_per_epoch = -(-self.batches_per_epoch // t.accumulate)
         self.max_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
@@ -145,10 +138,12 @@ class Trainer:
     def _fit(self) -> dict[str, float]:
         if self.is_main:
             self.run_log.open()
-            log.info("training %s: %d iterations (%d per epoch, %d images/step over %d process(es)) -> %s",
-                     self.cfg.name, self.max_iters, self.iters_per_epoch,
-                     self.cfg.data.batch_size * self.procs.world_size * self.cfg.train.accumulate,
-                     self.procs.world_size, self.output_dir)
+            images = self.cfg.data.batch_size * self.procs.world_size * self.cfg.train.accumulate
+            log.info("training %s: %d iterations (%d per epoch, %d images/step over %d process(es)) -> %s", self.cfg.name,
+                     self.max_iters, self.iters_per_epoch, images, self.procs.world_size, self.output_dir)
+        if self.init_report is not None and self.iter == 0:  # where the initial weights start, per class
+            self.run_log.append(self.init_report.record())
+            self._evaluate(classwise=True)
         bar = tqdm(total=self.max_iters, initial=self.iter, disable=not self._show_progress, dynamic_ncols=True, unit="it")
         while self.iter < self.max_iters:
             if self._train_epoch(bar):  # a whole epoch done
@@ -216,22 +211,25 @@ class Trainer:
                 return True
         return False
 
-    def _evaluate(self) -> None:
-        """COCO box AP on the validation set; every process evaluates a shard (``evaluate`` gathers)."""
-        if self.val_dataset is None:
-            return
+    def _evaluate(self, classwise: bool = False) -> None:
+        """COCO box AP on the validation set; every process evaluates a shard (``evaluate`` gathers).
+        A signal stops a single-process evaluation at the next batch (under DDP the ranks must agree)."""
         from ..evaluation import EvaluationStopped, evaluate
 
-        stop = None if self.procs.distributed else (lambda: self.signals.signum is not None)  # DDP: ranks must agree
-        try:  # a signal stops a single-process evaluation at the next batch
-            metrics, self.val_results = evaluate(self.model, self.val_dataset, batch_size=self.cfg.data.batch_size, device=self.device,
-                                  workers=self.cfg.data.workers, progress=self._show_progress, stop=stop)
+        if self.val_dataset is None:
+            return
+        stop = None if self.procs.distributed else (lambda: self.signals.signum is not None)
+        try:
+            metrics, self.val_results = evaluate(
+                self.model, self.val_dataset, batch_size=self.cfg.data.batch_size, device=self.device,
+                workers=self.cfg.data.workers, progress=self._show_progress, stop=stop, classwise=classwise)
         except EvaluationStopped:
             self._stop()
-        self.metrics = {**{k: float(v) for k, v in metrics.items()}, "iter": self.iter, "epoch": self.epoch}
+        metrics = {k: float(v) for k, v in metrics.items()}
+        self.metrics = {**metrics, "iter": self.iter, "epoch": self.epoch}
         if self.is_main:
-            self.run_log.val(self.iter, self.epoch, {k: float(v) for k, v in metrics.items()})
-            log.info("epoch %d iteration %d: bbox_mAP %.4f", self.epoch, self.iter, self.metrics.get("bbox_mAP", float("nan")))
+            self.run_log.val(self.iter, self.epoch, metrics)
+            log.info("epoch %d iteration %d: bbox_mAP %.4f", self.epoch, self.iter, metrics.get("bbox_mAP", float("nan")))
 
     def _save(self) -> None:
         if self.iter == self.last_saved_iter:
@@ -253,8 +251,7 @@ class Trainer:
         restore(ckpt, optimizer=self.optimizer, scaler=self.scaler)
         self.epoch, self.iter, self.iter_in_epoch = ckpt["epoch"], ckpt["iter"], ckpt["iter_in_epoch"]
         self.step.load_state(ckpt)
-        self.metrics = dict(ckpt.get("metrics") or {})
-        self.last_saved_iter = self.iter
+        self.metrics, self.last_saved_iter = dict(ckpt.get("metrics") or {}), self.iter
         if self.iter_in_epoch >= self.iters_per_epoch:
             raise ConfigError(f"{path} was written with another batch size or dataset ({self.iter_in_epoch} iterations into an epoch of {self.iters_per_epoch}); resume with the same data and batch size")
         self.run_log.keep_until(self.iter)

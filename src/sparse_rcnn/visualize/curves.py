@@ -16,7 +16,8 @@ def plot_training_curves(log_jsonl: str | Path, path: str | Path) -> None:
     train, val = [], []
     for line in Path(log_jsonl).read_text().splitlines():
         rec = json.loads(line)
-        (val if rec.get("type") == "val" else train).append(rec)
+        if rec.get("type") in ("train", "val"):
+            (val if rec["type"] == "val" else train).append(rec)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     if train:
         it = [r["iter"] for r in train]

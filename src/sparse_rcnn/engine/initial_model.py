@@ -1,0 +1,58 @@
+"""The model a training run starts from: freshly built (ImageNet backbone or nothing), or a whole
+detector's weights on the training data's classes (``checkpoints.finetune``), with the parts that
+``train.freeze`` names taken out of training."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..checkpoints import InitReport, Pretrained, init_from_checkpoint
+from ..config import Config
+from ..models import build_model
+
+log = logging.getLogger(__name__)
+
+FREEZE = {"none": (), "backbone": ("body",), "backbone+fpn": ("body", "fpn")}
+
+
+def build_initial_model(
+    cfg: Config, class_names: Sequence[str], *, init_weights: Union[str, Path, Pretrained, None] = None,
+    resuming: bool = False, device: Union[str, torch.device] = "cpu",
+) -> tuple[nn.Module, Optional[InitReport]]:
+    """Build the model of ``cfg`` for ``class_names``; load ``init_weights`` (a zoo name, file, URL
+    or ``Pretrained``) unless the run resumes from its own checkpoint; freeze ``cfg.train.freeze``.
+    Returns the model (on ``device``, train mode) and what loading did (None when nothing was loaded)."""
+    report = None
+    if init_weights is not None and resuming:
+        log.info("resuming this run's own checkpoint: initial weights %s not loaded (resume wins)",
+                 getattr(init_weights, "source", init_weights))
+    elif init_weights is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_backbone=False))
+    model = build_model(cfg.model, class_names)
+    if init_weights is not None and not resuming:
+        report = init_from_checkpoint(model, init_weights, class_map=cfg.train.class_map)
+        for line in report.lines():
+            log.info("%s", line)
+    frozen = freeze(model, cfg.train.freeze)
+    if frozen:
+        log.info("train.freeze=%s: %d parameter tensors are not trained", cfg.train.freeze, frozen)
+    return model.to(device).train(), report
+
+
+def freeze(model: nn.Module, what: str) -> int:
+    """Take ``what`` (a key of ``FREEZE``) out of training: its parameters get no gradient (so the
+    optimiser leaves them alone) and a frozen backbone keeps its BatchNorm statistics. Returns the
+    number of parameter tensors frozen (the model's own ``frozen_stages`` count too)."""
+    parts = FREEZE[what]
+    for part in parts:
+        for p in getattr(model.backbone, part).parameters():
+            p.requires_grad_(False)
+    if "body" in parts:
+        model.backbone.freeze_bn_stats = True  # ResNetFPN.train keeps its BatchNorm layers in eval mode
+    return sum(1 for part in parts for _ in getattr(model.backbone, part).parameters())
