@@ -111,7 +111,7 @@ def test_training_offline_is_one_line_and_writes_nothing(run_cli, tmp_path, clos
                           "--output-dir", str(out)])
     assert rc == 2 and len(errors) == 1
     message = errors[0]
-    for part in ("resnet18-f37072fd.pth", url, str(hub / "resnet18-f37072fd.pth"), "--set model.backbone_weights=PATH",
+    for part in ("resnet18-f37072fd.pth", url, str(hub / "resnet18-f37072fd.pth"), "--set model.backbone_weights=PATH", "--weights",
                  "--set model.pretrained_backbone=false"):
         assert part in message, (part, message)
     assert not out.exists()

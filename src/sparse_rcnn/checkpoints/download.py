@@ -86,8 +86,9 @@ def pretrained_state_dict(url: str, path: Optional[str] = None) -> dict[str, tor
     local copy of the file at ``url`` (hash-checked when its name carries one), or downloaded
     from ``url``. Read with ``weights_only=True``."""
     if path is None:
-        file = download(url, ways_out="pass `model.backbone_weights=PATH` (a copy of that file), or "
-                                      "`model.pretrained_backbone=false` to train from scratch")
+        file = download(url, ways_out="pass `model.backbone_weights=PATH` (a copy of that file), `weights` "
+                                      "to start from a whole detector, or `model.pretrained_backbone=false` to train "
+                                      "from scratch")
     else:
         file = Path(path)
         if not file.is_file():
