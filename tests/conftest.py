@@ -1,5 +1,8 @@
+import functools
+import http.server
 import logging
 import os
+import threading
 
 import pytest
 import torch
@@ -35,3 +38,18 @@ def run_cli(caplog):
         return rc, errors
 
     return run
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A localhost HTTP server over a fresh folder: (folder, base URL); shut down afterwards."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -3,12 +3,9 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-import functools
 import hashlib
-import http.server
 import re
 import socket
-import threading
 
 import pytest
 import torch
@@ -136,20 +133,6 @@ def test_convert_command(tiny, tmp_path, monkeypatch):
     ours = read_checkpoint(tmp_path / "b.pth")
     assert ours["format"] == "sparse-rcnn" and ours["config"]["model"]["num_proposals"] == 8
     assert torch.equal(_outputs(load_model(weights=str(tmp_path / "b.pth")))["scores"], _outputs(model)["scores"])
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    root = tmp_path / "srv"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_download_checks_hash_and_caches(tiny, tmp_path, http_dir, monkeypatch):

@@ -1,11 +1,8 @@
 """Downloads all go through checkpoints.download: keyed by URL, one line offline (no real network:
 a localhost server, or a port nobody listens on)."""
 
-import functools
 import hashlib
-import http.server
 import socket
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -19,19 +16,6 @@ from sparse_rcnn.models import build_model
 
 from tiny import tiny_model_config
 from train_fixtures import make_coco, tiny_config_dict, write_yaml
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    root = tmp_path / "srv"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import torch
 from ..data.resize import resize_tensor
 from .draw import class_color, draw_detections
 from .html import figure, swatch, table, write_page
-from .plots import pyplot, save_figure
+from .plots import pyplot, save_figure, tile_grid
 
 log = logging.getLogger(__name__)
 TILE = 384
@@ -42,14 +42,8 @@ def _annotations(dataset) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def save_samples(dataset, path: Path, indices: list[int], *, columns: int = 4) -> Path:
     """A grid of the items ``indices`` with their boxes and class names in the class colours."""
-    plt = pyplot()
-    n = max(1, len(indices))
-    cols = min(columns, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 4.3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, indices):
+    fig, axes = tile_grid(len(indices), columns=columns)
+    for ax, i in zip(axes, indices):
         image, target = dataset[i]
         h, w = image.shape[1:]
         scale = TILE / max(h, w)

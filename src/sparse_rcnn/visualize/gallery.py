@@ -17,7 +17,7 @@ from ..data.resize import resize_tensor
 from ..evaluation.errors import ImageErrors
 from ..evaluation.matches import Matches
 from .draw import draw_detections
-from .plots import pyplot, save_figure
+from .plots import save_figure, tile_grid
 
 TILE = 384  # pixels of a tile's longer side, at which captions are drawn
 
@@ -57,19 +57,13 @@ def draw_image_errors(image: torch.Tensor, errors: ImageErrors, matches: Matches
 def save_gallery(images: Sequence[ImageErrors], matches: Matches, dataset, path: Path, *, columns: int = 4) -> Path:
     """A grid of ``images`` (e.g. ``worst_images``) from ``dataset`` (train=False, indexable by
     position; ``image_ids`` gives each position's id), each titled with its errors."""
-    plt = pyplot()
     position = {int(i): k for k, i in enumerate(dataset.image_ids)}
     coco = getattr(dataset, "coco", None)
     files = {int(i): str(info.get("file_name", i)) for i, info in coco.imgs.items()} if coco is not None else {}
-    n = max(1, len(images))
-    cols = min(columns, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 4.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+    fig, axes = tile_grid(len(images), columns=columns, tile_height=4.4)
     if not images:
-        axes[0][0].text(0.5, 0.5, "no errors at the chosen thresholds", ha="center", va="center", fontsize=12)
-    for ax, errors in zip(axes.flat, images):
+        axes[0].text(0.5, 0.5, "no errors at the chosen thresholds", ha="center", va="center", fontsize=12)
+    for ax, errors in zip(axes, images):
         image, _ = dataset[position[errors.image_id]]
         drawn = draw_image_errors(image, errors, matches)
         ax.imshow(drawn.permute(1, 2, 0).numpy())

@@ -36,6 +36,17 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def tile_grid(n: int, *, columns: int = 4, tile_height: float = 4.3):
+    """A figure of ``n`` image tiles (at least one), ``columns`` wide, axes off -> (figure, list of axes)."""
+    n = max(1, n)
+    cols = min(columns, n)
+    rows = -(-n // cols)
+    fig, axes = pyplot().subplots(rows, cols, figsize=(4.0 * cols, tile_height * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, list(axes.flat)
+
+
 def plot_class_ap(result: Analysis, path: Path) -> Path:
     """Horizontal bars: AP@[.5:.95] per class in its colour, AP50 as a black tick; value labels."""
     plt = pyplot()
