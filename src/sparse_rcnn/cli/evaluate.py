@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from ..checkpoints import check_thresholds_target, load_model
 from ..config import ConfigError
 from ..evaluation import evaluate_with_report, match_categories, voc_evaluate
-from ..outputs import atomic_write, check_outputs
+from ..outputs import atomic_write, check_output_dir, check_outputs
 from .args import (
-    UsageError, add_data_args, dataset_from_args, add_fast_mode_args, add_model_args, apply_fast_mode, data_config, device_arg,
+    add_data_args, dataset_from_args, add_fast_mode_args, add_model_args, apply_fast_mode, data_config, device_arg,
     non_negative_int, positive_int, print_metrics,
 )
 
@@ -45,26 +44,14 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _check_writable(paths: list[Path]) -> None:
-    """Before the (long) evaluation, not after it."""
-    for path in paths:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-        if path.is_dir() or not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise UsageError(f"cannot write {path}: it is a folder or not writable")
-
-
 def run(args: argparse.Namespace) -> int:
     data_cfg = data_config(args.set, "eval")
     weights = args.weights if args.weights and not args.weights.startswith(("http://", "https://")) else None
     check_outputs([args.output, args.results], [args.ann, args.data, weights])
     if args.save_thresholds:  # before the (long) evaluation
         check_thresholds_target(args.weights)
-    _check_writable([Path(p) for p in (args.output, args.results) if p])
-    if args.report:
-        _check_writable([Path(args.report) / "index.html"])
+    for folder in [Path(p).parent for p in (args.output, args.results) if p] + ([args.report] if args.report else []):
+        check_output_dir(folder)  # before the (long) evaluation, not after it
     dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val")
     source = dataset.ann_file
     model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
