@@ -5,7 +5,12 @@ MMDetection's: a zoo name, a file or a URL, read as ``load_model`` reads it) int
 ``model`` whose classes follow the training data. The class-dependent tensors (each stage's
 ``cls_logits`` weight and bias, one row per class) are rebuilt: a class whose name matches a
 pretrained class (case-insensitive, or through ``class_map`` {new name: pretrained name}) gets the
-pretrained row, the others keep the fresh model's row (the focal prior bias). A different number
+pretrained row; a new class gets zero weights and the fresh model's bias (the focal prior), so it
+scores the prior 0.01 on every box until it is trained and, before the first step, the model's
+detections of the pretrained classes are the checkpoint's. (A fresh model's random weight row
+would score the new class 0.001-0.25 from features it was never trained on: on the demo's shapes,
+chance-level AP 0.26 for a class the model has never seen, and its boxes crowd the others out of
+each image's top k.) A different number
 of proposals keeps the first pretrained rows and the fresh rows of added ones. Every other tensor
 must fit as is: another architecture (backbone depth, widths, stages) is refused, naming what
 differs. This is MMDetection's ``load_from`` / detectron2's ``MODEL.WEIGHTS`` with the classifier
@@ -54,7 +59,7 @@ class Pretrained:
 @dataclass(frozen=True)
 class InitReport:
     """What ``init_from_checkpoint`` did: tensors loaded as is, rebuilt (some rows pretrained, some
-    fresh) and skipped (left at the fresh init), and each training class's pretrained class."""
+    new) and skipped (no class matched: every row new), and each training class's pretrained class."""
 
     source: str
     loaded: int
@@ -178,7 +183,7 @@ def init_from_checkpoint(
         theirs = pre.state[key]
         if _CLASS_TENSOR.match(key):
             pairs = [(i, j) for i, j in enumerate(matches) if j is not None]
-            state[key] = _rows(fresh, theirs, pairs)
+            state[key] = _rows(torch.zeros_like(fresh) if key.endswith(".weight") else fresh, theirs, pairs)
             (rebuilt if pairs else skipped).append(key)
         elif key in _PROPOSAL_TENSORS and theirs.shape[0] != fresh.shape[0]:
             state[key] = _rows(fresh, theirs, [(i, i) for i in range(min(len(fresh), len(theirs)))])
