@@ -79,7 +79,8 @@ def _detector(args: argparse.Namespace):
         apply_fast_mode(model, args)
         return model
     if not args.onnx:
-        raise UsageError("--backend onnxruntime needs --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
+        given = f"--runtime {args.runtime}" if args.runtime else "--backend onnxruntime"
+        raise UsageError(f"{given} needs --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
     if args.model or args.weights:
         raise UsageError("--model/--weights are not used with --onnx: the .onnx file holds the model")
     return onnx_detector(args)
