@@ -6,10 +6,13 @@ reference images (batch 1, test pipeline) and reports, against plain fp32:
     bit-identical;
   * the top-k agreement: greedy one-to-one matching in fp32's score order, same label and
     IoU >= 0.9; the mode passes when >= 95 % of fp32's top-k detections are matched.
+The ``onnxruntime-fp32`` / ``openvino-fp32`` / ``openvino-bf16`` modes run the checkpoint exported
+to ONNX (once, dynamic shapes, into --out-dir) on that runtime in that precision (``RUNTIME_MODES``).
 It also writes each mode's detections in ``sparse-rcnn predict``'s format to --out-dir, so that
 ``../shared/mmdet-reference/compare.py REF_DIR DIR/<mode>.json`` checks them against MMDetection.
 
     python benchmarks/check_fast_modes.py [--modes fp32-cl bf16 ...] [--threads 2]
+    python benchmarks/check_fast_modes.py --modes onnxruntime-fp32 openvino-fp32 openvino-bf16
 """
 
 from __future__ import annotations
@@ -46,6 +49,30 @@ MODES = {
 }
 
 
+# the exported graph: mode name -> (runtime, dtype) of ``sparse_rcnn.deploy.load_detector``
+RUNTIME_MODES = {
+    "onnxruntime-fp32": ("onnxruntime", "fp32"),
+    "openvino-fp32": ("openvino", "fp32"),
+    "openvino-bf16": ("openvino", "bf16"),
+}
+
+
+def runtime_detector(model, mode: str, onnx_path: str, threads: int):
+    """``model`` exported to ``onnx_path`` (once: an existing file is reused) and loaded on the
+    runtime of ``mode``. Raises ValueError where the runtime cannot run it (bf16 on a CPU without it)."""
+    from sparse_rcnn.deploy import export_onnx, load_detector
+
+    if not osp.exists(onnx_path):
+        export_onnx(model, onnx_path, dynamic=True)
+    runtime, dtype = RUNTIME_MODES[mode]
+    return load_detector(onnx_path, runtime=runtime, dtype=dtype, threads=threads)
+
+
+def as_tensors(det: dict) -> dict[str, torch.Tensor]:
+    """A runtime's numpy detections as the PyTorch model's tensors."""
+    return {k: torch.as_tensor(det[k]) for k in ("boxes", "scores", "labels")}
+
+
 def topk_agreement(ref: dict, det: dict, iou_thr: float = 0.9) -> float:
     """Fraction of ``ref``'s detections matched one-to-one (greedy, ref score order) by a
     detection of ``det`` with the same label and IoU >= iou_thr."""
@@ -65,7 +92,7 @@ def topk_agreement(ref: dict, det: dict, iou_thr: float = 0.9) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="sparse_rcnn_r50_fpn_1x_coco")
-    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES) + list(RUNTIME_MODES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", default="/tmp/fast_modes")
     args = ap.parse_args()
@@ -77,9 +104,17 @@ def main() -> int:
     ok = True
     for mode in ["fp32"] + [m for m in args.modes if m != "fp32"]:
         model = load_model(args.config, osp.join(ref_dir, "ckpt.pth"))
-        if MODES[mode] is not None:
-            model.optimize_for_inference(**MODES[mode])
-        dets = predict(model, images)
+        if mode in RUNTIME_MODES:
+            try:
+                detector = runtime_detector(model, mode, osp.join(args.out_dir, f"{args.config}.onnx"), args.threads)
+            except ValueError as e:
+                print(json.dumps({"config": args.config, "mode": mode, "skipped": str(e)}), flush=True)
+                continue
+            dets = [as_tensors(d) for d in detector(images)]
+        else:
+            if MODES[mode] is not None:
+                model.optimize_for_inference(**MODES[mode])
+            dets = predict(model, images)
         records = []
         for path, det in zip(images, dets):
             from PIL import Image
@@ -93,7 +128,8 @@ def main() -> int:
         summary = vs_mmdet.stdout.strip().splitlines()[-1] if vs_mmdet.stdout.strip() else vs_mmdet.stderr.strip()
         if baseline is None:
             baseline = dets
-        line = {"config": args.config, "mode": mode, "kwargs": MODES[mode], "compare_py_vs_mmdet": summary}
+        line = {"config": args.config, "mode": mode, "kwargs": MODES.get(mode, RUNTIME_MODES.get(mode)),
+                "compare_py_vs_mmdet": summary}
         agree, max_score, max_box, identical = [], 0.0, 0.0, True
         for ref, det in zip(baseline, dets):
             agree.append(topk_agreement(ref, det))

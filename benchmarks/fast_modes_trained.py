@@ -9,6 +9,10 @@ matched one to one with the same label and IoU >= 0.9 (``check_fast_modes.topk_a
 
     python benchmarks/fast_modes_trained.py --demo-dir DIR [--modes fp32 fp32-winograd bf16 ...]
     python benchmarks/fast_modes_trained.py --weights W --ann A.json --images DIR
+    python benchmarks/fast_modes_trained.py --demo-dir DIR --modes onnxruntime-fp32 openvino-fp32 openvino-bf16
+
+The exported-graph modes (``check_fast_modes.RUNTIME_MODES``) export the checkpoint to ONNX once,
+into a temporary folder (or --onnx-dir), never beside the checkpoint.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import json
 import os.path as osp
 import statistics
 import sys
+import tempfile
 from collections import defaultdict
 
 import torch
 
-from check_fast_modes import MODES, topk_agreement
+from check_fast_modes import MODES, RUNTIME_MODES, runtime_detector, topk_agreement
 from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.data import CocoDetection
 from sparse_rcnn.evaluation import evaluate
@@ -49,8 +54,9 @@ def main() -> int:
     ap.add_argument("--ann")
     ap.add_argument("--images")
     ap.add_argument("--modes", nargs="+", default=["fp32-winograd", "fp32-winograd-fold", "bf16", "bf16-fpn"],
-                    choices=[m for m in MODES if m != "fp32"])
+                    choices=[m for m in MODES if m != "fp32"] + list(RUNTIME_MODES))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--onnx-dir", help="where the exported-graph modes write their ONNX file (default: a temporary folder)")
     args = ap.parse_args()
     if args.demo_dir:
         args.weights = args.weights or osp.join(args.demo_dir, "model_final.pth")
@@ -60,22 +66,35 @@ def main() -> int:
         ap.error("give --demo-dir, or --weights, --ann and --images")
     torch.set_num_threads(args.threads)
     dataset = CocoDetection(args.ann, args.images, train=False)
+    with tempfile.TemporaryDirectory(prefix="fast_modes_") as tmp:
+        onnx_path = osp.join(args.onnx_dir or tmp, osp.splitext(osp.basename(args.weights))[0] + ".onnx")
+        compare_modes(args, dataset, onnx_path)
+    return 0
+
+
+def compare_modes(args: argparse.Namespace, dataset: CocoDetection, onnx_path: str) -> None:
+    """One JSON line per mode: its AP and its top-k agreement with plain fp32."""
     baseline = None
     for mode in ["fp32"] + args.modes:
         model = load_model(None, args.weights)
-        if MODES[mode] is not None:
+        if mode in RUNTIME_MODES:
+            try:
+                model = runtime_detector(model, mode, onnx_path, args.threads)  # a Detector, evaluated the same way
+            except ValueError as e:
+                print(json.dumps({"mode": mode, "weights": args.weights, "skipped": str(e)}), flush=True)
+                continue
+        elif MODES[mode] is not None:
             model.optimize_for_inference(**MODES[mode])
         metrics, results = evaluate(model, dataset, progress=False)
         dets = per_image(results)
         baseline = baseline or dets
         agree = [topk_agreement(baseline[i], dets.get(i, {k: v[:0] for k, v in baseline[i].items()})) for i in baseline]
         print(json.dumps({
-            "mode": mode, "kwargs": MODES[mode], "weights": args.weights, "images": len(dataset),
+            "mode": mode, "kwargs": MODES.get(mode, RUNTIME_MODES.get(mode)), "weights": args.weights, "images": len(dataset),
             "bbox_mAP": round(metrics["bbox_mAP"], 4), "bbox_mAP_50": round(metrics["bbox_mAP_50"], 4),
             "topk_matched_mean": round(statistics.mean(agree), 4), "topk_matched_min": round(min(agree), 4),
             "images_with_95pct_matched": round(sum(a >= 0.95 for a in agree) / len(agree), 4),
         }), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

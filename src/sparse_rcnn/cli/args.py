@@ -10,6 +10,7 @@ import yaml
 
 from ..config import ConfigError, config_from_dict
 from ..data import FORMATS, CocoDetection, load_split
+from ..deploy import RUNTIMES, MissingPackageError, load_detector
 from ..ops import PRECISIONS, optimize_for_inference
 
 
@@ -81,6 +82,27 @@ def add_fast_mode_args(p: argparse.ArgumentParser) -> None:
                    help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)")
 
 
+def add_runtime_args(p: argparse.ArgumentParser, *, threads: bool = True) -> None:
+    """--onnx / --runtime (and --threads): run an exported file instead of the PyTorch model."""
+    p.add_argument("--onnx", metavar="MODEL.onnx", help="run this file from `sparse-rcnn export` instead of a PyTorch model")
+    p.add_argument("--runtime", choices=RUNTIMES, help="what runs --onnx: onnxruntime (default), or openvino "
+                   "(--dtype fp32|bf16; bf16 needs AVX512_BF16 or AMX); see README \"Speed\"")
+    if threads:
+        p.add_argument("--threads", type=positive_int, help="CPU threads of the runtime (default: its own choice)")
+
+
+def onnx_detector(args: argparse.Namespace):
+    """The --onnx file on --runtime in --dtype with --threads: a ``Detector`` like the PyTorch model."""
+    if args.runtime and not args.onnx:
+        raise UsageError(f"--runtime {args.runtime} runs an exported file: add --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
+    if getattr(args, "winograd", False):
+        raise UsageError("--winograd is a PyTorch mode; with --onnx choose --runtime and --dtype")
+    try:
+        return load_detector(args.onnx, runtime=args.runtime or "onnxruntime", dtype=args.dtype, threads=args.threads)
+    except (ValueError, MissingPackageError) as e:
+        raise UsageError(str(e)) from None
+
+
 def apply_fast_mode(model, args: argparse.Namespace) -> None:
     """--dtype / --winograd: opt-in fast inference; plain fp32 stays bit-identical to MMDetection."""
     if args.dtype != "fp32" or args.winograd:
@@ -125,7 +147,7 @@ FLAGS = {
     "config": "--config", "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
     "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
     "data.root": "--data", "data.format": "--data-format", "images": "--images",
-    "score_thr": "--score-thr", "save_thresholds": "eval --save-thresholds",
+    "score_thr": "--score-thr", "save_thresholds": "eval --save-thresholds", "dtype": "--dtype", "runtime": "--runtime",
 }
 
 

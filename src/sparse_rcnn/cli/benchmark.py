@@ -1,4 +1,5 @@
-"""``sparse-rcnn benchmark``: time inference or training steps on synthetic images (BENCHMARKS.md)."""
+"""``sparse-rcnn benchmark``: time inference or training steps on synthetic images (BENCHMARKS.md), of the
+PyTorch model or of an exported file on ONNX Runtime / OpenVINO (``--onnx``, ``--runtime``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import torch
 
 from ..checkpoints import load_model
 from ..config import load_config
-from ..engine import run_benchmark
+from ..engine import benchmark_detector, run_benchmark
 from ..models import build_model
 from ..ops import PRECISIONS, optimize_for_inference
-from .args import UsageError, parse_size
+from .args import UsageError, add_runtime_args, onnx_detector, parse_size
 
 
 def add_parser(sub) -> None:
@@ -29,7 +30,7 @@ def add_parser(sub) -> None:
                    help="inference precision (see model.optimize_for_inference); autocast with --train")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--train", action="store_true", help="time forward+backward+clip+AdamW steps")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (with --onnx: the runtime's threads)")
     p.add_argument("--proposals", type=int, help="override the number of proposals (random init only)")
     p.add_argument("--scope", choices=("backbone", "fpn"), default="backbone",
                    help="convolutions in --dtype: ResNet body + FPN (default) or the FPN only")
@@ -41,7 +42,22 @@ def add_parser(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--output", help="also write the JSON here")
+    add_runtime_args(p, threads=False)
     p.set_defaults(func=run)
+
+
+def _run_exported(args: argparse.Namespace) -> dict:
+    """--onnx: time the exported file on --runtime as the PyTorch model is timed."""
+    pytorch_only = [flag for flag, on in (("--weights", args.weights), ("--train", args.train), ("--proposals", args.proposals),
+                    ("--fold-bn", args.fold_bn), ("--channels-last", args.channels_last), ("--compile", args.compile),
+                    ("--device", args.device != "cpu")) if on]
+    if pytorch_only:
+        raise UsageError(f"{', '.join(pytorch_only)}: PyTorch options; --onnx times the exported file as it is")
+    detector = onnx_detector(args)
+    result = benchmark_detector(detector, size=args.size, batch_size=args.batch_size or 1, iters=args.iters, warmup=args.warmup)
+    result.update(model=detector.model_name, load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                  malloc=getattr(args, "malloc", "system"))
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--proposals only applies to a random-init model; drop --weights or --proposals")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.onnx or args.runtime:
+        return _print(_run_exported(args), args.output)
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"--device {args.device} but no CUDA device is visible; use --device cpu")
@@ -84,9 +102,13 @@ def run(args: argparse.Namespace) -> int:
         tf32=args.tf32 if args.device.startswith("cuda") else None, weights=args.weights,
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, malloc=getattr(args, "malloc", "system"),
     )
+    return _print(result, args.output)
+
+
+def _print(result: dict, output) -> int:
     text = json.dumps(result)
-    if args.output:
-        with open(args.output, "w") as f:
+    if output:
+        with open(output, "w") as f:
             f.write(text + "\n")
     print(text)
     return 0

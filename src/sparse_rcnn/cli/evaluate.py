@@ -14,8 +14,8 @@ from ..config import ConfigError
 from ..evaluation import evaluate_with_report, match_categories, voc_evaluate
 from ..outputs import atomic_write, check_output_dir, check_outputs
 from .args import (
-    add_data_args, dataset_from_args, add_fast_mode_args, add_model_args, apply_fast_mode, data_config, device_arg,
-    non_negative_int, positive_int, print_metrics,
+    UsageError, add_data_args, dataset_from_args, add_fast_mode_args, add_model_args, add_runtime_args, apply_fast_mode,
+    data_config, device_arg, non_negative_int, onnx_detector, positive_int, print_metrics,
 )
 
 log = logging.getLogger("sparse_rcnn")
@@ -41,29 +41,43 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
     add_fast_mode_args(p)
+    add_runtime_args(p)
     p.set_defaults(func=run)
+
+
+def _detector(args: argparse.Namespace):
+    """The PyTorch model, or with --onnx the exported file on --runtime: each is a ``Detector``."""
+    if not (args.onnx or args.runtime):
+        model = load_model(args.model, args.weights, device=args.device)
+        apply_fast_mode(model, args)
+        return model
+    if args.model or args.weights:
+        raise UsageError("--model/--weights are not used with --onnx: the .onnx file holds the model")
+    return onnx_detector(args)
 
 
 def run(args: argparse.Namespace) -> int:
     data_cfg = data_config(args.set, "eval")
     weights = args.weights if args.weights and not args.weights.startswith(("http://", "https://")) else None
-    check_outputs([args.output, args.results], [args.ann, args.data, weights])
+    check_outputs([args.output, args.results], [args.ann, args.data, weights, args.onnx])
+    if args.onnx and args.save_thresholds:
+        raise UsageError("--save-thresholds stores them in a --weights checkpoint: evaluate that with PyTorch")
     if args.save_thresholds:  # before the (long) evaluation
         check_thresholds_target(args.weights)
     for folder in [Path(p).parent for p in (args.output, args.results) if p] + ([args.report] if args.report else []):
         check_output_dir(folder)  # before the (long) evaluation, not after it
     dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val")
     source = dataset.ann_file
-    model = load_model(args.model, args.weights, device=args.device)  # after the data: its errors come first
-    apply_fast_mode(model, args)
+    model = _detector(args)  # after the data: its errors come first
     cat_ids = match_categories(model.class_names, list(zip(dataset.cat_ids, dataset.class_names)), source)
     if cat_ids is None:
         raise ConfigError(
             f"{source} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
             "pick the matching --model/--weights"
         )
-    info = {"num_images": len(dataset), "model": model.config.name, "weights": args.weights, "ann": source,
-            "format": dataset.format, "dtype": args.dtype, "winograd": args.winograd}
+    info = {"num_images": len(dataset), "model": model.config.name if not args.onnx else model.model_name,
+            "weights": args.weights, "ann": source, "format": dataset.format, "dtype": args.dtype, "winograd": args.winograd,
+            **({"onnx": args.onnx, "runtime": model.runtime, "threads": args.threads} if args.onnx else {})}
     metrics, results, analysis = evaluate_with_report(
         model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, cat_ids=cat_ids,
         progress=sys.stderr.isatty(), report_dir=args.report, info=info, worst=args.worst,

@@ -15,13 +15,13 @@ from tqdm import tqdm
 
 from ..checkpoints import load_model
 from ..data import expand_image_paths
-from ..deploy import OnnxDetector
 from ..engine import StopSignals, iter_predictions, to_record
 from ..evaluation import coco_category_ids, detections_to_coco
 from ..outputs import atomic_write, check_output_dir, check_outputs, unique_names
 from ..visualize import draw_detections, save_png
 from .args import (
-    UsageError, add_fast_mode_args, add_model_args, apply_fast_mode, device_arg, non_negative_int, positive_int, score_thr_arg,
+    UsageError, add_fast_mode_args, add_model_args, add_runtime_args, apply_fast_mode, device_arg, non_negative_int,
+    onnx_detector, positive_int, score_thr_arg,
 )
 
 log = logging.getLogger("sparse_rcnn")
@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
                    help="records: one entry per image (default); coco: COCO results [{image_id, category_id, bbox, score}]")
     p.add_argument("--ann", help="COCO annotation JSON: image ids by file name, category ids by name (--format coco)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), help="default: torch, or onnxruntime with --onnx")
-    p.add_argument("--onnx", metavar="MODEL.onnx", help="a file from `sparse-rcnn export` (--backend onnxruntime)")
+    add_runtime_args(p)
     add_fast_mode_args(p)
     p.set_defaults(func=run)
 
@@ -70,22 +70,20 @@ def _inputs(args: argparse.Namespace) -> list[str]:
 
 
 def _detector(args: argparse.Namespace):
-    """The PyTorch model, or the ONNX Runtime backend with --onnx: both are a ``Detector``."""
-    backend = args.backend or ("onnxruntime" if args.onnx else "torch")
+    """The PyTorch model, or with --onnx the exported file on --runtime: each is a ``Detector``."""
+    backend = args.backend or ("onnxruntime" if args.onnx or args.runtime else "torch")
     if backend == "torch":
-        if args.onnx:
-            raise UsageError("--onnx needs --backend onnxruntime")
+        if args.onnx or args.runtime:
+            raise UsageError("--onnx/--runtime need --backend onnxruntime")
         model = load_model(args.model, args.weights, device=args.device)
         apply_fast_mode(model, args)
         return model
     if not args.onnx:
-        raise UsageError("--backend onnxruntime needs --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
+        given = f"--runtime {args.runtime}" if args.runtime else "--backend onnxruntime"
+        raise UsageError(f"{given} needs --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
     if args.model or args.weights:
-        raise UsageError("--model/--weights are not used with --backend onnxruntime: the .onnx file holds the model")
-    try:
-        return OnnxDetector(args.onnx)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError("--model/--weights are not used with --onnx: the .onnx file holds the model")
+    return onnx_detector(args)
 
 
 def _check_paths(args: argparse.Namespace, paths: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Running the model: training, prediction over many images, benchmarks."""
 
-from .benchmark import run_benchmark, synthetic_inputs
+from .benchmark import benchmark_detector, run_benchmark, synthetic_inputs
 from .faults import StopSignals, TrainingError, TrainingInterrupted
 from .predictor import Detector, Prediction, iter_predictions, predict, to_record
 from .schedule import build_optimizer, lr_factor
@@ -8,5 +8,5 @@ from .trainer import Trainer
 
 __all__ = [
     "Trainer", "TrainingError", "TrainingInterrupted", "build_optimizer", "lr_factor", "Detector", "Prediction",
-    "iter_predictions", "predict", "to_record", "run_benchmark", "synthetic_inputs", "StopSignals",
+    "iter_predictions", "predict", "to_record", "run_benchmark", "benchmark_detector", "synthetic_inputs", "StopSignals",
 ]

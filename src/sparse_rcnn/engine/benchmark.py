@@ -1,4 +1,5 @@
 """Throughput and latency of inference or training steps: the ``sparse-rcnn benchmark`` command.
+An exported graph on ONNX Runtime or OpenVINO is timed the same way (``benchmark_detector``).
 
 Synthetic inputs (uint8 noise of a given size from a seeded generator, three fixed ground-truth
 boxes per image) so that no data or weights are needed; the same inputs are built by
@@ -120,23 +121,40 @@ def run_benchmark(
             with torch.no_grad():
                 model(images)
 
-    times = sorted(t * 1e3 for t in _time(step, iters, warmup, device))
+    result = _summary(_time(step, iters, warmup, device), batch_size=batch_size, device=device)
+    result.update(mode="train" if train else "inference", dtype=dtype, size=list(size), threads=torch.get_num_threads())
+    return result
+
+
+def benchmark_detector(detector, *, size: tuple[int, int] = (800, 1333), batch_size: int = 1, iters: int = 5,
+                       warmup: int = 1) -> dict:
+    """Time an exported graph's runtime (``deploy.OnnxDetector``, ``deploy.OpenVINODetector``) as
+    ``run_benchmark`` times the PyTorch model: on the same synthetic uint8 images of ``size``
+    (H, W), the whole call (resize, normalise, pad, graph, boxes back to image pixels)."""
+    images, _ = synthetic_inputs(batch_size, size, detector.num_classes)
+    arrays = [img.permute(1, 2, 0).contiguous().numpy() for img in images]  # (H, W, 3) as a user passes them
+    times = _time(lambda: detector(arrays, batch_size=batch_size), iters, warmup, torch.device("cpu"))
+    result = _summary(times, batch_size=batch_size, device=torch.device(getattr(detector, "device", "cpu").lower()))
+    result.update(mode="inference", dtype=detector.dtype, size=list(size), threads=detector.threads,
+                  runtime=detector.runtime, runtime_version=detector.version, onnx=str(detector.path))
+    return result
+
+
+def _summary(seconds: list[float], *, batch_size: int, device: torch.device) -> dict:
+    """The result fields every benchmark shares, from the seconds of each timed iteration."""
+    times = sorted(t * 1e3 for t in seconds)
     median = statistics.median(times)
     return {
         "impl": "sparse-rcnn",
-        "mode": "train" if train else "inference",
         "images_per_s": batch_size / (median / 1e3),
         "latency_ms_median": median,
         "latency_ms_p90": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
         "latency_ms_all": times,
         "peak_mem_mb": _peak_mem_mb(device),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "dtype": dtype,
         "batch_size": batch_size,
-        "size": list(size),
-        "iters": iters,
+        "iters": len(times),
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu": cpu_model_name(),
     }

@@ -26,7 +26,7 @@ ScoreThr = Union[float, str, Sequence[float]]  # a number, "auto", or one per cl
 
 
 class Detector(Protocol):
-    """What prediction needs of a detector. ``SparseRCNN`` and ``deploy.OnnxDetector`` are both one."""
+    """What prediction needs of a detector. ``SparseRCNN``, ``deploy.OnnxDetector`` and ``deploy.OpenVINODetector`` are each one."""
 
     class_names: list[str]
     test_scale: tuple[int, int]

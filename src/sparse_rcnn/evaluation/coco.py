@@ -170,7 +170,8 @@ def detect_dataset(
     model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
     progress: bool = True, cat_ids: Optional[Sequence[int]] = None, stop: Optional[Callable[[], bool]] = None,
 ) -> list[dict]:
-    """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) -> the COCO results
+    """Run ``model`` (eval mode; or any ``engine.predictor.Detector``, e.g. an exported graph on
+    ``deploy.OpenVINODetector``) over ``dataset`` (built with ``train=False``) -> the COCO results
     of all images (under ``torch.distributed``: gathered from every rank). Arguments as ``evaluate``.
     ``stop``: asked before each batch; True raises ``EvaluationStopped`` (a signal handler's flag,
     so a stop takes one batch, not the whole pass)."""
@@ -178,8 +179,9 @@ def detect_dataset(
         raise ValueError("evaluate needs a dataset of original images: build it with train=False and no transform")
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
     net = getattr(model, "module", model)
+    is_module = isinstance(net, torch.nn.Module)  # else another Detector, e.g. deploy.OpenVINODetector
     if device is None:
-        param = next(net.parameters(), None)
+        param = next(net.parameters(), None) if is_module else None
         device = param.device if param is not None else "cpu"
     procs = Processes.current()
     indices = list(procs.shard(len(dataset)))
@@ -191,8 +193,9 @@ def detect_dataset(
         from tqdm import tqdm
 
         loader = tqdm(loader, desc="eval", unit="batch", leave=False)
-    was_training = net.training
-    net.eval()
+    was_training = is_module and net.training
+    if is_module:
+        net.eval()
     results: list[dict] = []
     try:
         for images, factors, ids in loader:
@@ -200,9 +203,10 @@ def detect_dataset(
                 raise EvaluationStopped
             dets = net.detect_resized([img.to(device) for img in images], factors)
             for image_id, det in zip(ids, dets):
-                results += detections_to_coco(image_id, det, cat_ids)
+                results += detections_to_coco(image_id, {k: torch.as_tensor(v) for k, v in det.items()}, cat_ids)
     finally:
-        net.train(was_training)
+        if is_module:
+            net.train(was_training)
     return all_gather_lists(results, procs)
 
 
