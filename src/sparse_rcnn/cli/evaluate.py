@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             "pick the matching --model/--weights"
         )
     info = {"num_images": len(dataset), "model": model.config.name, "weights": args.weights, "ann": source,
-            "format": dataset.format, "dtype": args.dtype, "winograd": args.winograd}
+            "format": dataset.format, "dtype": args.dtype, "winograd": args.winograd,
+            "compile": args.compile}
     metrics, results, analysis = evaluate_with_report(
         model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, cat_ids=cat_ids,
         progress=sys.stderr.isatty(), report_dir=args.report, info=info, worst=args.worst,
