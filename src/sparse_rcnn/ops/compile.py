@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Optional
 
 import torch
+from torch.fx.experimental import _config as shape_config
 
 if TYPE_CHECKING:
     from ..models.sparse_rcnn import SparseRCNN
@@ -49,13 +50,17 @@ def compile_detect(
     model.eval()
     detect = type(model).detect.__get__(model)  # the class's method, even if compiled before
     options = {"mode": None if mode == "default" else mode} if backend == "inductor" else {}
+    compiled = torch.compile(detect, fullgraph=True, dynamic=dynamic, backend=backend, **options)
+
+    def compiled_detect(batch, image_sizes):
+        # Without this, a first batch of 2 images would tie the batch size to image_sizes' 2
+        # columns ("duck sizing") and the next batch size would compile again.
+        with shape_config.patch(use_duck_shape=False):
+            return compiled(batch, image_sizes)
+
     # An instance attribute shadows the method: detect_resized, forward and predict call it.
-    model.detect = torch.compile(detect, fullgraph=True, dynamic=dynamic, backend=backend, **options)
+    model.detect = compiled_detect
     log.info("compiling detect on its first call (torch.compile %s, mode %s, %s shapes)", backend, mode,
              "dynamic" if dynamic else "static")
     return model
 
-
-def is_compiled(model: SparseRCNN) -> bool:
-    """Whether ``compile_detect`` was applied to ``model``."""
-    return "detect" in vars(model)
