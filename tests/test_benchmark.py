@@ -117,5 +117,5 @@ def test_gpu_benchmark_script_runs_end_to_end_on_the_cpu(tmp_path):
     assert set(report["summary"]) == expected
     runs = {(r["variant"], r["batch_size"]): r for r in report["runs"]}
     assert runs["cudagraphs", 2]["compile_mode"] == "reduce-overhead" and runs["compile", 2]["first_call_s"] > 0
-    assert runs["train", 2]["mode"] == "train" and runs["eager-fp16", 2]["dtype"] == "fp16"
+    assert runs["train", 2]["mode"] == "train" and runs["eager-fp16", 2]["dtype"] == "bf16"  # fp16 on a GPU
     assert all(r["latency_ms_median"] > 0 and r["size"] == [64, 96] for r in report["runs"])
