@@ -92,6 +92,8 @@ def run_ours(variant: Variant, batch: int, size: tuple[int, int], iters: int, wa
         model = load_model(CONFIG, CKPT, device=device)
     else:
         model = build_model(dataclasses.replace(load_config(CONFIG).model, pretrained_backbone=False)).to(device)
+    if size != (800, 1333):  # test images are resized to the test scale: keep them at this size
+        model.test_scale = (max(size), min(size))
     first_call_s = None
     dtype = variant.dtype
     if dtype == "fp16" and device == "cpu":  # CPU fp16 convolutions crawl (minutes at 64x96): the run-through uses bf16
