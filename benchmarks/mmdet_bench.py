@@ -10,6 +10,7 @@ three fixed GT boxes per image, so both sides time the same work.
 
     $ORACLE/venv/bin/python benchmarks/mmdet_bench.py [--train] [--size 800x1333] [--batch-size 1]
         [--iters 5] [--threads 2] [--config sparse_rcnn_r50_fpn_1x_coco] [--output out.json]
+        [--device cuda] [--tf32] [--fp16]   (GPU: TF32 matmuls/convs, fp16 autocast; benchmarks/gpu.py)
 
 Prints one JSON object with the same keys as ``sparse-rcnn benchmark``.
 """
@@ -49,8 +50,16 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA")
+    ap.add_argument("--fp16", action="store_true", help="fp16 autocast (CUDA)")
     ap.add_argument("--output")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cudnn.benchmark = True
 
     sys.path.insert(0, REFERENCE_TOOLS)
     import make_reference as ref  # mmdet's config loading and model building
@@ -67,6 +76,7 @@ def main():
     cfg = ref.load_cfg(ref.CONFIGS[args.config])
     model = ref.build_model(cfg)
     load_checkpoint(model, osp.join(ORACLE_DIR, "ref", args.config, "ckpt.pth"), map_location="cpu", strict=True)
+    model = model.to(device)  # the data preprocessor moves the inputs to the model's device
     images, boxes, labels = synthetic_batch(batch_size, h, w)
     samples = []
     for i in range(batch_size):
@@ -75,21 +85,30 @@ def main():
         samples.append(ds)
     data = dict(inputs=images, data_samples=samples)
 
+    autocast = lambda: torch.autocast(device.type, dtype=torch.float16, enabled=args.fp16)  # noqa: E731
     times = []
     if args.train:
         model.train()
         optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-        step = lambda: model.train_step(copy.deepcopy(data), optim_wrapper)  # noqa: E731
+
+        def step():
+            with autocast():
+                model.train_step(copy.deepcopy(data), optim_wrapper)
     else:
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model.test_step(copy.deepcopy(data))
 
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)  # noqa: E731
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for k in range(args.warmup + args.iters):
+        sync()
         t0 = time.perf_counter()
         step()
+        sync()
         if k >= args.warmup:
             times.append(time.perf_counter() - t0)
     times_ms = sorted(t * 1e3 for t in times)
@@ -100,6 +119,8 @@ def main():
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     except ImportError:
         peak = None
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
     out = {
         "impl": "mmdet " + __import__("mmdet").__version__,
         "model": args.config,
@@ -109,8 +130,9 @@ def main():
         "latency_ms_p90": times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))],
         "latency_ms_all": times_ms,
         "peak_mem_mb": peak,
-        "device": "cpu",
-        "dtype": "fp32",
+        "device": "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "dtype": "fp16" if args.fp16 else "fp32",
+        "tf32": args.tf32 if device.type == "cuda" else None,
         "batch_size": batch_size,
         "size": [h, w],
         "torch": torch.__version__,

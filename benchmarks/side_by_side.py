@@ -45,6 +45,8 @@ MODES = {
     "bf16": (["--dtype", "bf16", "--channels-last"], "inference"),
     "bf16-fold": (["--dtype", "bf16", "--channels-last", "--fold-bn"], "inference"),
     "bf16-fpn": (["--dtype", "bf16", "--scope", "fpn", "--channels-last"], "inference"),
+    # torch.compile of model.detect (inductor); the compilation happens in the untimed warm-up run
+    "compile": (["--compile"], "inference"),
     "train": (["--train"], "train"),
     # the exported graph ({onnx}: the file exported at the start of the run)
     "onnxruntime-fp32": (["--onnx", "{onnx}", "--runtime", "onnxruntime"], "inference"),

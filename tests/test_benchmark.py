@@ -1,6 +1,10 @@
 """`sparse-rcnn benchmark` JSON contract and the fast inference modes, on a tiny model (no timing asserts)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -96,3 +100,22 @@ def test_optimize_rejects_unknown_dtype_and_winograd_without_fp32_nchw():
 def test_benchmark_cli_reports_a_bad_mode_combination(tiny_yaml, caplog):
     assert main(["benchmark", "--model", tiny_yaml, "--winograd", "--channels-last", "--iters", "1"]) == 2
     assert "channels_last" in caplog.text
+
+
+def test_gpu_benchmark_script_runs_end_to_end_on_the_cpu(tmp_path):
+    # benchmarks/gpu.py is meant for a GPU machine; --device cpu --quick keeps it from rotting.
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    out = tmp_path / "gpu.json"
+    env = {**os.environ, "ORACLE_DIR": str(tmp_path / "no-oracle"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert "oracle environment is absent" in report["mmdet_skipped"]
+    inference = ["eager-fp32", "eager-tf32", "eager-fp16", "compile", "cudagraphs", "cudagraphs-fp16"]
+    expected = {f"{v} batch 2" for v in inference} | {"train batch 2"}
+    assert set(report["summary"]) == expected
+    runs = {(r["variant"], r["batch_size"]): r for r in report["runs"]}
+    assert runs["cudagraphs", 2]["compile_mode"] == "reduce-overhead" and runs["compile", 2]["first_call_s"] > 0
+    assert runs["train", 2]["mode"] == "train" and runs["eager-fp16", 2]["dtype"] == "bf16"  # fp16 on a GPU
+    assert all(r["latency_ms_median"] > 0 and r["size"] == [64, 96] for r in report["runs"])

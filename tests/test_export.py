@@ -16,6 +16,7 @@ pytest.importorskip("onnxruntime")
 
 from sparse_rcnn.deploy import export_onnx  # noqa: E402
 from sparse_rcnn.deploy import OnnxDetector  # noqa: E402
+from sparse_rcnn.deploy.export import default_exporter  # noqa: E402
 
 SCORE_TOL, BOX_TOL = 1e-4, 0.1
 CLASSES = ["cat", "dog", "bird", "fish", "car"]
@@ -34,9 +35,13 @@ def model():
     return m
 
 
-@pytest.fixture(scope="module")
-def dynamic_onnx(model, tmp_path_factory):
-    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", dynamic=True, size=(128, 160))
+EXPORTERS = ["dynamo", "torchscript"] if default_exporter() == "dynamo" else ["torchscript"]
+
+
+@pytest.fixture(scope="module", params=EXPORTERS)
+def dynamic_onnx(model, tmp_path_factory, request):
+    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", dynamic=True, size=(128, 160),
+                       exporter=request.param)
 
 
 def _images(sizes, seed=0):
@@ -65,6 +70,19 @@ def test_metadata_and_graph(dynamic_onnx, model):
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta["class_names"] == CLASSES and meta["test_scale"] == [160, 128] and meta["size_divisor"] == 32
     assert any(n.op_type == "RoiAlign" and any(a.s == b"half_pixel" for a in n.attribute) for n in proto.graph.node)
+
+
+def test_graph_is_static(dynamic_onnx):
+    # No data-dependent shapes or control flow (TensorRT-friendly): the RoI pooler's fixed-shape
+    # path pools every RoI at every level (2 stages x 4 levels) and selects with Where.
+    nodes = [n.op_type for n in onnx.load(str(dynamic_onnx)).graph.node]
+    assert {"NonZero", "ScatterND", "Loop", "If"}.isdisjoint(nodes)
+    assert nodes.count("RoiAlign") == 2 * 4 and "Where" in nodes
+
+
+def test_export_names_the_exporters(model, tmp_path):
+    with pytest.raises(ValueError, match="`exporter` 'jit'.*dynamo or torchscript"):
+        export_onnx(model, tmp_path / "a.onnx", exporter="jit")
 
 
 @pytest.mark.parametrize("batch_size", [1, 2])

@@ -32,6 +32,27 @@ def test_pooled_features_come_from_the_assigned_level():
         assert torch.equal(out[k : k + 1], ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_static_pooling_is_bit_identical_to_pooling_by_level(dtype):
+    # The fixed-shape path (every RoI at every level, then torch.where) against the nonzero /
+    # index_copy_ path, on boxes of every level, partly outside, tiny, zero-size and inverted.
+    gen = torch.Generator().manual_seed(7)
+    strides = (4, 8, 16, 32)
+    feats = [torch.randn(3, 5, 256 // s, 320 // s, generator=gen).to(dtype) for s in strides]
+    boxes = _random_rois(gen, 3 * 48, 1, 256 * 2, 320 * 2)[:, 1:].reshape(3, 48, 4)
+    pooler = MultiLevelRoIAlign(strides=strides, output_size=7).eval()
+    assert set(roi_levels(boxes.reshape(-1, 4), 4).tolist()) == {0, 1, 2, 3}
+    # torchvision's CPU kernel has no bf16: under autocast it computes in fp32 and returns bf16
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        by_level = pooler.pool_by_level(feats, boxes)
+        static = pooler.pool_static(feats, boxes)
+        default = pooler(feats, boxes)
+    assert static.dtype == dtype and static.shape == (144, 5, 7, 7)
+    assert by_level.abs().sum() > 0
+    assert torch.equal(static, by_level)
+    assert torch.equal(default, by_level)
+
+
 # --- RoIAlign backward on the CPU (RoIAlignCPUGrad) against torchvision's own kernel ---
 
 

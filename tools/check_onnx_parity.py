@@ -9,8 +9,9 @@ against itself with one thread instead of two (another summation order in the co
 The ``vs fp64`` columns measure both float32 backends against the same model run in float64
 (the exact result, to float32's eyes): on random weights that magnify rounding, a tolerance
 below PyTorch's own float32 error cannot be met by any other float32 runtime.
+Each exported graph is also checked to be static: no NonZero, ScatterND, Loop or If node.
 
-    python tools/check_onnx_parity.py [--configs NAME ...] [--ref DIR] [--keep DIR]
+    python tools/check_onnx_parity.py [--configs NAME ...] [--ref DIR] [--keep DIR] [--exporter dynamo|torchscript]
 
 Prints one row per config and run, exits 1 on any mismatch.
 """
@@ -26,12 +27,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.deploy import export_onnx
 from sparse_rcnn.data.images import read_image
 from sparse_rcnn.deploy import OnnxDetector
+from sparse_rcnn.deploy.export import EXPORTERS, default_exporter
 
 SCORE_TOL, BOX_TOL = 1e-4, 0.1
 CONFIGS = [
@@ -74,7 +77,9 @@ def main() -> int:
     parser.add_argument("--configs", nargs="+", default=CONFIGS)
     parser.add_argument("--keep", help="keep the .onnx files in this folder")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--exporter", choices=EXPORTERS, help="default: the library's (dynamo where onnxscript converts roi_align)")
     args = parser.parse_args()
+    print(f"exporter: {args.exporter or default_exporter()}, torch {torch.__version__}")
     torch.set_num_threads(args.threads)
     ref = Path(args.ref)
     paths = [str(ref / "inputs" / f"img{i}.png") for i in (0, 1)]
@@ -88,8 +93,13 @@ def main() -> int:
         model = load_model(name, str(ref / name / "ckpt.pth"))
         model64 = copy.deepcopy(model).double()
         t0 = time.perf_counter()
-        onnx_path = export_onnx(model, folder / f"{name}.onnx", dynamic=True, name=name)
+        onnx_path = export_onnx(model, folder / f"{name}.onnx", dynamic=True, name=name, exporter=args.exporter)
         export_s = time.perf_counter() - t0
+        nodes = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
+        dynamic_nodes = sorted({"NonZero", "ScatterND", "Loop", "If"} & set(nodes))
+        failed |= bool(dynamic_nodes)
+        print(f"{name:<64} graph: {len(nodes)} nodes, {nodes.count('RoiAlign')} RoiAlign, "
+              + (f"data-dependent nodes {dynamic_nodes}  FAIL" if dynamic_nodes else "no NonZero/ScatterND/Loop/If  ok"))
         detector = OnnxDetector(onnx_path, threads=args.threads)
         assert detector.class_names == model.class_names
         runs = {

@@ -11,7 +11,7 @@ import yaml
 from ..config import ConfigError, config_from_dict
 from ..data import FORMATS, CocoDetection, load_split
 from ..deploy import RUNTIMES, MissingPackageError, load_detector
-from ..ops import PRECISIONS, optimize_for_inference
+from ..ops import PRECISIONS, compile_detect, optimize_for_inference
 
 
 class UsageError(Exception):
@@ -80,6 +80,8 @@ def add_fast_mode_args(p: argparse.ArgumentParser) -> None:
                    help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation")
     p.add_argument("--winograd", action="store_true",
                    help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the detector (one static graph, dynamic sizes; compiles on the first image)")
 
 
 def add_runtime_args(p: argparse.ArgumentParser, *, threads: bool = True) -> None:
@@ -104,12 +106,14 @@ def onnx_detector(args: argparse.Namespace):
 
 
 def apply_fast_mode(model, args: argparse.Namespace) -> None:
-    """--dtype / --winograd: opt-in fast inference; plain fp32 stays bit-identical to MMDetection."""
+    """--dtype / --winograd / --compile: opt-in fast inference; plain fp32 stays bit-identical to MMDetection."""
     if args.dtype != "fp32" or args.winograd:
         try:
             optimize_for_inference(model, dtype=args.dtype, winograd=args.winograd)
         except ValueError as e:
             raise UsageError(f"{e} (--winograd goes with --dtype fp32)") from None
+    if getattr(args, "compile", False):
+        compile_detect(model)
 
 
 def add_data_args(p: argparse.ArgumentParser, split_help: str) -> None:
@@ -148,6 +152,7 @@ FLAGS = {
     "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
     "data.root": "--data", "data.format": "--data-format", "images": "--images",
     "score_thr": "--score-thr", "save_thresholds": "eval --save-thresholds", "dtype": "--dtype", "runtime": "--runtime",
+    "exporter": "--exporter",
 }
 
 

@@ -15,6 +15,7 @@ from ..config import load_config
 from ..engine import benchmark_detector, run_benchmark
 from ..models import build_model
 from ..ops import PRECISIONS, optimize_for_inference
+from ..ops.compile import COMPILE_MODES, compile_detect
 from .args import UsageError, add_runtime_args, onnx_detector, parse_size
 
 
@@ -39,7 +40,10 @@ def add_parser(sub) -> None:
                    help="NHWC convolutions (default: on for bf16/fp16, off for fp32)")
     p.add_argument("--winograd", action="store_true",
                    help="fp32 3x3 convolutions with NNPACK's Winograd kernel (CPU inference)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the detector's static graph (model.detect; see sparse_rcnn.ops.compile)")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                   help="with --compile: reduce-overhead = CUDA graphs (fixed sizes)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--output", help="also write the JSON here")
     add_runtime_args(p, threads=False)
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
         if args.compile:
-            model.backbone = torch.compile(model.backbone)
+            compile_detect(model, mode=args.compile_mode)
     batch_size = args.batch_size or (2 if args.train else 1)
     result = run_benchmark(
         model, size=args.size, batch_size=batch_size, iters=args.iters, warmup=args.warmup,
@@ -99,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     result.update(
         model=name, proposals=model.proposal_boxes.num_embeddings, fold_bn=args.fold_bn and not args.train, scope=args.scope,
         channels_last=model.backbone.channels_last, winograd=args.winograd and not args.train, compile=args.compile,
+        compile_mode=args.compile_mode if args.compile and not args.train else None,
         tf32=args.tf32 if args.device.startswith("cuda") else None, weights=args.weights,
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, malloc=getattr(args, "malloc", "system"),
     )

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         )
     info = {"num_images": len(dataset), "model": model.config.name if not args.onnx else model.model_name,
             "weights": args.weights, "ann": source, "format": dataset.format, "dtype": args.dtype, "winograd": args.winograd,
+            "compile": args.compile,
             **({"onnx": args.onnx, "runtime": model.runtime, "threads": args.threads} if args.onnx else {})}
     metrics, results, analysis = evaluate_with_report(
         model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, cat_ids=cat_ids,

@@ -7,11 +7,16 @@ low, ``labels`` (B, k) int64. Decoding, resizing, normalising, padding and divid
 the scale factor stay outside (see ``runtime.py``); what they need is written into the model's
 ``metadata_props`` (``METADATA_KEYS``).
 
-We use PyTorch's TorchScript exporter (``dynamo=False``): it traces the per-level ``nonzero`` /
-``index_copy_`` of the RoI pooler into NonZero/ScatterND, and torchvision registers its
-``roi_align`` as ONNX ``RoiAlign`` (opset >= 16: ``coordinate_transformation_mode="half_pixel"``
-is ``aligned=True``). The dynamo exporter needs the extra ``onnxscript`` package and has to deal
-with the data-dependent number of boxes per FPN level; the traced graph needs neither.
+The graph is static: the RoI pooler takes its fixed-shape path while a graph is captured
+(``models.pooler``: every RoI pooled at every FPN level, ``Where`` keeps its own), so it holds no
+NonZero, ScatterND, Loop or If node and suits TensorRT as well as ONNX Runtime. torchvision's
+``roi_align`` becomes ONNX ``RoiAlign`` (opset >= 16: ``coordinate_transformation_mode=
+"half_pixel"`` is ``aligned=True``). Two exporters (``exporter``):
+- ``dynamo`` (default where ``onnxscript`` is installed and converts ``torchvision::roi_align``,
+  0.7 and later): PyTorch's ``torch.export``-based exporter, ``torch.onnx.export(dynamo=True)``;
+  dynamic batch, height (a multiple of the size divisor) and width as ``torch.export`` dims.
+- ``torchscript``: the older tracing exporter (``dynamo=False``, deprecated since torch 2.9), the
+  fallback without ``onnxscript``; it gives the same nodes.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ log = logging.getLogger(__name__)
 INPUT_NAMES = ["images", "image_sizes"]
 OUTPUT_NAMES = ["boxes", "scores", "labels"]
 MIN_OPSET = 16  # RoiAlign with half_pixel coordinates (= aligned=True)
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}  # 18: the opset onnxscript's functions are written in
+EXPORTERS = ("dynamo", "torchscript")
 # metadata_props written at export; everything a runtime needs besides the graph (JSON values).
 # "score_thresholds" only when the model has them (chosen by ``evaluation.choose_thresholds``).
 METADATA_KEYS = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor", "model_name", "score_thresholds")
@@ -46,7 +52,16 @@ class DetectGraph(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.model.detect(images, image_sizes)
+        return type(self.model).detect(self.model, images, image_sizes)  # the method, even if compiled
+
+
+def default_exporter() -> str:
+    """``dynamo`` where onnxscript can convert torchvision's ``roi_align``, else ``torchscript``."""
+    try:
+        from onnxscript.function_libs.torch_lib.ops import vision
+    except ImportError:
+        return "torchscript"
+    return "dynamo" if hasattr(vision, "torchvision_roi_align") else "torchscript"
 
 
 def export_metadata(model: nn.Module, name: Optional[str] = None) -> dict[str, str]:
@@ -73,16 +88,25 @@ def default_input_size(test_scale: tuple[int, int], size_divisor: int = 32) -> t
 @torch.no_grad()
 def export_onnx(
     model: nn.Module, path: Union[str, Path], *, batch_size: int = 1, size: Optional[tuple[int, int]] = None,
-    dynamic: bool = False, opset: int = DEFAULT_OPSET, name: Optional[str] = None,
+    dynamic: bool = False, opset: Optional[int] = None, name: Optional[str] = None, exporter: Optional[str] = None,
 ) -> Path:
     """Write ``model`` (a ``SparseRCNN``; fp32, or fp64 for exactness checks) as an ONNX file; returns the path.
 
     size: (Hp, Wp) of the example batch (multiples of the size divisor; default: a landscape
         image at the test scale). Without ``dynamic`` the graph accepts exactly
         (batch_size, 3, Hp, Wp); with it, any batch size and any padded height and width.
+    exporter: ``dynamo`` or ``torchscript`` (default: ``default_exporter()``; see the module docstring).
+    opset: at least 16 (default: 18 with dynamo, 17 with torchscript).
     """
     import onnx
 
+    exporter = exporter or default_exporter()
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown `exporter` {exporter!r}; choose dynamo or torchscript")
+    if exporter == "dynamo" and default_exporter() != "dynamo":
+        raise ValueError("`exporter=dynamo` needs onnxscript 0.7 or later (pip install onnxscript); "
+                         "or pass `exporter=torchscript`")
+    opset = opset or DEFAULT_OPSET[exporter]
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: RoIAlign with aligned=True needs opset >= {MIN_OPSET}")
     if getattr(model, "head_autocast", None) is not None or getattr(model.backbone, "compute_dtype", None) is not None:
@@ -101,29 +125,20 @@ def export_onnx(
     param = next(model.parameters())
     # Any content traces the same graph; random values just keep the trace's boxes non-degenerate.
     gen = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, 3, hp, wp, generator=gen).to(param.device, param.dtype)
-    image_sizes = torch.tensor([[hp, wp]] * batch_size, dtype=torch.int64, device=param.device)
-    dynamic_axes = None
-    if dynamic:
-        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
-                        **{out: {0: "batch"} for out in OUTPUT_NAMES}}
+    # (a dynamic batch is traced with 2 images: torch.export specialises a dimension of size 1)
+    example_batch = max(batch_size, 2) if dynamic and exporter == "dynamo" else batch_size
+    images = torch.randn(example_batch, 3, hp, wp, generator=gen).to(param.device, param.dtype)
+    image_sizes = torch.tensor([[hp, wp]] * example_batch, dtype=torch.int64, device=param.device)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
-        # nn.MultiheadAttention's inference fast path is one fused op with no ONNX symbolic; the
+        # nn.MultiheadAttention's inference fast path is one fused op with no ONNX conversion; the
         # regular path is the same arithmetic in plain ops.
         torch.backends.mha.set_fastpath_enabled(False)
-        with warnings.catch_warnings():
-            # The tracer warns about Python ints taken from shapes (N, C, k: fixed by the model)
-            # and that the TorchScript exporter is the legacy one; neither applies here.
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-            torch.onnx.export(
-                DetectGraph(model), (images, image_sizes), str(traced), dynamo=False, opset_version=opset,
-                input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=dynamic_axes,
-                do_constant_folding=True,
-            )
-        proto = onnx.load(str(traced))
+        graph, args = DetectGraph(model).eval(), (images, image_sizes)
+        if exporter == "dynamo":
+            proto = _export_dynamo(graph, args, opset, dynamic, divisor)
+        else:
+            proto = _export_torchscript(graph, args, opset, dynamic, traced)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
@@ -134,6 +149,53 @@ def export_onnx(
     onnx.checker.check_model(proto, full_check=True)
     with atomic_write(path, "wb") as out:  # a previous file at ``path`` survives until this one is complete
         out.file.write(proto.SerializeToString())
-    log.info("wrote %s (opset %d, %s input %s)", path, opset, "dynamic" if dynamic else "static",
+    log.info("wrote %s (%s exporter, opset %d, %s input %s)", path, exporter, opset, "dynamic" if dynamic else "static",
              "(B, 3, H, W)" if dynamic else f"({batch_size}, 3, {hp}, {wp})")
     return path
+
+
+def _export_dynamo(graph: nn.Module, args: tuple[Tensor, Tensor], opset: int, dynamic: bool, divisor: int):
+    """``torch.onnx.export(dynamo=True)`` -> ModelProto; height and width are multiples of ``divisor``."""
+    from torch.export import Dim
+
+    dynamic_shapes = None
+    if dynamic:
+        batch = Dim("batch", min=1)
+        height, width = divisor * Dim("height_blocks", min=1), divisor * Dim("width_blocks", min=1)
+        dynamic_shapes = {"images": {0: batch, 2: height, 3: width}, "image_sizes": {0: batch}}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")  # batch names two inputs' dim
+        program = torch.onnx.export(
+            graph, args, dynamo=True, opset_version=opset, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+            dynamic_shapes=dynamic_shapes, optimize=True, verbose=False, report=False,
+        )
+    proto = program.model_proto
+    if dynamic:  # name the dims as the torchscript exporter does
+        for value in [*proto.graph.input, *proto.graph.output]:
+            dims = value.type.tensor_type.shape.dim
+            for i, label in {0: "batch", 2: "height", 3: "width"}.items():
+                if i < len(dims) and (i == 0 or value.name == "images") and not dims[i].HasField("dim_value"):
+                    dims[i].dim_param = label
+    return proto
+
+
+def _export_torchscript(graph: nn.Module, args: tuple[Tensor, Tensor], opset: int, dynamic: bool, traced: Path):
+    """The tracing exporter (``dynamo=False``) -> ModelProto (written to ``traced`` on the way)."""
+    import onnx
+
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
+                        **{out: {0: "batch"} for out in OUTPUT_NAMES}}
+    with warnings.catch_warnings():
+        # The tracer warns about Python ints taken from shapes (N, C, k: fixed by the model)
+        # and that the TorchScript exporter is the legacy one; neither applies here.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            graph, args, str(traced), dynamo=False, opset_version=opset, input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES, dynamic_axes=dynamic_axes, do_constant_folding=True,
+        )
+    return onnx.load(str(traced))

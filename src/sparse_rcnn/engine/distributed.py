@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -89,3 +89,16 @@ def all_gather_lists(items: list, procs: Processes) -> list:
     gathered: list = [None] * procs.world_size
     dist.all_gather_object(gathered, items)
     return [x for part in gathered for x in (part or [])]
+
+
+def gather_in_order(items: list[tuple[int, Any]], procs: Processes) -> list[tuple[int, Any]]:
+    """Every process's ``(index, item)`` pairs, on the main process, sorted by index (stable:
+    items of one index keep their order); an empty list on the others. How sharded prediction
+    puts its records back in input order (each process holds ``shard``'s indices)."""
+    if not procs.distributed:
+        return sorted(items, key=lambda pair: pair[0])
+    gathered: Optional[list] = [None] * procs.world_size if procs.is_main else None
+    dist.gather_object(items, gathered, dst=0)
+    if not procs.is_main:
+        return []
+    return sorted((pair for part in gathered for pair in part), key=lambda pair: pair[0])

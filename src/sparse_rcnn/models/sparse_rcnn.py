@@ -114,14 +114,21 @@ class SparseRCNN(nn.Module):
         """Images already resized to the test scale, each with its (sx, sy) -> detections in the
         original pixels (boxes divided by the per-axis scale factor)."""
         batch, sizes = self.batcher(images)
+        # made before detect: on a GPU, copying it in afterwards would wait for detect to finish
+        factors = torch.tensor([[sx, sy, sx, sy] for sx, sy in scale_factors], device=batch.device,
+                               dtype=self.proposal_boxes.weight.dtype)
         boxes, scores, labels = self.detect(batch, sizes)
-        factors = torch.tensor([[sx, sy, sx, sy] for sx, sy in scale_factors], device=boxes.device, dtype=boxes.dtype)
         boxes = boxes / factors[:, None]
         return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels)]
 
     def detect(self, batch: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Normalised padded (B, 3, Hp, Wp) batch, (B, 2) unpadded (h, w) -> top-k boxes (B, k, 4)
-        in batch pixels, scores (B, k), labels (B, k)."""
+        in batch pixels, scores (B, k), labels (B, k).
+
+        One static graph: fixed shapes for given input shapes, no host synchronisation (no
+        ``.item()``, ``.tolist()``, ``nonzero`` or branch on a tensor's value), so it compiles
+        whole (``ops.compile_detect``), exports with ``torch.export`` and replays as a CUDA graph;
+        ``tests/test_static_graph.py`` fails if that breaks."""
         logits, boxes = self.run_stages(self.backbone(batch), image_sizes)
         return self.postprocess(logits[-1], boxes[-1])
 

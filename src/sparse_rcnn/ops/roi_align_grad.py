@@ -121,6 +121,7 @@ class RoIAlignCPUGrad(torch.autograd.Function):
 def roi_align_level(feat: Tensor, rois: Tensor, out: int, scale: float, ratio: int) -> Tensor:
     """``roi_align(aligned=True)``; through ``RoIAlignCPUGrad`` when a CPU feature map needs grad."""
     needs_grad = feat.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing()
+    needs_grad = needs_grad and not torch.compiler.is_compiling()  # graphs take torchvision's op
     if needs_grad and feat.device.type == "cpu":  # CUDA: torchvision's backward is parallel already
         return RoIAlignCPUGrad.apply(feat, rois, out, scale, ratio)
     return roi_align(feat, rois, out, spatial_scale=scale, sampling_ratio=ratio, aligned=True)

@@ -13,7 +13,8 @@ class StemMaxPool(nn.Module):
     800x1333 image (4 % of an R-50 forward); a column pass then a row pass take 34 ms. A maximum
     is exact, so the output is bit-identical to ``F.max_pool2d(x, 3, 2, 1)``, NaN included. The
     library kernel is used where it is the better choice: when a gradient is needed (its
-    tie-breaking), for channels-last input (its NHWC kernel is fast), and when exporting to ONNX.
+    tie-breaking), for channels-last input (its NHWC kernel is fast), when exporting to ONNX and
+    under ``torch.compile`` / ``torch.export`` (one op, which inductor generates code for).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -23,6 +24,7 @@ class StemMaxPool(nn.Module):
             or not x.is_contiguous()
             or torch.jit.is_tracing()
             or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling()
         ):
             return nn.functional.max_pool2d(x, 3, 2, 1)
         return _max3_stride2(_max3_stride2(x, -1), -2)
