@@ -14,8 +14,7 @@ from ..checkpoints import load_model
 from ..config import load_config
 from ..engine import benchmark_detector, run_benchmark
 from ..models import build_model
-from ..ops import PRECISIONS, optimize_for_inference
-from ..ops.compile import COMPILE_MODES, compile_detect
+from ..ops import COMPILE_MODES, PRECISIONS, compile_detect, optimize_for_inference
 from .args import UsageError, add_runtime_args, onnx_detector, parse_size
 
 

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..checkpoints import load_model
-from ..deploy import export_onnx
-from ..deploy.export import EXPORTERS
+from ..deploy import EXPORTERS, export_onnx
 from ..outputs import check_output_dir, check_outputs
 from .args import UsageError, add_model_args, parse_size, positive_int
 

@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from ..checkpoints import load_model
 from ..data import expand_image_paths
-from ..engine import StopSignals, iter_predictions, to_record
-from ..engine.distributed import Processes, all_gather_lists, gather_in_order, init_process_group, pick_device
+from ..engine import (
+    Processes, StopSignals, all_gather_lists, gather_in_order, init_process_group, iter_predictions, pick_device, to_record,
+)
 from ..evaluation import coco_category_ids, detections_to_coco
 from ..outputs import atomic_write, check_output_dir, check_outputs, unique_names
 from ..visualize import draw_detections, save_png

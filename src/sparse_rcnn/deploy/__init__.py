@@ -1,10 +1,10 @@
 """Deployment: ONNX export, and the exported graph on ONNX Runtime or OpenVINO."""
 
 from .backends import RUNTIMES, MissingPackageError, load_detector
-from .export import export_onnx
+from .export import EXPORTERS, export_onnx
 from .graph import GraphDetector
 from .openvino import OpenVINODetector
 from .runtime import OnnxDetector
 
-__all__ = ["export_onnx", "GraphDetector", "OnnxDetector", "OpenVINODetector", "load_detector", "RUNTIMES",
+__all__ = ["export_onnx", "EXPORTERS", "GraphDetector", "OnnxDetector", "OpenVINODetector", "load_detector", "RUNTIMES",
            "MissingPackageError"]
