@@ -120,7 +120,9 @@ def test_export_refuses_old_opsets_and_odd_sizes(model, tmp_path):
         export_onnx(model, tmp_path / "a.onnx", size=(100, 160))
 
 
-def test_cli_export_then_predict_with_onnxruntime_gives_the_torch_records(model, tmp_path, caplog):
+def exported_with_images(model, tmp_path):
+    """``model`` saved as a checkpoint and exported (dynamic) by the CLI, and a folder of three
+    images of other sizes -> (checkpoint, folder, onnx file)."""
     from PIL import Image
 
     ckpt = tmp_path / "tiny.pth"
@@ -131,6 +133,11 @@ def test_cli_export_then_predict_with_onnxruntime_gives_the_torch_records(model,
         Image.fromarray(img).save(folder / f"{i}.png")
     onnx_path = tmp_path / "tiny.onnx"
     assert cli.main(["export", "--weights", str(ckpt), "--output", str(onnx_path), "--dynamic"]) == 0
+    return ckpt, folder, onnx_path
+
+
+def test_cli_export_then_predict_with_onnxruntime_gives_the_torch_records(model, tmp_path, caplog):
+    ckpt, folder, onnx_path = exported_with_images(model, tmp_path)
     torch_json, onnx_json = tmp_path / "torch.json", tmp_path / "onnx.json"
     assert cli.main(["predict", str(folder), "--weights", str(ckpt), "--output", str(torch_json)]) == 0
     assert cli.main(["predict", str(folder), "--onnx", str(onnx_path), "--output", str(onnx_json)]) == 0

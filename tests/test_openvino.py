@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
 from sparse_rcnn.deploy import MissingPackageError, OpenVINODetector, export_onnx, load_detector
 from sparse_rcnn.deploy.openvino import supports_bf16
 from sparse_rcnn.models import build_model
-from test_export import CLASSES, _assert_same, _config, _images
+from test_export import CLASSES, _assert_same, _config, _images, exported_with_images
 from train_fixtures import make_coco
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e \".[deploy]\")")
@@ -80,16 +79,7 @@ def test_wrong_precision_and_runtime_are_refused(dynamic_onnx):
 
 
 def test_cli_predict_eval_benchmark_with_openvino(model, tmp_path, run_cli):
-    from PIL import Image
-
-    ckpt = tmp_path / "tiny.pth"
-    save_checkpoint(model_checkpoint(model, _config()), ckpt)
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for i, img in enumerate(_images([(90, 120), (150, 70), (64, 64)], seed=1)):
-        Image.fromarray(img).save(folder / f"{i}.png")
-    onnx_path = tmp_path / "tiny.onnx"
-    assert run_cli(["export", "--weights", str(ckpt), "--output", str(onnx_path), "--dynamic"])[0] == 0
+    ckpt, folder, onnx_path = exported_with_images(model, tmp_path)
     torch_json, ov_json = tmp_path / "torch.json", tmp_path / "ov.json"
     assert run_cli(["predict", str(folder), "--weights", str(ckpt), "--batch-size", "2", "--output", str(torch_json)])[0] == 0
     assert run_cli(["predict", str(folder), "--onnx", str(onnx_path), "--runtime", "openvino", "--threads", "2",
