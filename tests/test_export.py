@@ -136,21 +136,29 @@ def exported_with_images(model, tmp_path):
     return ckpt, folder, onnx_path
 
 
+def assert_same_records(expected_json, got_json, n):
+    """Two `predict --output` files hold the same n images with the same detections (as ``_assert_same``)."""
+    expected, got = json.loads(expected_json.read_text()), json.loads(got_json.read_text())
+    assert [r["image"] for r in got] == [r["image"] for r in expected] and len(got) == n
+
+    def as_arrays(r):
+        return {
+            "boxes": np.array([d["box"] for d in r["detections"]], dtype=np.float32),
+            "scores": np.array([d["score"] for d in r["detections"]], dtype=np.float32),
+            "labels": np.array([d["label"] for d in r["detections"]]),
+        }
+
+    for e, g in zip(expected, got):
+        assert (e["width"], e["height"]) == (g["width"], g["height"])
+        _assert_same({k: torch.from_numpy(v) for k, v in as_arrays(e).items()}, as_arrays(g))
+
+
 def test_cli_export_then_predict_with_onnxruntime_gives_the_torch_records(model, tmp_path, caplog):
     ckpt, folder, onnx_path = exported_with_images(model, tmp_path)
     torch_json, onnx_json = tmp_path / "torch.json", tmp_path / "onnx.json"
     assert cli.main(["predict", str(folder), "--weights", str(ckpt), "--output", str(torch_json)]) == 0
     assert cli.main(["predict", str(folder), "--onnx", str(onnx_path), "--output", str(onnx_json)]) == 0
-    expected, got = json.loads(torch_json.read_text()), json.loads(onnx_json.read_text())
-    assert [r["image"] for r in got] == [r["image"] for r in expected] and len(got) == 3
-    for e, g in zip(expected, got):
-        assert (e["width"], e["height"]) == (g["width"], g["height"])
-        as_arrays = lambda r: {  # noqa: E731
-            "boxes": np.array([d["box"] for d in r["detections"]], dtype=np.float32),
-            "scores": np.array([d["score"] for d in r["detections"]], dtype=np.float32),
-            "labels": np.array([d["label"] for d in r["detections"]]),
-        }
-        _assert_same({k: torch.from_numpy(v) for k, v in as_arrays(e).items()}, as_arrays(g))
+    assert_same_records(torch_json, onnx_json, 3)
     # The ONNX backend takes no checkpoint; a missing --onnx is a one-line usage error.
     assert cli.main(["predict", str(folder), "--onnx", str(onnx_path), "--weights", str(ckpt)]) == 2
     assert cli.main(["predict", str(folder), "--backend", "onnxruntime"]) == 2

@@ -10,7 +10,7 @@ import torch
 from sparse_rcnn.deploy import MissingPackageError, OpenVINODetector, export_onnx, load_detector
 from sparse_rcnn.deploy.openvino import supports_bf16
 from sparse_rcnn.models import build_model
-from test_export import CLASSES, _assert_same, _config, _images, exported_with_images
+from test_export import CLASSES, _assert_same, _config, _images, assert_same_records, exported_with_images
 from train_fixtures import make_coco
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e \".[deploy]\")")
@@ -84,16 +84,7 @@ def test_cli_predict_eval_benchmark_with_openvino(model, tmp_path, run_cli):
     assert run_cli(["predict", str(folder), "--weights", str(ckpt), "--batch-size", "2", "--output", str(torch_json)])[0] == 0
     assert run_cli(["predict", str(folder), "--onnx", str(onnx_path), "--runtime", "openvino", "--threads", "2",
                     "--batch-size", "2", "--output", str(ov_json)])[0] == 0
-    expected, got = json.loads(torch_json.read_text()), json.loads(ov_json.read_text())
-    assert [r["image"] for r in got] == [r["image"] for r in expected] and len(got) == 3
-    for e, g in zip(expected, got):
-        assert (e["width"], e["height"]) == (g["width"], g["height"])
-        as_arrays = lambda r: {  # noqa: E731
-            "boxes": np.array([d["box"] for d in r["detections"]], dtype=np.float32),
-            "scores": np.array([d["score"] for d in r["detections"]], dtype=np.float32),
-            "labels": np.array([d["label"] for d in r["detections"]]),
-        }
-        _assert_same({k: torch.from_numpy(v) for k, v in as_arrays(e).items()}, as_arrays(g))
+    assert_same_records(torch_json, ov_json, 3)
 
     # eval: the same AP as PyTorch on a small COCO set (boxes of 3 classes; the categories named as the model's 5)
     ann, images = make_coco(tmp_path / "coco", [(90, 120), (120, 90), (100, 100)], num_classes=3, name="val")
