@@ -1,8 +1,11 @@
-"""Faults injected through ``Trainer(hooks=...)``: NaN losses at chosen iterations, and a checkpoint
-whose writing hangs (so that a test can kill the process while the file is half written)."""
+"""Faults injected through ``Trainer(hooks=...)``: NaN losses at chosen iterations, a stop signal
+delivered during a chosen iteration, and a checkpoint whose writing hangs (so that a test can kill
+the process while the file is half written)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import OrderedDict
 from typing import Any, Optional
@@ -29,6 +32,19 @@ class NanAt(TrainingHooks):
     def loss(self, iteration: int, loss: torch.Tensor) -> torch.Tensor:
         hit = iteration in self.single or (self.open_from is not None and iteration >= self.open_from)
         return loss * float("nan") if hit else loss
+
+
+class SignalAt(TrainingHooks):
+    """The process sends itself ``signum`` during iteration ``iteration`` (from its loss hook), so a
+    stop request lands at a known step instead of whenever a watching test gets to it."""
+
+    def __init__(self, iteration: int, signum: int = signal.SIGTERM) -> None:
+        self.iteration, self.signum = iteration, signum
+
+    def loss(self, iteration: int, loss: torch.Tensor) -> torch.Tensor:
+        if iteration == self.iteration:
+            os.kill(os.getpid(), self.signum)
+        return loss
 
 
 class _SlowToPickle:

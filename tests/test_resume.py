@@ -61,6 +61,11 @@ def wait_for(predicate, proc, timeout=90.0):
         time.sleep(0.01)
 
 
+def with_fault(fault, command):
+    """``command`` (a ``sparse-rcnn ...`` argv) run through tests/fault_runner.py with ``fault``."""
+    return [sys.executable, str(Path(__file__).parent / "fault_runner.py"), fault, "--"] + command[3:]
+
+
 def resume(data, out):
     trainer = Trainer(config(data), output_dir=out, resume=True, progress=False)
     start = trainer.iter
@@ -71,9 +76,8 @@ def resume(data, out):
 def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_complete_one(data, uninterrupted, tmp_path, caplog):
     ann, images, cfg_yaml = data
     out = tmp_path / "run"
-    runner = [sys.executable, str(Path(__file__).parent / "fault_runner.py"), "6", "--"]  # iteration 6's checkpoint hangs mid-write
-    command = runner + train_command(cfg_yaml, ann, images, out)[3:]
-    proc = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(with_fault("slow-save=6", train_command(cfg_yaml, ann, images, out)),
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: any((out / "checkpoints").glob(".iter_0000006.pth.*.tmp")), proc)
         proc.send_signal(signal.SIGKILL)
@@ -94,19 +98,14 @@ def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_comple
 def test_sigterm_checkpoints_mid_epoch_and_a_torn_newest_checkpoint_falls_back(data, uninterrupted, tmp_path, caplog):
     ann, images, cfg_yaml = data
     out = tmp_path / "run"
-    proc = subprocess.Popen(train_command(cfg_yaml, ann, images, out), env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: (out / "checkpoints" / "iter_0000002.pth").exists(), proc)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    proc = subprocess.run(with_fault("sigterm=3", train_command(cfg_yaml, ann, images, out)),
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    err = proc.stderr
     assert proc.returncode == 143, err[-2000:]
-    assert "SIGTERM: stopped at iteration" in err and "Traceback" not in err
+    assert "SIGTERM: stopped at iteration 3" in err and "Traceback" not in err
     newest = max((out / "checkpoints").glob("iter_*.pth"))
     stopped_at = read_checkpoint(newest)["iter"]
-    assert 3 <= stopped_at < 8
+    assert newest.name == "iter_0000003.pth" and stopped_at == 3  # mid-epoch: the epoch has 4 steps
     data_bytes = newest.read_bytes()
     newest.write_bytes(data_bytes[: len(data_bytes) // 2])  # as a non-atomic copy or a full disk would leave it
     trainer, start = resume(data, out)
