@@ -143,11 +143,11 @@ def test_output_dir_that_is_a_file(run_cli, tmp_path):
 
 
 def test_predict_late_error_keeps_previous_output_and_writes_partial(run_cli, tiny_weights, photos, tmp_path, monkeypatch):
-    import sparse_rcnn.cli.predict as predict_cli
+    import sparse_rcnn.engine.predict_many as predict_many
 
     out = tmp_path / "result.json"
     out.write_text('["previous"]')
-    real = predict_cli.to_record
+    real = predict_many.to_record
     calls = []
 
     def failing(*args):
@@ -156,7 +156,7 @@ def test_predict_late_error_keeps_previous_output_and_writes_partial(run_cli, ti
             raise RuntimeError("late failure")  # e.g. a fixed-shape ONNX graph given another size
         return real(*args)
 
-    monkeypatch.setattr(predict_cli, "to_record", failing)
+    monkeypatch.setattr(predict_many, "to_record", failing)
     with pytest.raises(RuntimeError, match="late failure"):
         run_cli(["predict", str(photos), "--weights", tiny_weights, "--output", str(out)])
     assert out.read_text() == '["previous"]'
@@ -167,7 +167,7 @@ def test_predict_late_error_keeps_previous_output_and_writes_partial(run_cli, ti
 
 _SLOW_PREDICT = """
 import sys, time
-import sparse_rcnn.cli.predict as p
+import sparse_rcnn.engine.predict_many as p
 real = p.to_record
 def slow(*a):
     print("record", flush=True, file=sys.stderr)

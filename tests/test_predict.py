@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 
 from sparse_rcnn import cli
-from sparse_rcnn.checkpoints import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from sparse_rcnn.checkpoints import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, load_model
+from sparse_rcnn.data import expand_image_paths
+from sparse_rcnn.engine import PredictionSummary, predict_files
 from sparse_rcnn.evaluation import coco_category_ids
 from test_images import make_bad_files, save_with_orientation, scene
 from tiny import save_tiny_checkpoint
@@ -47,6 +49,18 @@ def test_list_file_keeps_order_and_workers_give_the_same_output(setup):
     assert [r["image"] for r in serial] == [f"{folder}/img{i}.png" for i in (3, 0, 4)]
     status, parallel = _predict(root, "--list", str(listing), "--batch-size", "2", "--workers", "2")
     assert status == 0 and parallel == serial
+
+
+def test_the_library_call_writes_what_the_command_writes(setup, tmp_path):
+    root, folder = setup
+    _, from_cli = _predict(root, str(folder), "--save-vis", str(tmp_path / "cli_vis"))
+    model = load_model(weights=str(root / "tiny.pth"))
+    paths = expand_image_paths([str(folder)])
+    summary = predict_files(model, paths, tmp_path / "lib.json", vis_dir=tmp_path / "lib_vis")
+    assert summary == PredictionSummary(images=5, failed=0)
+    assert json.loads((tmp_path / "lib.json").read_text()) == from_cli
+    drawn = sorted(p.name for p in (tmp_path / "lib_vis").iterdir())
+    assert drawn == sorted(p.name for p in (tmp_path / "cli_vis").iterdir()) == [f"img{i}.png" for i in range(5)]
 
 
 def test_winograd_mode_predicts_the_same_detections_up_to_rounding(setup):
