@@ -8,11 +8,13 @@ reference images (batch 1, test pipeline) and reports, against plain fp32:
     IoU >= 0.9; the mode passes when >= 95 % of fp32's top-k detections are matched.
 The ``onnxruntime-fp32`` / ``openvino-fp32`` / ``openvino-bf16`` modes run the checkpoint exported
 to ONNX (once, dynamic shapes, into --out-dir) on that runtime in that precision (``RUNTIME_MODES``).
+``compile`` runs ``model.detect`` through ``sparse_rcnn.ops.compile_detect`` (torch.compile, inductor).
 It also writes each mode's detections in ``sparse-rcnn predict``'s format to --out-dir, so that
 ``../shared/mmdet-reference/compare.py REF_DIR DIR/<mode>.json`` checks them against MMDetection.
 
     python benchmarks/check_fast_modes.py [--modes fp32-cl bf16 ...] [--threads 2]
     python benchmarks/check_fast_modes.py --modes onnxruntime-fp32 openvino-fp32 openvino-bf16
+    python benchmarks/check_fast_modes.py --modes compile
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torchvision.ops import box_iou
 
 from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.engine.predictor import predict, to_record
+from sparse_rcnn.ops import compile_detect
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
 MMDET_REFERENCE = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))
@@ -46,6 +49,7 @@ MODES = {
     "bf16-fold": dict(dtype="bf16", channels_last=True, fold_bn=True),
     "bf16-fpn": dict(dtype="bf16", scope="fpn", channels_last=True),
     "bf16-fpn-fp32head": dict(dtype="bf16", scope="fpn", channels_last=True, head_dtype="fp32"),
+    "compile": None,  # fp32, model.detect compiled (compile_detect)
 }
 
 
@@ -114,6 +118,8 @@ def main() -> int:
         else:
             if MODES[mode] is not None:
                 model.optimize_for_inference(**MODES[mode])
+            if mode == "compile":
+                compile_detect(model)
             dets = predict(model, images)
         records = []
         for path, det in zip(images, dets):

@@ -26,13 +26,18 @@ def _config():
     return tiny_config(fpn_channels=64, num_proposals=12, ffn_dim=128, dynamic_dim=16, num_classes=5)
 
 
-@pytest.fixture(scope="module")
-def model():
+def spread_model():
+    """The small test model (seed 0) with its proposals spread so that boxes fall on several FPN levels."""
     torch.manual_seed(0)
     m = build_model(_config().model, CLASSES).eval()
-    with torch.no_grad():  # spread the proposals so that boxes fall on several FPN levels
+    with torch.no_grad():
         m.proposal_boxes.weight.copy_(torch.rand(12, 4) * torch.tensor([0.4, 0.4, 0.9, 0.9]) + torch.tensor([0.3, 0.3, 0.1, 0.1]))
     return m
+
+
+@pytest.fixture(scope="module")
+def model():
+    return spread_model()
 
 
 EXPORTERS = ["dynamo", "torchscript"] if default_exporter() == "dynamo" else ["torchscript"]

@@ -9,8 +9,7 @@ import torch
 
 from sparse_rcnn.deploy import MissingPackageError, OpenVINODetector, export_onnx, load_detector
 from sparse_rcnn.deploy.openvino import supports_bf16
-from sparse_rcnn.models import build_model
-from test_export import CLASSES, _assert_same, _config, _images, assert_same_records, exported_with_images
+from test_export import CLASSES, _assert_same, _images, assert_same_records, exported_with_images, spread_model
 from train_fixtures import make_coco
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e \".[deploy]\")")
@@ -18,11 +17,7 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = build_model(_config().model, CLASSES).eval()
-    with torch.no_grad():  # spread the proposals so that boxes fall on several FPN levels
-        m.proposal_boxes.weight.copy_(torch.rand(12, 4) * torch.tensor([0.4, 0.4, 0.9, 0.9]) + torch.tensor([0.3, 0.3, 0.1, 0.1]))
-    return m
+    return spread_model()
 
 
 @pytest.fixture(scope="module")
