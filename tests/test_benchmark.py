@@ -34,7 +34,7 @@ def tiny_yaml(tmp_path):
 )
 def test_benchmark_cli_writes_the_json_contract(tiny_yaml, tmp_path, capsys, extra):
     out = tmp_path / "bench.json"
-    rc = main(["benchmark", "--model", tiny_yaml, "--size", "64x96", "--iters", "2", "--warmup", "0",
+    rc = main(["benchmark", "--model", tiny_yaml, "--size", "64x96", "--iters", "2", "--warmup", "1",
                "--threads", "1", "--output", str(out)] + extra)
     assert rc == 0
     result = json.loads(out.read_text())
@@ -42,7 +42,7 @@ def test_benchmark_cli_writes_the_json_contract(tiny_yaml, tmp_path, capsys, ext
     assert KEYS <= set(result)
     assert result["size"] == [64, 96] and result["proposals"] == 8 and result["threads"] == 1
     assert result["mode"] == ("train" if "--train" in extra else "inference")
-    assert len(result["latency_ms_all"]) == 2 and result["images_per_s"] > 0
+    assert len(result["latency_ms_all"]) == 2 and len(result["warmup_ms"]) == 1 and result["images_per_s"] > 0
     assert result["latency_ms_p90"] >= result["latency_ms_median"]
 
 

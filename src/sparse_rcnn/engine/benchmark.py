@@ -58,15 +58,15 @@ def _sync(device: torch.device) -> None:
 
 
 def _time(step, iters: int, warmup: int, device: torch.device) -> list[float]:
-    """Seconds of each of ``iters`` calls of ``step`` after ``warmup`` untimed calls."""
+    """Seconds of each of ``warmup + iters`` calls of ``step``; the first ``warmup`` are the
+    untimed ones (with ``--compile`` the first holds the compilation)."""
     times = []
-    for k in range(warmup + iters):
+    for _ in range(warmup + iters):
         _sync(device)
         t0 = time.perf_counter()
         step()
         _sync(device)
-        if k >= warmup:
-            times.append(time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
     return times
 
 
@@ -121,7 +121,7 @@ def run_benchmark(
             with torch.no_grad():
                 model(images)
 
-    result = _summary(_time(step, iters, warmup, device), batch_size=batch_size, device=device)
+    result = _summary(_time(step, iters, warmup, device), warmup, batch_size=batch_size, device=device)
     result.update(mode="train" if train else "inference", dtype=dtype, size=list(size), threads=torch.get_num_threads())
     return result
 
@@ -134,15 +134,16 @@ def benchmark_detector(detector, *, size: tuple[int, int] = (800, 1333), batch_s
     images, _ = synthetic_inputs(batch_size, size, detector.num_classes)
     arrays = [img.permute(1, 2, 0).contiguous().numpy() for img in images]  # (H, W, 3) as a user passes them
     times = _time(lambda: detector(arrays, batch_size=batch_size), iters, warmup, torch.device("cpu"))
-    result = _summary(times, batch_size=batch_size, device=torch.device(getattr(detector, "device", "cpu").lower()))
+    result = _summary(times, warmup, batch_size=batch_size, device=torch.device(getattr(detector, "device", "cpu").lower()))
     result.update(mode="inference", dtype=detector.dtype, size=list(size), threads=detector.threads,
                   runtime=detector.runtime, runtime_version=detector.version, onnx=str(detector.path))
     return result
 
 
-def _summary(seconds: list[float], *, batch_size: int, device: torch.device) -> dict:
-    """The result fields every benchmark shares, from the seconds of each timed iteration."""
-    times = sorted(t * 1e3 for t in seconds)
+def _summary(seconds: list[float], warmup: int, *, batch_size: int, device: torch.device) -> dict:
+    """The result fields every benchmark shares, from the seconds of each call (``warmup`` untimed
+    ones first)."""
+    times = sorted(t * 1e3 for t in seconds[warmup:])
     median = statistics.median(times)
     return {
         "impl": "sparse-rcnn",
@@ -150,6 +151,7 @@ def _summary(seconds: list[float], *, batch_size: int, device: torch.device) -> 
         "latency_ms_median": median,
         "latency_ms_p90": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
         "latency_ms_all": times,
+        "warmup_ms": [t * 1e3 for t in seconds[:warmup]],
         "peak_mem_mb": _peak_mem_mb(device),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "batch_size": batch_size,
