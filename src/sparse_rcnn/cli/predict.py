@@ -118,7 +118,8 @@ def _predict(args: argparse.Namespace, detector, paths: list[str], procs: Proces
     coco_ids = coco_category_ids(detector.class_names, args.ann) if args.format == "coco" else None
     try:
         summary = predict_files(detector, paths, args.output, batch_size=args.batch_size, workers=args.workers,
-                                score_thr=args.score_thr, coco_ids=coco_ids, vis_dir=args.save_vis, processes=procs)
+                                score_thr=args.score_thr, coco_ids=coco_ids, vis_dir=args.save_vis, processes=procs,
+                                progress=True)
     except PredictionStopped as e:
         log.error("%s: stopped", signal.Signals(e.signum).name)
         return 128 + e.signum

@@ -52,6 +52,7 @@ def predict_files(
     detector: Detector, paths: Sequence[str], output: Union[str, Path, None] = None, *, batch_size: int = 1,
     workers: int = 0, score_thr: Union[float, torch.Tensor] = 0.0, coco_ids: Optional[CocoIds] = None,
     vis_dir: Union[str, Path, None] = None, processes: Optional[Processes] = None, stream: Optional[IO[str]] = None,
+    progress: bool = False,
 ) -> PredictionSummary:
     """Predict ``paths`` and write their records (``to_record``), or COCO results with
     ``coco_ids``, as one JSON list to ``output`` (atomically), else to ``stream`` (stdout).
@@ -60,11 +61,12 @@ def predict_files(
     vis_dir: each image drawn with its detections as ``<stem>.png`` (``-2``, ... when stems repeat).
     processes: this process's place under torchrun (``Processes.from_env()``, with the process
         group initialised): it predicts its share, the first process writes everything.
+    progress: a progress bar on stderr (when it is a terminal).
     Raises ``PredictionStopped`` on SIGINT / SIGTERM (between two images).
     """
     procs = processes or Processes()
     records = _Records(detector, paths, list(procs.shard(len(paths))), batch_size=batch_size, workers=workers,
-                       score_thr=score_thr, coco_ids=coco_ids, vis_dir=vis_dir)
+                       score_thr=score_thr, coco_ids=coco_ids, vis_dir=vis_dir, progress=progress)
     with StopSignals(announce=False) as signals:
         if procs.distributed:
             ordered = gather_in_order(list(records.iterate(signals)), procs)
@@ -114,23 +116,23 @@ class _Records:
     """The records of the images ``indices`` of ``paths`` (all of them, or one process's share);
     ``failed`` counts the images that failed."""
 
-    def __init__(self, detector, paths, indices, *, batch_size, workers, score_thr, coco_ids, vis_dir) -> None:
+    def __init__(self, detector, paths, indices, *, batch_size, workers, score_thr, coco_ids, vis_dir, progress) -> None:
         self.detector, self.paths, self.indices = detector, paths, indices
         self.batch_size, self.workers, self.score_thr = batch_size, workers, score_thr
         self.coco_ids, self.vis_dir = coco_ids, Path(vis_dir) if vis_dir is not None else None
         self.vis_names = unique_names(paths) if vis_dir is not None else []
-        self.failed = 0
+        self.progress, self.failed = progress, 0
 
     def iterate(self, signals: StopSignals) -> Iterator[tuple[int, str]]:
         """(input index, record as JSON text) in input order; raises PredictionStopped at the first
         image after SIGINT / SIGTERM."""
-        progress = tqdm(total=len(self.indices), unit="img", file=sys.stderr, disable=not sys.stderr.isatty())
+        bar = tqdm(total=len(self.indices), unit="img", file=sys.stderr, disable=not (self.progress and sys.stderr.isatty()))
         with torch.no_grad():  # nothing per image is kept: each result is yielded, then dropped
             for pred in iter_predictions(self.detector, [self.paths[i] for i in self.indices], batch_size=self.batch_size,
                                          workers=self.workers, score_thr=self.score_thr, keep_images=self.vis_dir is not None):
                 if signals.signum is not None:
                     raise PredictionStopped(signals.signum)
-                progress.update(1)
+                bar.update(1)
                 index = self.indices[pred.index]
                 if pred.error is not None:
                     log.error("skipped %s", pred.error)
@@ -149,7 +151,7 @@ class _Records:
                     save_png(drawn, self.vis_dir / self.vis_names[index])
             if signals.signum is not None:
                 raise PredictionStopped(signals.signum)
-        progress.close()
+        bar.close()
 
     def _records(self, index: int, pred) -> Optional[list[dict]]:
         """One record, or the image's COCO results; None (logged) for an image the annotations lack."""
