@@ -12,7 +12,9 @@ Two ways to gather the levels, bit-identical (RoIAlign computes each RoI on its 
   (a host synchronisation on a GPU; NonZero + ScatterND in an ONNX graph).
 - ``pool_static``: every level pools every RoI and ``torch.where`` keeps each RoI's own level.
   Fixed shapes and no host synchronisation (what ``torch.compile(fullgraph=True)``, CUDA graphs,
-  ``torch.export`` and TensorRT need), at the price of RoIAlign over all RoIs at all 4 levels.
+  ``torch.export`` and TensorRT need), at the price of RoIAlign over all RoIs at all 4 levels;
+  the RoIs of other levels go in as zero-size boxes, whose samples all read one pixel, so the
+  discarded work is mostly bookkeeping rather than memory traffic.
 ``forward`` uses ``pool_static`` whenever a graph is captured (``torch.compile``, ``torch.export``,
 ONNX export) and for inference off the CPU; ``pool_by_level`` for eager training (4x less pooling
 forward and backward, the backward through ``ops.roi_align_grad``) and eager CPU inference
@@ -81,10 +83,14 @@ class MultiLevelRoIAlign(nn.Module):
         return out
 
     def pool_static(self, features: list[Tensor], boxes: Tensor) -> Tensor:
-        """Every level pools every RoI; each keeps its own level's (fixed shapes; see above)."""
+        """Every level pools every RoI; each keeps its own level's (fixed shapes; see above).
+        A level gets the RoIs of the other levels as zero-size boxes at the origin: their samples
+        all read one pixel (cheap, cache-resident) and their values are discarded."""
         rois, levels = self._rois(features, boxes)
-        out = self._pool(0, features[0], rois)
-        for level in range(1, len(features)):
-            pooled = self._pool(level, features[level], rois)
-            out = torch.where((levels == level)[:, None, None, None], pooled, out)
+        out = None
+        for level, feat in enumerate(features):
+            mine = (levels == level)[:, None]
+            level_rois = torch.cat([rois[:, :1], torch.where(mine, rois[:, 1:], torch.zeros_like(rois[:, 1:]))], dim=1)
+            pooled = self._pool(level, feat, level_rois)
+            out = pooled if out is None else torch.where(mine[:, :, None, None], pooled, out)
         return out
