@@ -224,3 +224,16 @@ def test_permission_denied_is_one_line(run_cli, tiny_weights, tmp_path):
     ann.chmod(0)
     rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images)])
     assert rc == 2 and errors == [f"{ann}: Permission denied"], errors
+
+
+def test_permission_error_from_the_os_is_one_line(run_cli, tiny_weights, tmp_path, monkeypatch):
+    """The same case where the test above cannot run (as root, e.g. in CI): the annotation reader
+    gets the OSError a mode-0 file gives a normal user."""
+    ann, images = make_coco(tmp_path, [(48, 64)] * 2)
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr("sparse_rcnn.data.validation.open", denied, raising=False)
+    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images)])
+    assert rc == 2 and errors == [f"{ann}: Permission denied"], errors
