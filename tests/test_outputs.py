@@ -218,22 +218,25 @@ def test_unreadable_input_is_one_line(run_cli, tiny_weights, tmp_path):
     assert rc == 2 and errors == [f"{tmp_path / 'ann.json'}: Is a directory"], errors
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
-def test_permission_denied_is_one_line(run_cli, tiny_weights, tmp_path):
-    ann, images = make_coco(tmp_path, [(48, 64)] * 2)
+def _deny_by_mode(ann, monkeypatch):
     ann.chmod(0)
-    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images)])
-    assert rc == 2 and errors == [f"{ann}: Permission denied"], errors
 
 
-def test_permission_error_from_the_os_is_one_line(run_cli, tiny_weights, tmp_path, monkeypatch):
-    """The same case where the test above cannot run (as root, e.g. in CI): the annotation reader
-    gets the OSError a mode-0 file gives a normal user."""
-    ann, images = make_coco(tmp_path, [(48, 64)] * 2)
-
+def _deny_in_the_reader(ann, monkeypatch):
+    """What a mode-0 file gives a normal user, for where chmod cannot deny (as root, e.g. in CI)."""
     def denied(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
     monkeypatch.setattr("sparse_rcnn.data.validation.open", denied, raising=False)
+
+
+@pytest.mark.parametrize("deny", [
+    pytest.param(_deny_by_mode, marks=pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                                                         reason="root reads any file")),
+    _deny_in_the_reader,
+])
+def test_permission_denied_is_one_line(run_cli, tiny_weights, tmp_path, monkeypatch, deny):
+    ann, images = make_coco(tmp_path, [(48, 64)] * 2)
+    deny(ann, monkeypatch)
     rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images)])
     assert rc == 2 and errors == [f"{ann}: Permission denied"], errors
