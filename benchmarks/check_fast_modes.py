@@ -34,7 +34,9 @@ from sparse_rcnn.engine.predictor import predict, to_record
 from sparse_rcnn.ops import compile_detect
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
-MMDET_REFERENCE = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))
+MMDET_REFERENCE = os.environ.get(
+    "MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference")
+)
 COMPARE = osp.join(MMDET_REFERENCE, "compare.py")
 
 # mode name -> optimize_for_inference kwargs (None: the model as loaded, no call at all)
@@ -134,8 +136,12 @@ def main() -> int:
         summary = vs_mmdet.stdout.strip().splitlines()[-1] if vs_mmdet.stdout.strip() else vs_mmdet.stderr.strip()
         if baseline is None:
             baseline = dets
-        line = {"config": args.config, "mode": mode, "kwargs": MODES.get(mode, RUNTIME_MODES.get(mode)),
-                "compare_py_vs_mmdet": summary}
+        line = {
+            "config": args.config,
+            "mode": mode,
+            "kwargs": MODES.get(mode, RUNTIME_MODES.get(mode)),
+            "compare_py_vs_mmdet": summary,
+        }
         agree, max_score, max_box, identical = [], 0.0, 0.0, True
         for ref, det in zip(baseline, dets):
             agree.append(topk_agreement(ref, det))
@@ -145,8 +151,10 @@ def main() -> int:
                 max_box = max(max_box, float((ref["boxes"][same] - det["boxes"][same]).abs().max()))
             identical &= all(torch.equal(ref[k], det[k]) for k in ("boxes", "scores", "labels"))
         line.update(
-            bit_identical_to_fp32=identical, max_score_diff_vs_fp32=max_score,
-            max_box_px_vs_fp32_same_rank_label=max_box, topk_matched_iou09=[round(a, 4) for a in agree],
+            bit_identical_to_fp32=identical,
+            max_score_diff_vs_fp32=max_score,
+            max_box_px_vs_fp32_same_rank_label=max_box,
+            topk_matched_iou09=[round(a, 4) for a in agree],
             topk_pass=min(agree) >= 0.95,
         )
         ok &= line["topk_pass"]

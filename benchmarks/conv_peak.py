@@ -27,8 +27,13 @@ from sparse_rcnn.ops.winograd import nnpack_available
 
 # (in channels, out channels, kernel, height, width)
 SHAPES = (
-    (256, 256, 3, 200, 336), (256, 256, 3, 100, 168), (256, 256, 1, 200, 336),
-    (64, 64, 3, 200, 336), (256, 256, 3, 50, 84), (512, 512, 3, 50, 84), (512, 512, 3, 25, 42),
+    (256, 256, 3, 200, 336),
+    (256, 256, 3, 100, 168),
+    (256, 256, 1, 200, 336),
+    (64, 64, 3, 200, 336),
+    (256, 256, 3, 50, 84),
+    (512, 512, 3, 50, 84),
+    (512, 512, 3, 25, 42),
 )
 
 
@@ -57,7 +62,8 @@ def measure(cin: int, cout: int, k: int, h: int, w: int, iters: int, batch: int 
             fmt = torch.channels_last if cl else torch.contiguous_format
             xi, wi = x.to(dtype).contiguous(memory_format=fmt), weight.to(dtype).contiguous(memory_format=fmt)
             name = f"onednn-{str(dtype).split('.')[1]}{'-cl' if cl else ''}"
-            runs[name] = lambda xi=xi, wi=wi, bi=bias.to(dtype): F.conv2d(xi, wi, bi, padding=k // 2)
+            bi = bias.to(dtype)
+            runs[name] = lambda xi=xi, wi=wi, bi=bi: F.conv2d(xi, wi, bi, padding=k // 2)
     if nnpack_available():
         runs["nnpack-float32"] = (  # Winograd only for a 3x3 at batch 1
             lambda: torch._nnpack_spatial_convolution(x, weight, bias, [k // 2] * 2)
@@ -66,15 +72,23 @@ def measure(cin: int, cout: int, k: int, h: int, w: int, iters: int, batch: int 
         ms = median_ms(fn, iters)
         out = fn().double()
         err = float((out - exact).norm() / exact.norm())
-        yield {"shape": [cin, cout, k, h, w], "batch": batch, "impl": name, "ms": round(ms, 1),
-               "gflop_per_s": round(2 * macs / ms / 1e6, 1), "rel_err": float(f"{err:.2e}")}
+        yield {
+            "shape": [cin, cout, k, h, w],
+            "batch": batch,
+            "impl": name,
+            "ms": round(ms, 1),
+            "gflop_per_s": round(2 * macs / ms / 1e6, 1),
+            "rel_err": float(f"{err:.2e}"),
+        }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=1, help="images per convolution (NNPACK's batched path is not Winograd)")
+    ap.add_argument(
+        "--batch", type=int, default=1, help="images per convolution (NNPACK's batched path is not Winograd)"
+    )
     args = ap.parse_args()
     keep_freed_memory()
     torch.set_num_threads(args.threads)

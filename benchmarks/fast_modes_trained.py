@@ -42,8 +42,11 @@ def per_image(results: list[dict]) -> dict[int, dict[str, torch.Tensor]]:
     for image_id, rs in by_image.items():
         boxes = torch.tensor([r["bbox"] for r in rs], dtype=torch.float64)
         boxes[:, 2:] += boxes[:, :2]
-        out[image_id] = {"boxes": boxes, "scores": torch.tensor([r["score"] for r in rs]),
-                         "labels": torch.tensor([r["category_id"] for r in rs])}
+        out[image_id] = {
+            "boxes": boxes,
+            "scores": torch.tensor([r["score"] for r in rs]),
+            "labels": torch.tensor([r["category_id"] for r in rs]),
+        }
     return out
 
 
@@ -53,10 +56,16 @@ def main() -> int:
     ap.add_argument("--weights")
     ap.add_argument("--ann")
     ap.add_argument("--images")
-    ap.add_argument("--modes", nargs="+", default=["fp32-winograd", "fp32-winograd-fold", "bf16", "bf16-fpn"],
-                    choices=[m for m in MODES if m != "fp32"] + list(RUNTIME_MODES))
+    ap.add_argument(
+        "--modes",
+        nargs="+",
+        default=["fp32-winograd", "fp32-winograd-fold", "bf16", "bf16-fpn"],
+        choices=[m for m in MODES if m != "fp32"] + list(RUNTIME_MODES),
+    )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--onnx-dir", help="where the exported-graph modes write their ONNX file (default: a temporary folder)")
+    ap.add_argument(
+        "--onnx-dir", help="where the exported-graph modes write their ONNX file (default: a temporary folder)"
+    )
     args = ap.parse_args()
     if args.demo_dir:
         args.weights = args.weights or osp.join(args.demo_dir, "model_final.pth")
@@ -89,12 +98,22 @@ def compare_modes(args: argparse.Namespace, dataset: CocoDetection, onnx_path: s
         dets = per_image(results)
         baseline = baseline or dets
         agree = [topk_agreement(baseline[i], dets.get(i, {k: v[:0] for k, v in baseline[i].items()})) for i in baseline]
-        print(json.dumps({
-            "mode": mode, "kwargs": MODES.get(mode, RUNTIME_MODES.get(mode)), "weights": args.weights, "images": len(dataset),
-            "bbox_mAP": round(metrics["bbox_mAP"], 4), "bbox_mAP_50": round(metrics["bbox_mAP_50"], 4),
-            "topk_matched_mean": round(statistics.mean(agree), 4), "topk_matched_min": round(min(agree), 4),
-            "images_with_95pct_matched": round(sum(a >= 0.95 for a in agree) / len(agree), 4),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "mode": mode,
+                    "kwargs": MODES.get(mode, RUNTIME_MODES.get(mode)),
+                    "weights": args.weights,
+                    "images": len(dataset),
+                    "bbox_mAP": round(metrics["bbox_mAP"], 4),
+                    "bbox_mAP_50": round(metrics["bbox_mAP_50"], 4),
+                    "topk_matched_mean": round(statistics.mean(agree), 4),
+                    "topk_matched_min": round(min(agree), 4),
+                    "images_with_95pct_matched": round(sum(a >= 0.95 for a in agree) / len(agree), 4),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ them) and the same synthetic inputs (``sparse_rcnn.engine.benchmark``). Writes o
 
 ``--device cpu --quick`` runs it end to end on the CPU in about a minute (64x96 input, batch 2, one
 iteration, compile variants with the ``eager`` backend: the graph capture without inductor's code
-generation; fp16 variants in bf16, as CPU fp16 convolutions crawl), so that CI keeps it working; MMDetection is skipped, with the reason recorded, when
-its environment is absent.
+generation; fp16 variants in bf16, as CPU fp16 convolutions crawl), so that CI keeps it working;
+MMDetection is skipped, with the reason recorded, when its environment is absent.
 """
 
 from __future__ import annotations
@@ -65,8 +65,21 @@ def mmdet_missing() -> str | None:
 
 
 def run_mmdet(variant: Variant, batch: int, size: tuple[int, int], iters: int, warmup: int, device: str) -> dict:
-    cmd = [ORACLE_PY, osp.join(HERE, "mmdet_bench.py"), "--device", device, "--batch-size", str(batch),
-           "--size", f"{size[0]}x{size[1]}", "--iters", str(iters), "--warmup", str(warmup), *variant.mmdet]
+    cmd = [
+        ORACLE_PY,
+        osp.join(HERE, "mmdet_bench.py"),
+        "--device",
+        device,
+        "--batch-size",
+        str(batch),
+        "--size",
+        f"{size[0]}x{size[1]}",
+        "--iters",
+        str(iters),
+        "--warmup",
+        str(warmup),
+        *variant.mmdet,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -74,8 +87,9 @@ def run_mmdet(variant: Variant, batch: int, size: tuple[int, int], iters: int, w
     return json.loads(lines[-1])
 
 
-def run_ours(variant: Variant, batch: int, size: tuple[int, int], iters: int, warmup: int, device: str,
-             compile_backend: str) -> dict:
+def run_ours(
+    variant: Variant, batch: int, size: tuple[int, int], iters: int, warmup: int, device: str, compile_backend: str
+) -> dict:
     from sparse_rcnn.checkpoints import load_model
     from sparse_rcnn.config import load_config
     from sparse_rcnn.engine import run_benchmark
@@ -109,11 +123,16 @@ def run_ours(variant: Variant, batch: int, size: tuple[int, int], iters: int, wa
             if device.startswith("cuda"):
                 torch.cuda.synchronize(device)
             first_call_s = time.perf_counter() - t0
-    result = run_benchmark(model, size=size, batch_size=batch, iters=iters, warmup=warmup, train=variant.train,
-                           device=device, dtype=dtype)
-    result.update(tf32=variant.tf32 if device.startswith("cuda") else None, compile_mode=variant.compile,
-                  compile_backend=compile_backend if variant.compile else None, first_call_s=first_call_s,
-                  weights=CKPT if osp.exists(CKPT) else None)
+    result = run_benchmark(
+        model, size=size, batch_size=batch, iters=iters, warmup=warmup, train=variant.train, device=device, dtype=dtype
+    )
+    result.update(
+        tf32=variant.tf32 if device.startswith("cuda") else None,
+        compile_mode=variant.compile,
+        compile_backend=compile_backend if variant.compile else None,
+        first_call_s=first_call_s,
+        weights=CKPT if osp.exists(CKPT) else None,
+    )
     del model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -133,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=osp.join(HERE, "results", "gpu.json"))
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"--device {args.device}: no CUDA GPU here; `--device cpu --quick` checks that the script runs", file=sys.stderr)
+        print(
+            f"--device {args.device}: no CUDA GPU here; `--device cpu --quick` checks that the script runs",
+            file=sys.stderr,
+        )
         return 2
     size = (64, 96) if args.quick else (800, 1333)
     batches = args.batch_sizes or ([2] if args.quick else [1, 8])
@@ -146,13 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         mmdet_done: dict[tuple, dict] = {}
         for name in args.variants:
             variant = VARIANTS[name]
-            for batch in ([2] if variant.train else batches):
+            for batch in [2] if variant.train else batches:
                 theirs = None
                 if skipped is None:
                     key = (variant.mmdet, batch)
                     if key not in mmdet_done:  # MMDetection right before ours, once per round and setting
                         mmdet_done[key] = run_mmdet(variant, batch, size, iters, warmup, args.device)
-                        runs.append({**mmdet_done[key], "round": r, "variant": f"mmdet {' '.join(variant.mmdet) or 'fp32'}"})
+                        runs.append(
+                            {**mmdet_done[key], "round": r, "variant": f"mmdet {' '.join(variant.mmdet) or 'fp32'}"}
+                        )
                     theirs = mmdet_done[key]
                 ours = run_ours(variant, batch, size, iters, warmup, args.device, compile_backend)
                 runs.append({**ours, "round": r, "variant": name})
@@ -160,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
                 pair["ours_ms"].append(ours["latency_ms_median"])
                 if theirs is not None:
                     pair["mmdet_ms"].append(theirs["latency_ms_median"])
-                print(f"round {r} {name:<16} batch {batch}: ours {ours['latency_ms_median']:8.1f} ms"
-                      + (f", mmdet {theirs['latency_ms_median']:8.1f} ms" if theirs else ""), flush=True)
+                print(
+                    f"round {r} {name:<16} batch {batch}: ours {ours['latency_ms_median']:8.1f} ms"
+                    + (f", mmdet {theirs['latency_ms_median']:8.1f} ms" if theirs else ""),
+                    flush=True,
+                )
     summary = {}
     for key, pair in pairs.items():
         ours_ms = sorted(pair["ours_ms"])[len(pair["ours_ms"]) // 2]
@@ -171,10 +198,19 @@ def main(argv: list[str] | None = None) -> int:
             entry.update(mmdet_ms=mmdet_ms, speedup=mmdet_ms / ours_ms)
         summary[key] = entry
     report = {
-        "device": runs[-1]["device"] if runs else args.device, "quick": args.quick, "size": list(size),
-        "batch_sizes": batches, "rounds": rounds, "iters": iters, "warmup": warmup, "torch": torch.__version__,
-        "compile_backend": compile_backend, "mmdet_skipped": skipped,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "summary": summary, "runs": runs,
+        "device": runs[-1]["device"] if runs else args.device,
+        "quick": args.quick,
+        "size": list(size),
+        "batch_sizes": batches,
+        "rounds": rounds,
+        "iters": iters,
+        "warmup": warmup,
+        "torch": torch.__version__,
+        "compile_backend": compile_backend,
+        "mmdet_skipped": skipped,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "summary": summary,
+        "runs": runs,
     }
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -28,7 +28,9 @@ import time
 import torch
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))
-REFERENCE_TOOLS = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))
+REFERENCE_TOOLS = os.environ.get(
+    "MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference")
+)
 
 
 def synthetic_batch(batch_size, h, w):

@@ -58,7 +58,9 @@ def make_model(workdir: Path, scale: tuple[int, int]) -> tuple[Path, Path]:
     ckpt, onnx_path = workdir / f"small_{scale[0]}x{scale[1]}.pth", workdir / f"small_{scale[0]}x{scale[1]}.onnx"
     if not ckpt.exists():
         torch.manual_seed(0)
-        cfg = tiny_config(fpn_channels=64, num_proposals=16, ffn_dim=128, dynamic_dim=16, num_classes=5, test_scale=scale)
+        cfg = tiny_config(
+            fpn_channels=64, num_proposals=16, ffn_dim=128, dynamic_dim=16, num_classes=5, test_scale=scale
+        )
         model = build_model(cfg.model)
         save_checkpoint(model_checkpoint(model, cfg), ckpt)
         export_onnx(model, onnx_path, dynamic=True)
@@ -120,16 +122,34 @@ def main() -> int:
     out = workdir / "out.json"
     out.unlink(missing_ok=True)
     model_args = ["--weights", str(ckpt)] if args.backend == "torch" else ["--onnx", str(onnx_path)]
-    cmd = [sys.executable, "-m", "sparse_rcnn.cli", "predict", str(folder), *model_args, "--workers", str(args.workers),
-           "--batch-size", str(args.batch_size), "--output", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparse_rcnn.cli",
+        "predict",
+        str(folder),
+        *model_args,
+        "--workers",
+        str(args.workers),
+        "--batch-size",
+        str(args.batch_size),
+        "--output",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env)
     samples = []  # (seconds, records written, main RSS MiB, workers RSS MiB)
     while proc.poll() is None:
         kids = children(proc.pid)
-        samples.append((time.perf_counter() - start, max(count_lines(out) - 1, 0), rss_kib(proc.pid) / 1024,
-                        sum(rss_kib(k) for k in kids) / 1024))
+        samples.append(
+            (
+                time.perf_counter() - start,
+                max(count_lines(out) - 1, 0),
+                rss_kib(proc.pid) / 1024,
+                sum(rss_kib(k) for k in kids) / 1024,
+            )
+        )
         time.sleep(args.interval)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
@@ -146,18 +166,33 @@ def main() -> int:
     for s in samples[:: max(1, len(samples) // 20)]:
         print(f"{s[0]:>7.1f} {s[1]:>8} {s[2]:>13.1f} {s[3]:>16.1f}")
     summary = {
-        "images": args.images, "written": written, "backend": args.backend, "workers": args.workers,
-        "batch_size": args.batch_size, "threads": args.threads, "wall_s": round(wall, 1),
+        "images": args.images,
+        "written": written,
+        "backend": args.backend,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "wall_s": round(wall, 1),
         "images_per_s_overall": round(args.images / wall, 1),
         "images_per_s_steady": round((last[1] - first[1]) / (last[0] - first[0]), 1),
-        "rss_main_mib": {"start": round(first[2], 1), "middle": round(mid[2], 1), "end": round(last[2], 1),
-                         "max": round(max(s[2] for s in running), 1)},
+        "rss_main_mib": {
+            "start": round(first[2], 1),
+            "middle": round(mid[2], 1),
+            "end": round(last[2], 1),
+            "max": round(max(s[2] for s in running), 1),
+        },
         # Workers exit once the last batch is decoded: their "end" is the last sample with them alive.
-        "rss_workers_mib": {"start": round(first[3], 1), "middle": round(mid[3], 1),
-                            "end": round([s for s in running if s[3] > 0][-1][3], 1)},
-        "image_sides": [args.min_side, args.max_side], "test_scale": args.scale,
-        "load_average_1min_at_end": round(os.getloadavg()[0], 1), "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "command": " ".join(cmd[1:]),
+        "rss_workers_mib": {
+            "start": round(first[3], 1),
+            "middle": round(mid[3], 1),
+            "end": round([s for s in running if s[3] > 0][-1][3], 1),
+        },
+        "image_sides": [args.min_side, args.max_side],
+        "test_scale": args.scale,
+        "load_average_1min_at_end": round(os.getloadavg()[0], 1),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "command": " ".join(cmd[1:]),
     }
     print(json.dumps(summary, indent=2))
     if args.output:

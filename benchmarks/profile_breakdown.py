@@ -1,13 +1,13 @@
 """Where the time goes: per-component timings, FLOPs, and scaling with proposals and image size.
 
-  * breakdown: manual timers (median over --iters) for normalise+pad, ResNet body, FPN, and per
-    stage RoIAlign and the stage head, then top-k post-processing; for training also the
-    Hungarian matching (cost matrices + scipy) per stage and the backward + AdamW step;
-  * flops: exact FLOPs of one forward (torch.utils.flop_counter) and the achieved GFLOP/s;
-  * scaling: inference latency for 100 / 300 / 1000 proposals at 800x1333 and for several image
-    sizes at 100 proposals (random init: the cost does not depend on the weights).
+* breakdown: manual timers (median over --iters) for normalise+pad, ResNet body, FPN, and per
+  stage RoIAlign and the stage head, then top-k post-processing; for training also the
+  Hungarian matching (cost matrices + scipy) per stage and the backward + AdamW step;
+* flops: exact FLOPs of one forward (torch.utils.flop_counter) and the achieved GFLOP/s;
+* scaling: inference latency for 100 / 300 / 1000 proposals at 800x1333 and for several image
+  sizes at 100 proposals (random init: the cost does not depend on the weights).
 
-    python benchmarks/profile_breakdown.py [--dtype fp32|bf16 | --winograd] [--iters 3] [--skip-scaling]
+  python benchmarks/profile_breakdown.py [--dtype fp32|bf16 | --winograd] [--iters 3] [--skip-scaling]
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from collections import OrderedDict, defaultdict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sparse_rcnn.ops import keep_freed_memory
-from sparse_rcnn.engine import synthetic_inputs
 from sparse_rcnn.config import load_config
-from sparse_rcnn.models.head import decode_boxes
+from sparse_rcnn.engine import synthetic_inputs
 from sparse_rcnn.models import build_model
+from sparse_rcnn.models.head import decode_boxes
+from sparse_rcnn.ops import keep_freed_memory
 
 CONFIG = "sparse_rcnn_r50_fpn_1x_coco"
 
@@ -66,11 +66,17 @@ def inference_breakdown(model, image, iters: int) -> dict[str, float]:
         if backbone.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         body = tm("resnet body", backbone.body, x)
-        feats = tm("fpn", lambda b: [f.to(batch.dtype).contiguous() for f in backbone.fpn(OrderedDict(b)).values()], body)
+        feats = tm(
+            "fpn",
+            lambda b, dt=batch.dtype: [f.to(dt).contiguous() for f in backbone.fpn(OrderedDict(b)).values()],
+            body,
+        )
         boxes, pf = model.initial_proposals(sizes)
         for s, stage in enumerate(model.stages):
             roi = tm(f"stage{s} roi_align", model.pooler, feats, boxes)
-            with torch.autocast("cpu", dtype=model.head_autocast or torch.float32, enabled=model.head_autocast is not None):
+            with torch.autocast(
+                "cpu", dtype=model.head_autocast or torch.float32, enabled=model.head_autocast is not None
+            ):
                 logits, deltas, pf = tm(f"stage{s} head", stage, pf, roi)
             boxes = decode_boxes(boxes, deltas.float())
         tm("top-k", model.postprocess, logits.float(), boxes)
@@ -160,7 +166,9 @@ def main() -> int:
         out["train_ms"] = training_breakdown(train_model, images, targets, max(1, args.iters - 1))
         print(json.dumps({"train_ms": out["train_ms"]}), flush=True)
     if not args.skip_scaling:
-        out["proposals_ms"] = {n: latency(make_model(n, args.dtype, args.winograd), image, args.iters) for n in (100, 300, 1000)}
+        out["proposals_ms"] = {
+            n: latency(make_model(n, args.dtype, args.winograd), image, args.iters) for n in (100, 300, 1000)
+        }
         print(json.dumps({"proposals_ms": out["proposals_ms"]}), flush=True)
         sizes = {}
         for h, w in ((480, 800), (800, 1333), (1024, 1706)):

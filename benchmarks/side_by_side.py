@@ -1,7 +1,8 @@
 """sparse-rcnn vs MMDetection on the same machine, ALTERNATING runs, printing ratios.
 
-Each round runs, one after the other (``--pair-each``: MMDetection again before every mode), MMDetection (``benchmarks/mmdet_bench.py`` in the oracle
-venv) and ``sparse-rcnn benchmark`` in each requested mode, every run in a fresh process on the
+Each round runs, one after the other (``--pair-each``: MMDetection again before every mode),
+MMDetection (``benchmarks/mmdet_bench.py`` in the oracle venv) and ``sparse-rcnn benchmark`` in each
+requested mode, every run in a fresh process on the
 reference R-50 checkpoint and the same synthetic 800x1333 input (batch 1 for inference, batch 2 for
 training). Ratios are taken within a round (neighbouring runs see the same machine load); the
 summary reports the median ratio over rounds. One JSON line per run and a summary are written.
@@ -78,9 +79,14 @@ def main() -> int:
     ap.add_argument("--train-iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pair-each", action="store_true", help="re-run MMDetection right before every mode")
-    ap.add_argument("--mmdet-malloc", nargs="+", default=["system"], choices=list(MALLOC_ENV),
-                    help="run MMDetection with glibc's default malloc (as its users do) and/or with the "
-                         "keep-freed setting `sparse-rcnn` applies to itself (sparse_rcnn/allocator.py)")
+    ap.add_argument(
+        "--mmdet-malloc",
+        nargs="+",
+        default=["system"],
+        choices=list(MALLOC_ENV),
+        help="run MMDetection with glibc's default malloc (as its users do) and/or with the "
+        "keep-freed setting `sparse-rcnn` applies to itself (sparse_rcnn/allocator.py)",
+    )
     ap.add_argument("--batch", type=int, nargs="+", default=[1], help="inference batch sizes (training: batch 2)")
     ap.add_argument("--size", default="800x1333", help="HxW of the synthetic images (smaller only to try the script)")
     ap.add_argument("--onnx", help="the exported reference model to time (default: exported once at the start)")
@@ -91,8 +97,22 @@ def main() -> int:
         onnx = args.onnx
         if not onnx and any("{onnx}" in MODES[m][0] for m in args.modes):
             onnx = osp.join(tmp, f"{CONFIG}.onnx")
-            subprocess.run([sys.executable, "-m", "sparse_rcnn.cli", "export", "--model", CONFIG, "--weights", CKPT,
-                            "--output", onnx, "--dynamic"], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "sparse_rcnn.cli",
+                    "export",
+                    "--model",
+                    CONFIG,
+                    "--weights",
+                    CKPT,
+                    "--output",
+                    onnx,
+                    "--dynamic",
+                ],
+                check=True,
+            )
         summary = run_rounds(args, onnx)
     print(json.dumps({"summary": summary}))
     return 0
@@ -113,20 +133,50 @@ def run_rounds(args: argparse.Namespace, onnx: str | None) -> dict:
                     for malloc in args.mmdet_malloc:  # MMDetection first, then ours
                         if (kind, malloc, batch) in mmdet and not args.pair_each:
                             continue
-                        cmd = [ORACLE_PY, osp.join(HERE, "mmdet_bench.py"), "--iters", str(iters), "--threads",
-                               str(args.threads), "--batch-size", str(batch)] + size + (["--train"] if kind == "train" else [])
+                        cmd = (
+                            [
+                                ORACLE_PY,
+                                osp.join(HERE, "mmdet_bench.py"),
+                                "--iters",
+                                str(iters),
+                                "--threads",
+                                str(args.threads),
+                                "--batch-size",
+                                str(batch),
+                            ]
+                            + size
+                            + (["--train"] if kind == "train" else [])
+                        )
                         res = run_json(cmd, MALLOC_ENV[malloc])
                         res.update(round=r, load=os.getloadavg()[0], malloc=malloc)
                         log.write(json.dumps(res) + "\n")
                         mmdet[kind, malloc, batch] = res
-                    cmd = [sys.executable, "-m", "sparse_rcnn.cli", "benchmark", "--model", CONFIG, "--iters", str(iters),
-                           "--threads", str(args.threads), "--batch-size", str(batch)] + size + extra
+                    cmd = (
+                        [
+                            sys.executable,
+                            "-m",
+                            "sparse_rcnn.cli",
+                            "benchmark",
+                            "--model",
+                            CONFIG,
+                            "--iters",
+                            str(iters),
+                            "--threads",
+                            str(args.threads),
+                            "--batch-size",
+                            str(batch),
+                        ]
+                        + size
+                        + extra
+                    )
                     if "--onnx" not in extra:
                         cmd += ["--weights", CKPT]
                     try:
                         ours = run_json(cmd)
                     except RuntimeError as e:  # e.g. openvino-bf16 on a CPU without bf16 instructions: the others go on
-                        print(f"round {r} {mode:<16} batch {batch} skipped: {str(e).strip().splitlines()[-1]}", flush=True)
+                        print(
+                            f"round {r} {mode:<16} batch {batch} skipped: {str(e).strip().splitlines()[-1]}", flush=True
+                        )
                         continue
                     ours.update(round=r, mode_name=mode)
                     log.write(json.dumps(ours) + "\n")
@@ -135,10 +185,15 @@ def run_rounds(args: argparse.Namespace, onnx: str | None) -> dict:
                         theirs = mmdet[kind, malloc, batch]
                         ratio = ours["images_per_s"] / theirs["images_per_s"]
                         ratios.setdefault(f"{mode} batch {batch} vs mmdet[{malloc}]", []).append(ratio)
-                        print(f"round {r} {mode:<16} batch {batch} ours {ours['latency_ms_median']:9.0f} ms  "
-                              f"mmdet[{malloc}] {theirs['latency_ms_median']:9.0f} ms  speed-up x{ratio:.2f}  "
-                              f"(load {os.getloadavg()[0]:.1f})", flush=True)
-        summary = {m: {"median_speedup": statistics.median(v), "all": [round(x, 3) for x in v]} for m, v in ratios.items()}
+                        print(
+                            f"round {r} {mode:<16} batch {batch} ours {ours['latency_ms_median']:9.0f} ms  "
+                            f"mmdet[{malloc}] {theirs['latency_ms_median']:9.0f} ms  speed-up x{ratio:.2f}  "
+                            f"(load {os.getloadavg()[0]:.1f})",
+                            flush=True,
+                        )
+        summary = {
+            m: {"median_speedup": statistics.median(v), "all": [round(x, 3) for x in v]} for m, v in ratios.items()
+        }
         log.write(json.dumps({"summary": summary}) + "\n")
     return summary
 

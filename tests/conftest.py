@@ -21,7 +21,9 @@ def _seed():
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> str:
     """A tiny model's checkpoint (classes cat, dog, bird; test scale 64x48, milliseconds a forward)."""
-    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", ["cat", "dog", "bird"], test_scale=(64, 48)))
+    return str(
+        save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", ["cat", "dog", "bird"], test_scale=(64, 48))
+    )
 
 
 @pytest.fixture

@@ -20,8 +20,11 @@ import ctypes, sys, torch
 from sparse_rcnn.ops import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks")
+        + ("fsmblks", "uordblks", "fordblks", "keepcost")
+    ]
 
 mallinfo2 = ctypes.CDLL(None).mallinfo2
 mallinfo2.restype = MallInfo2
@@ -37,7 +40,11 @@ BLOCK = 128 * 2**20
 def _probe(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int, int]:
     """-> (applied, bytes in mmapped blocks while the tensor lives, free bytes kept in the heap after)."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-c", _PROBE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
     ).stdout.split()
     return out[0] == "True", int(out[1]), int(out[2])
 

@@ -5,12 +5,22 @@ import json
 import pytest
 
 from sparse_rcnn.data import CocoDetection, DataError
-
 from train_fixtures import LANDSCAPE, make_coco
 
 
-@pytest.mark.parametrize("field, value", [("area", None), ("area", "12"), ("area", True), ("iscrowd", None),
-                                          ("iscrowd", "0"), ("iscrowd", 2), ("ignore", None), ("ignore", [1])])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("area", None),
+        ("area", "12"),
+        ("area", True),
+        ("iscrowd", None),
+        ("iscrowd", "0"),
+        ("iscrowd", 2),
+        ("ignore", None),
+        ("ignore", [1]),
+    ],
+)
 def test_bad_evaluation_fields_are_refused_up_front(tmp_path, field, value):
     ann, images = make_coco(tmp_path, [LANDSCAPE] * 2, boxes_per_image=2)
     raw = json.loads(ann.read_text())

@@ -11,8 +11,8 @@ from sparse_rcnn.ops.stem_pool import StemMaxPool
 @pytest.mark.parametrize("shape", [(1, 64, 40, 68), (2, 3, 41, 67), (1, 2, 1, 1), (1, 1, 2, 5), (3, 2, 5, 1)])
 def test_equals_library_max_pool_with_nans_and_odd_sizes(shape):
     x = torch.randn(shape)
-    x.view(-1)[:: 7] = float("nan")
-    x.view(-1)[3 :: 11] = float("-inf")
+    x.view(-1)[::7] = float("nan")
+    x.view(-1)[3::11] = float("-inf")
     got, want = StemMaxPool()(x), F.max_pool2d(x, 3, 2, 1)
     assert got.shape == want.shape and got.is_contiguous()
     assert torch.equal(got.isnan(), want.isnan())

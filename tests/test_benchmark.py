@@ -10,20 +10,46 @@ import pytest
 import torch
 import yaml
 
-from sparse_rcnn.engine import synthetic_inputs
 from sparse_rcnn.cli import main
+from sparse_rcnn.engine import synthetic_inputs
 from sparse_rcnn.models import build_model
-
 from tiny import tiny_model_config
 
-KEYS = {"images_per_s", "latency_ms_median", "latency_ms_p90", "peak_mem_mb", "device", "dtype", "batch_size",
-        "size", "torch", "threads", "model", "proposals", "date", "cpu", "mode", "malloc"}
+KEYS = {
+    "images_per_s",
+    "latency_ms_median",
+    "latency_ms_p90",
+    "peak_mem_mb",
+    "device",
+    "dtype",
+    "batch_size",
+    "size",
+    "torch",
+    "threads",
+    "model",
+    "proposals",
+    "date",
+    "cpu",
+    "mode",
+    "malloc",
+}
 
 
 @pytest.fixture
 def tiny_yaml(tmp_path):
-    cfg = {k: getattr(tiny_model_config(), k) for k in ("backbone", "fpn_channels", "num_proposals", "num_stages",
-                                                         "num_heads", "ffn_dim", "dynamic_dim", "num_classes")}
+    cfg = {
+        k: getattr(tiny_model_config(), k)
+        for k in (
+            "backbone",
+            "fpn_channels",
+            "num_proposals",
+            "num_stages",
+            "num_heads",
+            "ffn_dim",
+            "dynamic_dim",
+            "num_classes",
+        )
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump({"name": "tiny", "model": cfg}))
     return str(path)
@@ -34,8 +60,24 @@ def tiny_yaml(tmp_path):
 )
 def test_benchmark_cli_writes_the_json_contract(tiny_yaml, tmp_path, capsys, extra):
     out = tmp_path / "bench.json"
-    rc = main(["benchmark", "--model", tiny_yaml, "--size", "64x96", "--iters", "2", "--warmup", "1",
-               "--threads", "1", "--output", str(out)] + extra)
+    rc = main(
+        [
+            "benchmark",
+            "--model",
+            tiny_yaml,
+            "--size",
+            "64x96",
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--output",
+            str(out),
+        ]
+        + extra
+    )
     assert rc == 0
     result = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
@@ -79,8 +121,11 @@ def test_default_optimize_is_bit_identical_and_fast_modes_stay_close():
     out = _detect(same.optimize_for_inference(), images)[0]
     assert all(torch.equal(out[k], ref[k]) for k in ("boxes", "scores", "labels"))
 
-    for kwargs, tol in [(dict(fold_bn=True, channels_last=True), 1e-4), (dict(winograd=True, fold_bn=True), 1e-4),
-                        (dict(dtype="bf16"), 0.1)]:
+    for kwargs, tol in [
+        (dict(fold_bn=True, channels_last=True), 1e-4),
+        (dict(winograd=True, fold_bn=True), 1e-4),
+        (dict(dtype="bf16"), 0.1),
+    ]:
         fast = build_model(tiny_model_config())
         fast.load_state_dict(state)
         out = _detect(fast.optimize_for_inference(**kwargs), images)[0]
@@ -107,8 +152,13 @@ def test_gpu_benchmark_script_runs_end_to_end_on_the_cpu(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
     out = tmp_path / "gpu.json"
     env = {**os.environ, "ORACLE_DIR": str(tmp_path / "no-oracle"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert "oracle environment is absent" in report["mmdet_skipped"]

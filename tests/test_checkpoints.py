@@ -1,11 +1,11 @@
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
-from pathlib import Path
-import hashlib
 import re
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +13,12 @@ from PIL import Image
 
 from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import (
-    CheckpointError, download, load_model, model_checkpoint, read_checkpoint, save_checkpoint,
+    CheckpointError,
+    download,
+    load_model,
+    model_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
 )
 from sparse_rcnn.models import build_model
 from test_images import scene
@@ -78,7 +83,9 @@ def test_round_trip_keeps_config_classes_and_outputs(tiny, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temporary file
 
 
-@pytest.mark.parametrize("meta", [{"CLASSES": ("cat", "dog", "bird")}, {"dataset_meta": {"classes": ["cat", "dog", "bird"]}}])
+@pytest.mark.parametrize(
+    "meta", [{"CLASSES": ("cat", "dog", "bird")}, {"dataset_meta": {"classes": ["cat", "dog", "bird"]}}]
+)
 def test_mmdet_v2_and_v3_checkpoints_load_strictly(tiny, tmp_path, meta, monkeypatch):
     cfg, model = tiny
     path = tmp_path / "mmdet.pth"
@@ -105,8 +112,13 @@ def test_converter_errors_list_keys(tiny, tmp_path, monkeypatch):
     torch.save({"meta": {}, "state_dict": missing}, tmp_path / "missing.pth")
     with pytest.raises(CheckpointError, match=r"missing \(4\): stages\.0\.box_deltas\.weight"):
         load_model("tiny", str(tmp_path / "missing.pth"))
-    wrong = dict(state, **{"rpn_head.init_proposal_bboxes.weight": torch.zeros(5, 4),
-                           "rpn_head.init_proposal_features.weight": torch.zeros(5, 32)})
+    wrong = dict(
+        state,
+        **{
+            "rpn_head.init_proposal_bboxes.weight": torch.zeros(5, 4),
+            "rpn_head.init_proposal_features.weight": torch.zeros(5, 32),
+        },
+    )
     torch.save({"meta": {}, "state_dict": wrong}, tmp_path / "wrong.pth")
     with pytest.raises(CheckpointError, match=r"differs in num_proposals"):
         load_model("tiny", str(tmp_path / "wrong.pth"))
@@ -128,7 +140,9 @@ def test_convert_command(tiny, tmp_path, monkeypatch):
     import sparse_rcnn.checkpoints.load as ck
 
     monkeypatch.setattr(ck, "load_config", lambda name: cfg)
-    torch.save({"meta": {"CLASSES": ["cat", "dog", "bird"]}, "state_dict": to_mmdet(model.state_dict())}, tmp_path / "a.pth")
+    torch.save(
+        {"meta": {"CLASSES": ["cat", "dog", "bird"]}, "state_dict": to_mmdet(model.state_dict())}, tmp_path / "a.pth"
+    )
     assert cli.main(["convert", str(tmp_path / "a.pth"), str(tmp_path / "b.pth"), "--model", "tiny"]) == 0
     ours = read_checkpoint(tmp_path / "b.pth")
     assert ours["format"] == "sparse-rcnn" and ours["config"]["model"]["num_proposals"] == 8
@@ -185,8 +199,10 @@ def test_checkpoint_errors(tmp_path, tiny_weights, image, run_cli):
     good = Path(tiny_weights).read_bytes()
     (tmp_path / "truncated.pth").write_bytes(good[: len(good) // 2])
     torch.save({"foo": 1}, tmp_path / "foreign.pth")
-    torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1), "rpn_head.rpn_conv.weight": torch.zeros(1)}},
-               tmp_path / "faster_rcnn.pth")
+    torch.save(
+        {"state_dict": {"backbone.conv1.weight": torch.zeros(1), "rpn_head.rpn_conv.weight": torch.zeros(1)}},
+        tmp_path / "faster_rcnn.pth",
+    )
     torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1)}, tmp_path / "pickled.pth")
     (tmp_path / "text.pth").write_text("not a checkpoint")
     ckpt = torch.load(tiny_weights, weights_only=True)
@@ -209,8 +225,10 @@ def test_checkpoint_errors(tmp_path, tiny_weights, image, run_cli):
         rc, errors = run_cli(["predict", image, "--weights", str(tmp_path / name)])
         assert rc == 2 and len(errors) == 1 and message in errors[0], (name, errors)
     # an MMDetection R-50 / 100-proposal checkpoint named as another zoo model: the differences are named
-    for name, diff in [("sparse_rcnn_r101_fpn_mstrain_480-800_3x_coco", "backbone"),
-                       ("sparse_rcnn_r50_fpn_300_proposals_crop_mstrain_480-800_3x_coco", "num_proposals")]:
+    for name, diff in [
+        ("sparse_rcnn_r101_fpn_mstrain_480-800_3x_coco", "backbone"),
+        ("sparse_rcnn_r50_fpn_300_proposals_crop_mstrain_480-800_3x_coco", "num_proposals"),
+    ]:
         rc, errors = run_cli(["predict", image, "--model", name, "--weights", str(tmp_path / "r50_100.pth")])
         assert rc == 2 and f"does not fit {name!r}: it differs in {diff}" in errors[0], errors
 
@@ -225,10 +243,10 @@ def test_weights_for_another_architecture_list_mismatched_keys(tmp_path, tiny_we
     # a resnet18 state loaded as resnet34 (MMDetection format + a YAML config): missing keys listed
     torch.save({"meta": {}, "state_dict": to_mmdet(ckpt["model"])}, tmp_path / "mmdet_r18.pth")
     cfg = tiny_config(test_scale=(64, 48))
-    (tmp_path / "r34.yaml").write_text(json.dumps({"model": {**cfg.to_dict()["model"],
-                                                             "backbone": "resnet34"}}))
-    rc, errors = run_cli(["predict", image, "--model", str(tmp_path / "r34.yaml"),
-                      "--weights", str(tmp_path / "mmdet_r18.pth")])
+    (tmp_path / "r34.yaml").write_text(json.dumps({"model": {**cfg.to_dict()["model"], "backbone": "resnet34"}}))
+    rc, errors = run_cli(
+        ["predict", image, "--model", str(tmp_path / "r34.yaml"), "--weights", str(tmp_path / "mmdet_r18.pth")]
+    )
     assert rc == 2 and "missing (" in errors[0] and "backbone.body.layer1.2.conv1.weight" in errors[0], errors
 
 
@@ -237,8 +255,6 @@ def test_unknown_config_name_suggests_the_closest(image, run_cli):
     assert rc == 2 and "did you mean 'sparse_rcnn_r50_fpn_1x_coco'" in errors[0]
     rc, errors = run_cli(["predict", image, "--model", "yolo"])
     assert rc == 2 and "unknown config 'yolo'" in errors[0]
-
-
 
 
 class _CallsSystem:

@@ -46,14 +46,34 @@ def test_unknown_config_name():
 @pytest.mark.parametrize(
     "config, override, message",
     [
-        ("sparse_rcnn_r50_fpn_1x_coco", "train.lr_step=[1,2]", "unknown config key 'train.lr_step'; did you mean 'train.lr_steps'?"),
-        ("sparse_rcnn_r50_fpn_1x_coco", "model.num_proposals=abc", "config key 'model.num_proposals' must be int, got 'abc'"),
+        (
+            "sparse_rcnn_r50_fpn_1x_coco",
+            "train.lr_step=[1,2]",
+            "unknown config key 'train.lr_step'; did you mean 'train.lr_steps'?",
+        ),
+        (
+            "sparse_rcnn_r50_fpn_1x_coco",
+            "model.num_proposals=abc",
+            "config key 'model.num_proposals' must be int, got 'abc'",
+        ),
         ("sparse_rcnn_r50_fpn_1x_coco", "model.test_scale=[800]", "config key 'model.test_scale' must have 2 items"),
-        ("sparse_rcnn_r50_fpn_1x_coco", "model.backbone=resnet152", "'model.backbone' must be one of resnet18, resnet34"),
-        ("sparse_rcnn_r50_fpn_1x_coco", "model.num_heads=7", "'model.num_heads' (7) must divide model.fpn_channels (256)"),
+        (
+            "sparse_rcnn_r50_fpn_1x_coco",
+            "model.backbone=resnet152",
+            "'model.backbone' must be one of resnet18, resnet34",
+        ),
+        (
+            "sparse_rcnn_r50_fpn_1x_coco",
+            "model.num_heads=7",
+            "'model.num_heads' (7) must divide model.fpn_channels (256)",
+        ),
         ("sparse_rcnn_r50_fpn_1x_coco", "train.lr", "override 'train.lr' must look like section.key=value"),
         ("sparse_rcnn_r50_fpn_1x_cocoo", "train.lr=1e-4", "did you mean 'sparse_rcnn_r50_fpn_1x_coco'?"),
-        ("{tmp}/typo.yaml", "train.lr=1e-4", "unknown config key 'model.num_proposal'; did you mean 'model.num_proposals'?"),
+        (
+            "{tmp}/typo.yaml",
+            "train.lr=1e-4",
+            "unknown config key 'model.num_proposal'; did you mean 'model.num_proposals'?",
+        ),
         ("{tmp}/broken.yaml", "train.lr=1e-4", "is not valid YAML"),
         ("{tmp}/absent.yaml", "train.lr=1e-4", "absent.yaml' not found"),
     ],
@@ -61,8 +81,9 @@ def test_unknown_config_name():
 def test_config_errors_through_train_set(tmp_path, run_cli, config, override, message):
     (tmp_path / "typo.yaml").write_text("model:\n  num_proposal: 10\n")
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
-    rc, errors = run_cli(["train", "--config", config.format(tmp=tmp_path), "--output-dir", str(tmp_path / "out"),
-                      "--set", override])
+    rc, errors = run_cli(
+        ["train", "--config", config.format(tmp=tmp_path), "--output-dir", str(tmp_path / "out"), "--set", override]
+    )
     assert rc == 2 and len(errors) == 1 and message in errors[0], errors
     assert not (tmp_path / "out").exists()  # stopped before anything was written
 
@@ -77,15 +98,33 @@ def test_config_errors_through_train_set(tmp_path, run_cli, config, override, me
     ],
 )
 def test_data_config_errors_through_eval_set(tmp_path, tiny_weights, run_cli, override, message):
-    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(tmp_path / "a.json"), "--images", str(tmp_path),
-                      "--set", override])
+    rc, errors = run_cli(
+        [
+            "eval",
+            "--weights",
+            tiny_weights,
+            "--ann",
+            str(tmp_path / "a.json"),
+            "--images",
+            str(tmp_path),
+            "--set",
+            override,
+        ]
+    )
     assert rc == 2 and len(errors) == 1 and message in errors[0], errors
 
 
-
-
-@pytest.mark.parametrize("override", ["train.lr=inf", "train.lr=nan", "train.lr=.inf", "model.focal_gamma=-.inf",
-                                      "data.flip_prob=.nan", "model.pixel_std=[1, .inf, 1]"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.lr=inf",
+        "train.lr=nan",
+        "train.lr=.inf",
+        "model.focal_gamma=-.inf",
+        "data.flip_prob=.nan",
+        "model.pixel_std=[1, .inf, 1]",
+    ],
+)
 def test_non_finite_values_are_refused(override):
     with pytest.raises(ConfigError, match="must be a finite number"):
         load_config("sparse_rcnn_r50_fpn_1x_coco", [override])

@@ -28,8 +28,16 @@ def _coco(root, crowd=False):
         for k in range(4):
             bw, bh = rng.uniform(3, w / 2), rng.uniform(3, h / 2)
             x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-            anns.append({"id": len(anns) + 1, "image_id": 10 + i, "category_id": 5 + (i + k) % 3,
-                         "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": int(crowd and k == 3)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 10 + i,
+                    "category_id": 5 + (i + k) % 3,
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": int(crowd and k == 3),
+                }
+            )
     cats = [{"id": 5 + k, "name": n} for k, n in enumerate(NAMES)]
     (root / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return root / "ann.json"
@@ -39,7 +47,9 @@ def _boxes(ann_file):
     data = json.loads(ann_file.read_text())
     names = {c["id"]: c["name"] for c in data["categories"]}
     files = {i["id"]: (i["file_name"], i["width"], i["height"]) for i in data["images"]}
-    return sorted((files[a["image_id"]], names[a["category_id"]], a["bbox"], a.get("iscrowd", 0)) for a in data["annotations"])
+    return sorted(
+        (files[a["image_id"]], names[a["category_id"]], a["bbox"], a.get("iscrowd", 0)) for a in data["annotations"]
+    )
 
 
 def _xyxy(boxes):
@@ -49,8 +59,12 @@ def _xyxy(boxes):
 
 def test_coco_to_yolo_to_voc_to_coco_keeps_boxes_within_half_a_pixel_and_all_names(tmp_path):
     src = _coco(tmp_path / "src")
-    assert cli.main(["convert-data", str(src), "--images", str(src.parent / "imgs"), "--to", "yolo",
-                     str(tmp_path / "yolo")]) == 0
+    assert (
+        cli.main(
+            ["convert-data", str(src), "--images", str(src.parent / "imgs"), "--to", "yolo", str(tmp_path / "yolo")]
+        )
+        == 0
+    )
     assert cli.main(["convert-data", str(tmp_path / "yolo" / "data.yaml"), "--to", "voc", str(tmp_path / "voc")]) == 0
     assert cli.main(["convert-data", str(tmp_path / "voc"), "--to", "coco", str(tmp_path / "coco")]) == 0
     assert yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())["names"] == dict(enumerate(NAMES))
@@ -59,7 +73,9 @@ def test_coco_to_yolo_to_voc_to_coco_keeps_boxes_within_half_a_pixel_and_all_nam
     err = np.abs(_xyxy(after) - _xyxy(before))
     assert err.max() <= 0.5 + 1e-3  # VOC: whole pixels (0.5); YOLO: 6 decimals (5e-7 of the image size)
     assert err.max() > 0.1  # (the boxes were fractional: rounding did happen)
-    assert (tmp_path / "coco" / "train" / "photo2.jpg").read_bytes() == (src.parent / "imgs" / "photo2.jpg").read_bytes()
+    assert (tmp_path / "coco" / "train" / "photo2.jpg").read_bytes() == (
+        src.parent / "imgs" / "photo2.jpg"
+    ).read_bytes()
 
 
 def test_yolo_keeps_boxes_to_six_decimals_and_voc_writes_one_based_pixels(tmp_path):
@@ -73,8 +89,12 @@ def test_yolo_keeps_boxes_to_six_decimals_and_voc_writes_one_based_pixels(tmp_pa
     convert_dataset(src, tmp_path / "voc", "voc", images=src.parent / "imgs")
     obj = ET.parse(tmp_path / "voc" / "Annotations" / "photo0.xml").getroot().find("object/bndbox")
     x, y, w, h = json.loads(src.read_text())["annotations"][0]["bbox"]
-    assert [int(obj.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")] == \
-        [round(x) + 1, round(y) + 1, round(x + w), round(y + h)]
+    assert [int(obj.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")] == [
+        round(x) + 1,
+        round(y) + 1,
+        round(x + w),
+        round(y + h),
+    ]
 
 
 def test_crowd_boxes_become_difficult_in_voc_and_are_left_out_of_yolo(tmp_path, caplog):

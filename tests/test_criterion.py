@@ -1,8 +1,8 @@
 import torch
+from torchvision.ops import sigmoid_focal_loss
 
 from sparse_rcnn.models.criterion import SetCriterion
 from sparse_rcnn.models.matcher import HungarianMatcher
-from torchvision.ops import sigmoid_focal_loss
 
 
 def _criterion(c=3):
@@ -13,7 +13,9 @@ def _preds(b=2, n=5, c=3, stages=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     logits = [torch.randn(b, n, c, generator=g, requires_grad=True) for _ in range(stages)]
     xy = torch.rand(b, n, 2, generator=g) * 40
-    boxes = [torch.cat([xy, xy + 10 + torch.rand(b, n, 2, generator=g) * 30], -1).requires_grad_() for _ in range(stages)]
+    boxes = [
+        torch.cat([xy, xy + 10 + torch.rand(b, n, 2, generator=g) * 30], -1).requires_grad_() for _ in range(stages)
+    ]
     return logits, boxes
 
 

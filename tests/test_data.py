@@ -67,9 +67,13 @@ def test_boxes_are_xyxy_with_x2_equal_x_plus_w(tmp_path):
 
 
 def test_crowd_and_degenerate_boxes_stay_out_of_targets(tmp_path):
-    anns = ANNS + [(13, 1, 1, [1.0, 1.0, 30.0, 30.0], {"iscrowd": 1}), (14, 3, 1, [1.0, 1.0, 9.0, 9.0], {"iscrowd": 1}),
-                   (15, 2, 1, [1.0, 1.0, 0.5, 9.0], {}), (16, 2, 1, [1.0, 1.0, 9.0, 9.0], {"area": 0}),
-                   (17, 2, 1, [1.0, 1.0, 9.0, 9.0], {"ignore": 1})]
+    anns = ANNS + [
+        (13, 1, 1, [1.0, 1.0, 30.0, 30.0], {"iscrowd": 1}),
+        (14, 3, 1, [1.0, 1.0, 9.0, 9.0], {"iscrowd": 1}),
+        (15, 2, 1, [1.0, 1.0, 0.5, 9.0], {}),
+        (16, 2, 1, [1.0, 1.0, 9.0, 9.0], {"area": 0}),
+        (17, 2, 1, [1.0, 1.0, 9.0, 9.0], {"ignore": 1}),
+    ]
     ds = CocoDetection(*write_coco(tmp_path, IMAGES, anns), transform=None)
     assert ds.problems == [] and ds.image_ids == [1, 2, 3]  # as MMDetection: a crowd-only image is kept
     assert [len(ds[i][1]["boxes"]) for i in range(3)] == [2, 1, 0]  # w < 1, area 0, ignore: left out silently
@@ -122,13 +126,21 @@ def test_bad_annotations_are_reported_then_raised_or_skipped(tmp_path, case, cap
 
 def test_box_slightly_outside_is_tolerated_and_clipped_by_the_pipeline(tmp_path):
     anns = [(1, 1, 1, [30.0, 1.0, 19.5, 40.5], {})]  # 1.5 px right and 0.5 px below the 48x40 image
-    ds = CocoDetection(*write_coco(tmp_path, IMAGES[:1], anns), transform=build_train_transform(pipeline="1x", flip_prob=0.0))
+    ds = CocoDetection(
+        *write_coco(tmp_path, IMAGES[:1], anns), transform=build_train_transform(pipeline="1x", flip_prob=0.0)
+    )
     image, t = ds[0]
     assert ds.problems == [] and t["boxes"][0, 2] == image.shape[2] and t["boxes"][0, 3] == image.shape[1]
 
 
-@pytest.mark.parametrize("content, text", [("{not json", "not valid JSON"), ("[1, 2]", "must hold a COCO object"),
-                                           ('{"images": []}', "no list 'annotations', 'categories'")])
+@pytest.mark.parametrize(
+    "content, text",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must hold a COCO object"),
+        ('{"images": []}', "no list 'annotations', 'categories'"),
+    ],
+)
 def test_malformed_json_names_the_file(tmp_path, content, text):
     (tmp_path / "bad.json").write_text(content)
     with pytest.raises(DataError, match=text) as err:
@@ -168,7 +180,9 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index(tmp_path):
     b.set_epoch(2)
     for i in range(len(a)):
         (ia, ta), (ib, tb) = a[i], b[i]
-        assert torch.equal(ia, ib) and torch.equal(ta["boxes"], tb["boxes"]) and ta["scale_factor"] == tb["scale_factor"]
+        assert (
+            torch.equal(ia, ib) and torch.equal(ta["boxes"], tb["boxes"]) and ta["scale_factor"] == tb["scale_factor"]
+        )
     shapes = set()
     for epoch in range(6):
         a.set_epoch(epoch)
@@ -185,15 +199,27 @@ def test_filtering_and_targets_match_mmdetection(tmp_path):
     """Expected values recorded from MMDetection 3.3's CocoDataset(filter_cfg=dict(filter_empty_gt=True,
     min_size=32)) on this file: crowd-only (3) and degenerate-only (6) images stay, with no targets."""
     images = [(1, 48, 40), (2, 40, 48), (3, 48, 40), (4, 31, 60), (5, 100, 90), (6, 64, 64)]
-    anns = [(10, 1, 2, [4.5, 5.0, 20.0, 10.25], {}), (11, 1, 1, [30.0, 2.0, 10.0, 30.0], {}),
-            (12, 1, 1, [1.0, 1.0, 30.0, 30.0], {"iscrowd": 1}), (13, 2, 2, [0.0, 0.0, 40.0, 48.0], {}),
-            (14, 2, 1, [1.0, 1.0, 0.5, 9.0], {}), (15, 2, 1, [1.0, 1.0, 9.0, 9.0], {"area": 0}),
-            (16, 3, 1, [1.0, 1.0, 9.0, 9.0], {"iscrowd": 1}), (17, 4, 1, [1.0, 1.0, 9.0, 9.0], {}),
-            (18, 5, 1, [90.0, 80.0, 11.5, 11.0], {}), (19, 6, 2, [3.0, 3.0, 0.9, 0.9], {})]
+    anns = [
+        (10, 1, 2, [4.5, 5.0, 20.0, 10.25], {}),
+        (11, 1, 1, [30.0, 2.0, 10.0, 30.0], {}),
+        (12, 1, 1, [1.0, 1.0, 30.0, 30.0], {"iscrowd": 1}),
+        (13, 2, 2, [0.0, 0.0, 40.0, 48.0], {}),
+        (14, 2, 1, [1.0, 1.0, 0.5, 9.0], {}),
+        (15, 2, 1, [1.0, 1.0, 9.0, 9.0], {"area": 0}),
+        (16, 3, 1, [1.0, 1.0, 9.0, 9.0], {"iscrowd": 1}),
+        (17, 4, 1, [1.0, 1.0, 9.0, 9.0], {}),
+        (18, 5, 1, [90.0, 80.0, 11.5, 11.0], {}),
+        (19, 6, 2, [3.0, 3.0, 0.9, 0.9], {}),
+    ]
     ds = CocoDetection(*write_coco(tmp_path, images, anns))
     assert ds.image_ids == [1, 2, 3, 5, 6]
-    assert [b.tolist() for b in ds._boxes] == [[[4.5, 5.0, 24.5, 15.25], [30.0, 2.0, 40.0, 32.0]], [[0.0, 0.0, 40.0, 48.0]],
-                                               [], [[90.0, 80.0, 101.5, 91.0]], []]
+    assert [b.tolist() for b in ds._boxes] == [
+        [[4.5, 5.0, 24.5, 15.25], [30.0, 2.0, 40.0, 32.0]],
+        [[0.0, 0.0, 40.0, 48.0]],
+        [],
+        [[90.0, 80.0, 101.5, 91.0]],
+        [],
+    ]
     assert [lab.tolist() for lab in ds._labels] == [[1, 0], [1], [], [0], []]
 
 
@@ -207,7 +233,21 @@ def test_bad_annotations_through_eval_and_train(tmp_path, tiny_weights, run_cli,
     rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(img)])
     assert rc == 2 and len(errors) == 1 and text in errors[0] and "data.bad_annotations=skip" in errors[0], errors
     out = tmp_path / "out"
-    rc, errors = run_cli(["train", "--config", "sparse_rcnn_r18_demo_shapes", "--output-dir", str(out),
-                      "--set", f"data.train_ann={ann}", "--set", f"data.train_images={img}",
-                      "--set", f"data.val_ann={ann}", "--set", f"data.val_images={img}"])
+    rc, errors = run_cli(
+        [
+            "train",
+            "--config",
+            "sparse_rcnn_r18_demo_shapes",
+            "--output-dir",
+            str(out),
+            "--set",
+            f"data.train_ann={ann}",
+            "--set",
+            f"data.train_images={img}",
+            "--set",
+            f"data.val_ann={ann}",
+            "--set",
+            f"data.val_images={img}",
+        ]
+    )
     assert rc == 2 and len(errors) == 1 and text in errors[0], errors

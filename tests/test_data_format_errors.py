@@ -35,14 +35,17 @@ def test_yolo_boxes_are_denormalised_with_the_image_size(tmp_path):
     assert ds.coco.loadAnns(ds.coco.getAnnIds())[0]["bbox"] == pytest.approx([80, 20, 40, 10])
 
 
-@pytest.mark.parametrize("line, text", [
-    ("0 1.4 0.5 0.2 0.2", "labels/train/a.txt line 2: x_center 1.4 is outside 0..1"),
-    ("2 0.5 0.5 0.2 0.2", "labels/train/a.txt line 2: class 2 is not among the 2 names of data.yaml (0..1)"),
-    ("0 0.5 0.5 0.2", "labels/train/a.txt line 2: expected `class x_center y_center width height`"),
-    ("0 0.5 0.5 x 0.2", "labels/train/a.txt line 2: 'x' is not a number"),
-    ("0 0.5 0.5 0 0.2", "labels/train/a.txt line 2: width 0 is not in (0, 1]"),
-    ("0 0.95 0.5 0.2 0.2", "labels/train/a.txt line 2: the box spans x 0.85..1.05"),
-])
+@pytest.mark.parametrize(
+    "line, text",
+    [
+        ("0 1.4 0.5 0.2 0.2", "labels/train/a.txt line 2: x_center 1.4 is outside 0..1"),
+        ("2 0.5 0.5 0.2 0.2", "labels/train/a.txt line 2: class 2 is not among the 2 names of data.yaml (0..1)"),
+        ("0 0.5 0.5 0.2", "labels/train/a.txt line 2: expected `class x_center y_center width height`"),
+        ("0 0.5 0.5 x 0.2", "labels/train/a.txt line 2: 'x' is not a number"),
+        ("0 0.5 0.5 0 0.2", "labels/train/a.txt line 2: width 0 is not in (0, 1]"),
+        ("0 0.95 0.5 0.2 0.2", "labels/train/a.txt line 2: the box spans x 0.85..1.05"),
+    ],
+)
 def test_bad_yolo_lines_are_reported_with_file_and_line_then_raised_or_skipped(tmp_path, line, text, caplog):
     path = _yolo(tmp_path, {"a": f"0 0.5 0.5 0.2 0.2\n{line}\n"})
     with pytest.raises(DataError, match="1 problem") as e:
@@ -56,7 +59,9 @@ def test_bad_yolo_lines_are_reported_with_file_and_line_then_raised_or_skipped(t
 def test_yolo_label_file_without_image_and_image_without_label_file(tmp_path):
     path = _yolo(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n"}, extra_images=["no_labels"])
     (tmp_path / "labels" / "train" / "lost.txt").write_text("1 0.5 0.5 0.2 0.2\n")
-    with pytest.raises(DataError, match=r"labels/train/lost.txt: label file without an image \(no lost.\* in images/train\)"):
+    with pytest.raises(
+        DataError, match=r"labels/train/lost.txt: label file without an image \(no lost.\* in images/train\)"
+    ):
         _dataset(path)
     (tmp_path / "labels" / "train" / "lost.txt").unlink()
     ds = _dataset(path)  # an image without a label file has no objects: legal
@@ -66,8 +71,11 @@ def test_yolo_label_file_without_image_and_image_without_label_file(tmp_path):
 def test_yolo_data_yaml_variants(tmp_path):
     """names as a mapping, a polygon line, a .txt list of images, and Roboflow's ``../train/images``."""
     root = tmp_path / "ds"
-    _yolo(root, {"a": "1 0.1 0.2 0.3 0.2 0.2 0.4\n", "b": ""}, data={"train": "../images/train", "val": "val.txt",
-                                                                     "names": {0: "cat", 1: "dog"}})
+    _yolo(
+        root,
+        {"a": "1 0.1 0.2 0.3 0.2 0.2 0.4\n", "b": ""},
+        data={"train": "../images/train", "val": "val.txt", "names": {0: "cat", 1: "dog"}},
+    )
     (root / "val.txt").write_text("./images/train/b.png\n")
     assert split_names(root) == ["train", "val"]
     ds = _dataset(root / "data.yaml")
@@ -76,13 +84,16 @@ def test_yolo_data_yaml_variants(tmp_path):
     assert len(_dataset(root, split="val")) == 1
 
 
-@pytest.mark.parametrize("content, text", [
-    ("names: [a, b\ntrain: x", "data.yaml is not valid YAML"),
-    ("train: images/train\n", "no class names; add `names:`"),
-    ("train: images/train\nnames: {0: a, 2: b}", "the keys of names must be 0..1"),
-    ("train: images/train\nnames: [a]\nnc: 2", "nc is 2 but names lists 1 classes"),
-    ("train: nowhere\nnames: [a]", "not a folder, image or .txt list"),
-])
+@pytest.mark.parametrize(
+    "content, text",
+    [
+        ("names: [a, b\ntrain: x", "data.yaml is not valid YAML"),
+        ("train: images/train\n", "no class names; add `names:`"),
+        ("train: images/train\nnames: {0: a, 2: b}", "the keys of names must be 0..1"),
+        ("train: images/train\nnames: [a]\nnc: 2", "nc is 2 but names lists 1 classes"),
+        ("train: nowhere\nnames: [a]", "not a folder, image or .txt list"),
+    ],
+)
 def test_malformed_data_yaml(tmp_path, content, text):
     _yolo(tmp_path, {"a": ""})
     (tmp_path / "data.yaml").write_text(content)
@@ -103,28 +114,39 @@ def _voc(root, xmls: dict[str, str], splits=None):
 
 
 def _obj(name, xmin, ymin, xmax, ymax, difficult=0):
-    return (f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin>"
-            f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+    return (
+        f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin>"
+        f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+    )
 
 
 SIZE = "<size><width>200</width><height>100</height></size>"
 
 
 def test_voc_classes_are_the_sorted_names_of_all_files_whatever_the_split(tmp_path):
-    root = _voc(tmp_path, {"1": SIZE + _obj("zebra", 1, 1, 10, 10), "2": SIZE + _obj("ant", 1, 1, 10, 10)},
-                splits={"train": ["1"], "val": ["2"], "ant_train": ["2"]})
+    root = _voc(
+        tmp_path,
+        {"1": SIZE + _obj("zebra", 1, 1, 10, 10), "2": SIZE + _obj("ant", 1, 1, 10, 10)},
+        splits={"train": ["1"], "val": ["2"], "ant_train": ["2"]},
+    )
     assert split_names(root) == ["train", "val"]  # class lists (ant_train.txt) are not splits
     assert _dataset(root).class_names == _dataset(root, split="val").class_names == ["ant", "zebra"]
 
 
-@pytest.mark.parametrize("body, text", [
-    (SIZE + _obj("dog", 50, 1, 40, 10), "Annotations/1.xml object 1 (dog): xmax 40 is less than xmin 50"),
-    (SIZE + _obj("dog", 1, 1, 260, 10), "Annotations/1.xml object 1 (dog): xmax/ymax 260/10 lie outside the 200x100 image"),
-    (SIZE + _obj("dog", "a", 1, 5, 10), "Annotations/1.xml object 1 (dog): <xmin> 'a' is not a number"),
-    (SIZE + _obj("dog", 1, 1, 5, 10, difficult="maybe"), "object 1 (dog): <difficult> must be 0 or 1"),
-    (SIZE + "<object><name>dog</name></object>", "Annotations/1.xml object 1 (dog): no <bndbox>"),
-    (SIZE + "<object><name>dog</object>", "Annotations/1.xml: is not valid XML (line 1, column"),
-])
+@pytest.mark.parametrize(
+    "body, text",
+    [
+        (SIZE + _obj("dog", 50, 1, 40, 10), "Annotations/1.xml object 1 (dog): xmax 40 is less than xmin 50"),
+        (
+            SIZE + _obj("dog", 1, 1, 260, 10),
+            "Annotations/1.xml object 1 (dog): xmax/ymax 260/10 lie outside the 200x100 image",
+        ),
+        (SIZE + _obj("dog", "a", 1, 5, 10), "Annotations/1.xml object 1 (dog): <xmin> 'a' is not a number"),
+        (SIZE + _obj("dog", 1, 1, 5, 10, difficult="maybe"), "object 1 (dog): <difficult> must be 0 or 1"),
+        (SIZE + "<object><name>dog</name></object>", "Annotations/1.xml object 1 (dog): no <bndbox>"),
+        (SIZE + "<object><name>dog</object>", "Annotations/1.xml: is not valid XML (line 1, column"),
+    ],
+)
 def test_bad_voc_files_are_reported_with_file_and_object(tmp_path, body, text):
     root = _voc(tmp_path, {"1": body, "2": SIZE + _obj("dog", 1, 1, 10, 10)})
     with pytest.raises(DataError, match="1 problem") as e:

@@ -56,8 +56,10 @@ def setup(tmp_path_factory):
     cxcy, wh = torch.rand(8, 2) * 0.4 + 0.3, torch.rand(8, 2) * 0.3 + 0.2
     weights = _save_model(root / "tiny.pth", torch.cat([cxcy, wh], 1))
     xyxy = (torch.cat([cxcy - wh / 2, cxcy + wh / 2], 1) * SIZE).round().int().tolist()
-    objects = [[((i + k) % 3, *xyxy[(i + k) % 8]) for k in range(3)] + [(i % 3, 5 + i, 7, 40 + i, 31 + 2 * i)]
-               for i in range(4)]
+    objects = [
+        [((i + k) % 3, *xyxy[(i + k) % 8]) for k in range(3)] + [(i % 3, 5 + i, 7, 40 + i, 31 + 2 * i)]
+        for i in range(4)
+    ]
     paths = write_three_formats(root, _images(4), objects, CLASSES)
     return root, weights, paths, objects
 
@@ -89,13 +91,29 @@ def test_three_formats_give_identical_eval_metrics(setup):
     reports = {}
     for fmt, path in paths.items():
         out = root / f"metrics_{fmt}.json"
-        code = cli.main(["eval", "--weights", str(weights), "--data", str(path), "--metric", "coco", "voc",
-                         "--output", str(out), "--results", str(root / f"results_{fmt}.json")])
+        code = cli.main(
+            [
+                "eval",
+                "--weights",
+                str(weights),
+                "--data",
+                str(path),
+                "--metric",
+                "coco",
+                "voc",
+                "--output",
+                str(out),
+                "--results",
+                str(root / f"results_{fmt}.json"),
+            ]
+        )
         assert code == 0
         report = json.loads(out.read_text())
         report["score_thresholds"].pop("source")  # the annotation file they were chosen on
         reports[fmt] = {k: v for k, v in report.items() if k not in ("ann", "format")}
-    assert reports["coco"]["bbox_mAP_50"] > 0.3 and reports["coco"]["voc_AP50"] > 0.3  # the rounded detections are found
+    assert (
+        reports["coco"]["bbox_mAP_50"] > 0.3 and reports["coco"]["voc_AP50"] > 0.3
+    )  # the rounded detections are found
     assert reports["yolo"] == reports["coco"] and reports["voc"] == reports["coco"]
     results = [json.loads((root / f"results_{fmt}.json").read_text()) for fmt in paths]
     assert results[1] == results[0] and results[2] == results[0]
@@ -108,7 +126,10 @@ def test_voc_difficult_boxes_leave_training_and_are_ignored_in_evaluation(tmp_pa
     assert train[0][1]["labels"].tolist() == [0]  # the difficult square is not a target
     val = CocoDetection.from_split(load_split(paths["voc"], split="val"), train=False)
     anns = val.coco.loadAnns(val.coco.getAnnIds(imgIds=[1]))
-    assert [(a["category_id"], a["iscrowd"], a["bbox"]) for a in anns] == [(1, 0, [10, 10, 40, 50]), (2, 1, [60, 60, 40, 30])]
+    assert [(a["category_id"], a["iscrowd"], a["bbox"]) for a in anns] == [
+        (1, 0, [10, 10, 40, 50]),
+        (2, 1, [60, 60, 40, 30]),
+    ]
 
 
 def test_voc_pixels_are_one_based_and_inclusive(tmp_path):
@@ -128,8 +149,23 @@ def test_train_on_a_yolo_dataset_from_the_command_line(setup, tmp_path, caplog):
     cfg = write_yaml(tmp_path / "tiny.yaml", tiny_config_dict(epochs=1))
     out = tmp_path / "run"
     with caplog.at_level(logging.INFO):
-        code = cli.main(["train", "--config", str(cfg), "--data", str(paths["yolo"]), "--output-dir", str(out),
-                         "--max-iters", "1", "--set", "data.train_split=val", "--set", "data.filter_empty=false"])
+        code = cli.main(
+            [
+                "train",
+                "--config",
+                str(cfg),
+                "--data",
+                str(paths["yolo"]),
+                "--output-dir",
+                str(out),
+                "--max-iters",
+                "1",
+                "--set",
+                "data.train_split=val",
+                "--set",
+                "data.filter_empty=false",
+            ]
+        )
     assert code == 0
     assert "YOLO dataset" in caplog.text  # the format detected is logged
     from sparse_rcnn.checkpoints import load_model

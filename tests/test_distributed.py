@@ -9,7 +9,6 @@ import torch
 from sparse_rcnn.checkpoints import read_checkpoint
 from sparse_rcnn.config import config_from_dict
 from sparse_rcnn.engine import Trainer
-
 from train_fixtures import LANDSCAPE, make_coco, run, subprocess_env, tiny_config_dict, write_yaml
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
@@ -32,9 +31,26 @@ def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path):
 
     raw["data"]["batch_size"] = 1
     cfg_yaml = write_yaml(tmp_path / "ddp.yaml", raw)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sparse_rcnn.cli",
-           "train", "--config", str(cfg_yaml), "--train-ann", str(ann), "--train-images", str(images),
-           "--output-dir", str(tmp_path / "ddp"), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "sparse_rcnn.cli",
+        "train",
+        "--config",
+        str(cfg_yaml),
+        "--train-ann",
+        str(ann),
+        "--train-images",
+        str(images),
+        "--output-dir",
+        str(tmp_path / "ddp"),
+        "--device",
+        "cpu",
+    ]
     proc = run(cmd, subprocess_env(OMP_NUM_THREADS="1"), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 images/step over 2 process(es)" in proc.stderr

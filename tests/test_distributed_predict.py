@@ -24,8 +24,20 @@ def test_two_processes_write_the_same_output_as_one(tmp_path, tiny_weights):
     outputs = {}
     for name, launcher in [("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])]:
         out = tmp_path / f"{name}.json"
-        cmd = [sys.executable, *launcher, "-m", "sparse_rcnn.cli", "predict", str(folder), "--weights", tiny_weights,
-               "--output", str(out), "--save-vis", str(tmp_path / f"vis-{name}")]
+        cmd = [
+            sys.executable,
+            *launcher,
+            "-m",
+            "sparse_rcnn.cli",
+            "predict",
+            str(folder),
+            "--weights",
+            tiny_weights,
+            "--output",
+            str(out),
+            "--save-vis",
+            str(tmp_path / f"vis-{name}"),
+        ]
         proc = run(cmd, env, timeout=240)
         assert proc.returncode != 0 and "1 of 6 images failed" in proc.stderr, proc.stderr[-3000:]
         assert proc.stderr.count("1 of 6 images failed") == 1  # said once, by the process that writes
@@ -33,4 +45,6 @@ def test_two_processes_write_the_same_output_as_one(tmp_path, tiny_weights):
     assert outputs["two"] == outputs["one"]
     assert outputs["one"].count(b'"image"') == 5
     for i in range(5):
-        assert (tmp_path / "vis-two" / f"img{i}.png").read_bytes() == (tmp_path / "vis-one" / f"img{i}.png").read_bytes()
+        assert (tmp_path / "vis-two" / f"img{i}.png").read_bytes() == (
+            tmp_path / "vis-one" / f"img{i}.png"
+        ).read_bytes()

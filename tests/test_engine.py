@@ -11,10 +11,9 @@ import torch
 from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import load_model, read_checkpoint
 from sparse_rcnn.config import config_from_dict
+from sparse_rcnn.data.sampler import GroupedBatchSampler
 from sparse_rcnn.engine import Trainer, build_optimizer, lr_factor
 from sparse_rcnn.models import build_model
-from sparse_rcnn.data.sampler import GroupedBatchSampler
-
 from tiny import tiny_model_config
 from train_fixtures import LANDSCAPE, PORTRAIT, make_coco, tiny_config_dict, write_yaml
 
@@ -24,14 +23,31 @@ ROOT = Path(__file__).resolve().parents[1]
 # by_epoch=False, begin=0, end=500) + MultiStepLR(by_epoch=True, milestones=[8, 11], gamma=0.1) on
 # AdamW(lr=2.5e-5), stepped as mmengine's ParamSchedulerHook does. {iteration: (epoch, lr)}.
 MMENGINE_LR = {
-    100: {0: (0, 2.5000000000000002e-08), 1: (0, 7.505010020040081e-08), 250: (2, 1.253752505010022e-05),
-          499: (4, 2.500000000000008e-05), 500: (5, 2.500000000000008e-05), 501: (5, 2.500000000000008e-05),
-          799: (7, 2.500000000000008e-05), 800: (8, 2.5000000000000083e-06), 1099: (10, 2.5000000000000083e-06),
-          1100: (11, 2.5000000000000084e-07), 1199: (11, 2.5000000000000084e-07)},
+    100: {
+        0: (0, 2.5000000000000002e-08),
+        1: (0, 7.505010020040081e-08),
+        250: (2, 1.253752505010022e-05),
+        499: (4, 2.500000000000008e-05),
+        500: (5, 2.500000000000008e-05),
+        501: (5, 2.500000000000008e-05),
+        799: (7, 2.500000000000008e-05),
+        800: (8, 2.5000000000000083e-06),
+        1099: (10, 2.5000000000000083e-06),
+        1100: (11, 2.5000000000000084e-07),
+        1199: (11, 2.5000000000000084e-07),
+    },
     # 40 iterations per epoch: the epoch-8 step (iteration 320) falls inside the warm-up
-    40: {0: (0, 2.5000000000000002e-08), 1: (0, 7.505010020040081e-08), 250: (6, 1.253752505010022e-05),
-         319: (7, 1.5990981963927883e-05), 320: (8, 1.6041032064128284e-06), 321: (8, 1.6091082164328685e-06),
-         439: (10, 2.1996993987975993e-06), 440: (11, 2.2047044088176394e-07), 479: (11, 2.399899799599203e-07)},
+    40: {
+        0: (0, 2.5000000000000002e-08),
+        1: (0, 7.505010020040081e-08),
+        250: (6, 1.253752505010022e-05),
+        319: (7, 1.5990981963927883e-05),
+        320: (8, 1.6041032064128284e-06),
+        321: (8, 1.6091082164328685e-06),
+        439: (10, 2.1996993987975993e-06),
+        440: (11, 2.2047044088176394e-07),
+        479: (11, 2.399899799599203e-07),
+    },
 }
 
 
@@ -94,8 +110,21 @@ def test_cli_train_writes_logs_checkpoints_curves_and_metrics(small_data, tmp_pa
     raw["model"]["num_classes"] = 5  # the data has 3 categories: the trainer follows the data
     cfg_yaml = write_yaml(tmp_path / "cfg.yaml", raw)
     out = tmp_path / "out"
-    argv = ["train", "--config", str(cfg_yaml), "--train-ann", str(ann), "--train-images", str(images),
-            "--val-ann", str(val_ann), "--val-images", str(val_images), "--output-dir", str(out)]
+    argv = [
+        "train",
+        "--config",
+        str(cfg_yaml),
+        "--train-ann",
+        str(ann),
+        "--train-images",
+        str(images),
+        "--val-ann",
+        str(val_ann),
+        "--val-images",
+        str(val_images),
+        "--output-dir",
+        str(out),
+    ]
     caplog.set_level("INFO", logger="sparse_rcnn")
     assert cli.main(argv) == 0
     assert "num_classes 5 -> 3" in caplog.text
@@ -104,7 +133,9 @@ def test_cli_train_writes_logs_checkpoints_curves_and_metrics(small_data, tmp_pa
     assert [r["iter"] for r in train] == [1, 2]
     for key in ("epoch", "loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "time", "data_time", "memory_mb"):
         assert math.isfinite(train[-1][key]), key
-    assert train[0]["loss"] == pytest.approx(train[0]["loss_cls"] + train[0]["loss_bbox"] + train[0]["loss_iou"], rel=1e-5)
+    assert train[0]["loss"] == pytest.approx(
+        train[0]["loss_cls"] + train[0]["loss_bbox"] + train[0]["loss_iou"], rel=1e-5
+    )
     assert train[0]["lr"] == pytest.approx(1e-4 * 0.001)  # first warm-up value
     val = [r for r in records if r["type"] == "val"]
     assert len(val) == 1 and 0.0 <= val[0]["bbox_mAP"] <= 1.0 and val[0]["iter"] == 2
@@ -164,8 +195,10 @@ def _parity_tool():
     return module
 
 
-@pytest.mark.skipif(not (_parity_tool().ORACLE_DIR / "ref" / "sparse_rcnn_r50_fpn_1x_coco" / "train_losses.json").exists(),
-                    reason="MMDetection oracle outputs not generated (dev-only check; see shared/mmdet-reference)")
+@pytest.mark.skipif(
+    not (_parity_tool().ORACLE_DIR / "ref" / "sparse_rcnn_r50_fpn_1x_coco" / "train_losses.json").exists(),
+    reason="MMDetection oracle outputs not generated (dev-only check; see shared/mmdet-reference)",
+)
 def test_training_losses_and_gradients_match_mmdetection_through_the_data_pipeline():
     out = _parity_tool().check()
     worst_loss = max(r for *_, r in out["losses"].values())

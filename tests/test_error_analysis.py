@@ -29,20 +29,35 @@ B = [60.0, 60.0, 30.0, 30.0]  # another object, no overlap with A
 NOWHERE = [0.0, 70.0, 20.0, 20.0]
 
 
-@pytest.mark.parametrize("case, anns, dets, expected", [
-    ("hit", [(1, 1, 1, A, {})], [(1, 1, A_NEAR, 0.9)], {(0, 0): 1}),
-    ("miss", [(1, 1, 1, A, {})], [], {(0, BG): 1}),
-    ("false alarm", [(1, 1, 1, A, {})], [(1, 1, A, 0.9), (1, 2, NOWHERE, 0.8)], {(0, 0): 1, (BG, 1): 1}),
-    ("wrong class", [(1, 1, 1, A, {})], [(1, 2, A_NEAR, 0.9)], {(0, 1): 1}),
-    ("two predictions on one object", [(1, 1, 1, A, {})], [(1, 1, A, 0.9), (1, 1, A_NEAR, 0.8)],
-     {(0, 0): 1, (BG, 0): 1}),
-    ("two classes on one object", [(1, 1, 1, A, {})], [(1, 1, A, 0.9), (1, 2, A_NEAR, 0.8)],
-     {(0, 0): 1, (BG, 1): 1}),
-    ("crowd ignored", [(1, 1, 1, A, {}), (2, 1, 1, B, {"iscrowd": 1})], [(1, 1, A, 0.9), (1, 1, B, 0.8)],
-     {(0, 0): 1}),
-    ("crowd never missed", [(1, 1, 2, B, {"iscrowd": 1})], [(1, 1, A, 0.9)], {(BG, 0): 1}),
-    ("below the threshold", [(1, 1, 1, A, {})], [(1, 1, A, 0.2), (1, 2, NOWHERE, 0.1)], {(0, BG): 1}),
-])
+@pytest.mark.parametrize(
+    "case, anns, dets, expected",
+    [
+        ("hit", [(1, 1, 1, A, {})], [(1, 1, A_NEAR, 0.9)], {(0, 0): 1}),
+        ("miss", [(1, 1, 1, A, {})], [], {(0, BG): 1}),
+        ("false alarm", [(1, 1, 1, A, {})], [(1, 1, A, 0.9), (1, 2, NOWHERE, 0.8)], {(0, 0): 1, (BG, 1): 1}),
+        ("wrong class", [(1, 1, 1, A, {})], [(1, 2, A_NEAR, 0.9)], {(0, 1): 1}),
+        (
+            "two predictions on one object",
+            [(1, 1, 1, A, {})],
+            [(1, 1, A, 0.9), (1, 1, A_NEAR, 0.8)],
+            {(0, 0): 1, (BG, 0): 1},
+        ),
+        (
+            "two classes on one object",
+            [(1, 1, 1, A, {})],
+            [(1, 1, A, 0.9), (1, 2, A_NEAR, 0.8)],
+            {(0, 0): 1, (BG, 1): 1},
+        ),
+        (
+            "crowd ignored",
+            [(1, 1, 1, A, {}), (2, 1, 1, B, {"iscrowd": 1})],
+            [(1, 1, A, 0.9), (1, 1, B, 0.8)],
+            {(0, 0): 1},
+        ),
+        ("crowd never missed", [(1, 1, 2, B, {"iscrowd": 1})], [(1, 1, A, 0.9)], {(BG, 0): 1}),
+        ("below the threshold", [(1, 1, 1, A, {})], [(1, 1, A, 0.2), (1, 2, NOWHERE, 0.1)], {(0, BG): 1}),
+    ],
+)
 def test_confusion_matrix_counts_hand_made_cases(tmp_path, case, anns, dets, expected):
     if not dets:  # COCOeval needs one result: put it on another image, where it is a false alarm below the cut
         dets = [(2, 2, NOWHERE, 0.01)]
@@ -84,7 +99,14 @@ def test_confusion_matrix_rows_and_columns_add_up_to_coco_counts(tmp_path):
 
 def test_pr_curve_is_cocoevals_precision_array(tmp_path):
     anns = [(1, 1, 1, A, {}), (2, 1, 2, B, {}), (3, 2, 1, B, {}), (4, 2, 2, A, {})]
-    dets = [(1, 1, A_NEAR, 0.9), (1, 2, B, 0.3), (1, 1, NOWHERE, 0.7), (2, 1, B, 0.6), (2, 1, A, 0.5), (2, 2, NOWHERE, 0.4)]
+    dets = [
+        (1, 1, A_NEAR, 0.9),
+        (1, 2, B, 0.3),
+        (1, 1, NOWHERE, 0.7),
+        (2, 1, B, 0.6),
+        (2, 1, A, 0.5),
+        (2, 2, NOWHERE, 0.4),
+    ]
     coco_eval = evaluated(tmp_path, anns, dets, images=((1, 100, 100), (2, 100, 100)))
     result = analyse(coco_eval)
     for k in range(2):
@@ -126,7 +148,14 @@ def test_f1_optimal_threshold_equals_brute_force(tmp_path):
             box = [float(v) for v in rng.uniform(0, 60, 2)] + [float(v) for v in rng.uniform(10, 35, 2)]
             anns.append((len(anns) + 1, image, int(rng.integers(1, 3)), box, {"iscrowd": int(rng.random() < 0.1)}))
             for _ in range(2):
-                dets.append((image, anns[-1][2], (np.asarray(box) + rng.normal(0, 4, 4)).tolist(), round(float(rng.random()), 3)))
+                dets.append(
+                    (
+                        image,
+                        anns[-1][2],
+                        (np.asarray(box) + rng.normal(0, 4, 4)).tolist(),
+                        round(float(rng.random()), 3),
+                    )
+                )
         dets.append((image, 2, [float(v) for v in rng.uniform(0, 60, 2)] + [20.0, 20.0], round(float(rng.random()), 3)))
     chosen = choose_thresholds(matches_from_cocoeval(evaluated(tmp_path, anns, dets, images)))
     f1, t = brute_force_best_f1(None, dets, tmp_path, anns, images)

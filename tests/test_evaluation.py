@@ -47,8 +47,10 @@ def independent_stats(coco_gt, results):
 
 def test_ground_truth_as_detections_scores_one(tmp_path):
     ds = CocoDetection(*make_set(tmp_path), train=False)
-    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
-               for a in ds.coco.dataset["annotations"]]
+    results = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+        for a in ds.coco.dataset["annotations"]
+    ]
     m = coco_evaluate(ds.coco, results)
     assert m["bbox_mAP"] == 1.0 and m["bbox_mAP_50"] == 1.0 and m["bbox_mAP_75"] == 1.0 and m["bbox_AR_1000"] == 1.0
     assert set(SIX) <= set(m) and m["bbox_mAP_l"] == -1.0  # no large objects in 64 px images
@@ -61,8 +63,14 @@ def test_metrics_equal_cocoeval_on_noisy_detections(tmp_path):
     for a in ds.coco.dataset["annotations"]:
         for _ in range(3):
             x, y, w, h = (np.array(a["bbox"]) + rng.normal(0, 3, 4)).tolist()
-            results.append({"image_id": a["image_id"], "category_id": int(rng.choice(ds.cat_ids)),
-                            "bbox": [x, y, abs(w), abs(h)], "score": float(rng.uniform())})
+            results.append(
+                {
+                    "image_id": a["image_id"],
+                    "category_id": int(rng.choice(ds.cat_ids)),
+                    "bbox": [x, y, abs(w), abs(h)],
+                    "score": float(rng.uniform()),
+                }
+            )
     m = coco_evaluate(ds.coco, results, classwise=True)
     stats = independent_stats(ds.coco, results)
     assert [m[k] for k in METRICS] == [float(s) for s in stats]
@@ -72,7 +80,11 @@ def test_metrics_equal_cocoeval_on_noisy_detections(tmp_path):
 def test_detections_beyond_the_100th_count_as_in_mmdetection(tmp_path):
     ds = CocoDetection(*make_set(tmp_path, n=1), train=False)
     gt = ds.coco.dataset["annotations"]
-    junk = [{"image_id": 1, "category_id": c, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.9} for c in ds.cat_ids for _ in range(120)]
+    junk = [
+        {"image_id": 1, "category_id": c, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.9}
+        for c in ds.cat_ids
+        for _ in range(120)
+    ]
     right = [{"image_id": 1, "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.5} for a in gt]
     m = coco_evaluate(ds.coco, junk + right)  # the correct boxes rank 121+ in their category
     assert m["bbox_AR_1000"] == 1.0 and m["bbox_AR_100"] == 0.0 and m["bbox_mAP_50"] > 0
@@ -81,7 +93,9 @@ def test_detections_beyond_the_100th_count_as_in_mmdetection(tmp_path):
 
 def test_detections_to_coco_and_empty_results(tmp_path):
     det = {"boxes": torch.tensor([[1.0, 2.0, 11.0, 22.5]]), "scores": torch.tensor([0.5]), "labels": torch.tensor([2])}
-    assert detections_to_coco(7, det, [5, 9, 11]) == [{"image_id": 7, "category_id": 11, "bbox": [1.0, 2.0, 10.0, 20.5], "score": 0.5}]
+    assert detections_to_coco(7, det, [5, 9, 11]) == [
+        {"image_id": 7, "category_id": 11, "bbox": [1.0, 2.0, 10.0, 20.5], "score": 0.5}
+    ]
     ds = CocoDetection(*make_set(tmp_path), train=False)
     assert coco_evaluate(ds.coco, []) == {k: 0.0 for k in METRICS}
 
@@ -126,8 +140,23 @@ def tiny_checkpoint(tmp_path):
 def test_eval_command_agrees_with_cocoeval(tmp_path, tiny_checkpoint, capsys):
     ann, img = make_set(tmp_path, n=3)
     out, res = tmp_path / "metrics.json", tmp_path / "results.json"
-    code = main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img),
-                 "--output", str(out), "--results", str(res), "--batch-size", "2"])
+    code = main(
+        [
+            "eval",
+            "--weights",
+            str(tiny_checkpoint),
+            "--ann",
+            str(ann),
+            "--images",
+            str(img),
+            "--output",
+            str(out),
+            "--results",
+            str(res),
+            "--batch-size",
+            "2",
+        ]
+    )
     assert code == 0 and "bbox_mAP" in capsys.readouterr().out
     metrics, results = json.loads(out.read_text()), json.loads(res.read_text())
     assert len(results) == 3 * 8 and metrics["num_images"] == 3  # tiny model: 8 detections per image
@@ -141,8 +170,25 @@ def test_eval_command_in_the_winograd_mode_scores_the_same_boxes(tmp_path, tiny_
     reports = []
     for extra in ([], ["--winograd"]):
         out, res = tmp_path / "metrics.json", tmp_path / "results.json"
-        assert main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img),
-                     "--output", str(out), "--results", str(res), *extra]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--weights",
+                    str(tiny_checkpoint),
+                    "--ann",
+                    str(ann),
+                    "--images",
+                    str(img),
+                    "--output",
+                    str(out),
+                    "--results",
+                    str(res),
+                    *extra,
+                ]
+            )
+            == 0
+        )
         reports.append((json.loads(out.read_text()), json.loads(res.read_text())))
     (plain, plain_res), (fast, fast_res) = reports
     assert fast["winograd"] and not plain["winograd"]
@@ -152,8 +198,12 @@ def test_eval_command_in_the_winograd_mode_scores_the_same_boxes(tmp_path, tiny_
 
 
 def test_eval_command_user_errors(tmp_path, tiny_checkpoint, caplog):
-    ann, img = write_coco(tmp_path, [(1, 40, 40)], [(1, 1, 1, [1.0, 1.0, 0.0, 5.0], {}), (2, 1, 1, [1, 1, 9, 9], {})],
-                          [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}, {"id": 3, "name": "z"}])
+    ann, img = write_coco(
+        tmp_path,
+        [(1, 40, 40)],
+        [(1, 1, 1, [1.0, 1.0, 0.0, 5.0], {}), (2, 1, 1, [1, 1, 9, 9], {})],
+        [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}, {"id": 3, "name": "z"}],
+    )
     args = ["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img)]
     assert main(args) == 2 and "data.bad_annotations=skip" in caplog.text
     assert main(args + ["--set", "data.bad_annotations=skip"]) == 0
@@ -165,11 +215,31 @@ def test_eval_command_user_errors(tmp_path, tiny_checkpoint, caplog):
 
 def test_eval_command_maps_categories_by_name(tmp_path, tiny_checkpoint):
     cats = [{"id": 3, "name": "z"}, {"id": 7, "name": "x"}, {"id": 9, "name": "y"}, {"id": 12, "name": "w"}]
-    ann, img = write_coco(tmp_path, [(1, 64, 48), (2, 48, 64)],
-                          [(1, 1, 7, [4, 4, 20, 20], {}), (2, 2, 3, [8, 8, 30, 30], {}), (3, 2, 12, [1, 1, 9, 9], {})], cats)
+    ann, img = write_coco(
+        tmp_path,
+        [(1, 64, 48), (2, 48, 64)],
+        [(1, 1, 7, [4, 4, 20, 20], {}), (2, 2, 3, [8, 8, 30, 30], {}), (3, 2, 12, [1, 1, 9, 9], {})],
+        cats,
+    )
     out, res = tmp_path / "metrics.json", tmp_path / "results.json"
-    assert main(["eval", "--weights", str(tiny_checkpoint), "--ann", str(ann), "--images", str(img),
-                 "--output", str(out), "--results", str(res)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--weights",
+                str(tiny_checkpoint),
+                "--ann",
+                str(ann),
+                "--images",
+                str(img),
+                "--output",
+                str(out),
+                "--results",
+                str(res),
+            ]
+        )
+        == 0
+    )
     metrics, results = json.loads(out.read_text()), json.loads(res.read_text())
     assert {r["category_id"] for r in results} <= {7, 9, 3}  # model classes x, y, z; "w" is not scored
     ds = CocoDetection(ann, img, train=False)

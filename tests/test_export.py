@@ -14,8 +14,7 @@ from tiny import tiny_config
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from sparse_rcnn.deploy import export_onnx  # noqa: E402
-from sparse_rcnn.deploy import OnnxDetector  # noqa: E402
+from sparse_rcnn.deploy import OnnxDetector, export_onnx  # noqa: E402
 from sparse_rcnn.deploy.export import default_exporter  # noqa: E402
 
 SCORE_TOL, BOX_TOL = 1e-4, 0.1
@@ -31,7 +30,9 @@ def spread_model():
     torch.manual_seed(0)
     m = build_model(_config().model, CLASSES).eval()
     with torch.no_grad():
-        m.proposal_boxes.weight.copy_(torch.rand(12, 4) * torch.tensor([0.4, 0.4, 0.9, 0.9]) + torch.tensor([0.3, 0.3, 0.1, 0.1]))
+        m.proposal_boxes.weight.copy_(
+            torch.rand(12, 4) * torch.tensor([0.4, 0.4, 0.9, 0.9]) + torch.tensor([0.3, 0.3, 0.1, 0.1])
+        )
     return m
 
 
@@ -45,8 +46,9 @@ EXPORTERS = ["dynamo", "torchscript"] if default_exporter() == "dynamo" else ["t
 
 @pytest.fixture(scope="module", params=EXPORTERS)
 def dynamic_onnx(model, tmp_path_factory, request):
-    return export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", dynamic=True, size=(128, 160),
-                       exporter=request.param)
+    return export_onnx(
+        model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", dynamic=True, size=(128, 160), exporter=request.param
+    )
 
 
 def _images(sizes, seed=0):

@@ -11,13 +11,17 @@ import pytest
 import torch
 
 from sparse_rcnn.checkpoints import (
-    COCO_CLASS_NAMES, convert_mmdet_state_dict, init_from_checkpoint, model_checkpoint, read_checkpoint, save_checkpoint,
+    COCO_CLASS_NAMES,
+    CheckpointError,
+    convert_mmdet_state_dict,
+    init_from_checkpoint,
+    model_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
 )
 from sparse_rcnn.config import ConfigError, config_from_dict
-from sparse_rcnn.checkpoints import CheckpointError
 from sparse_rcnn.engine import Trainer
 from sparse_rcnn.models import build_model
-
 from tiny import tiny_config, tiny_model_config
 from train_fixtures import LANDSCAPE, make_coco, run, subprocess_env, write_yaml
 
@@ -86,7 +90,9 @@ def _class_keys(state):
 def test_only_the_classifiers_depend_on_the_class_count():
     a, b = (build_model(tiny_model_config(num_classes=n)).state_dict() for n in (3, 5))
     assert a.keys() == b.keys()
-    assert {k for k in a if a[k].shape != b[k].shape} == {f"stages.{i}.cls_logits.{p}" for i in range(2) for p in ("weight", "bias")}
+    assert {k for k in a if a[k].shape != b[k].shape} == {
+        f"stages.{i}.cls_logits.{p}" for i in range(2) for p in ("weight", "bias")
+    }
 
 
 def test_every_tensor_loads_and_matched_classes_keep_their_rows(source):
@@ -146,15 +152,24 @@ def test_class_map_aliases_and_its_errors(ours):
 
 def test_another_architecture_is_refused_naming_what_differs(ours, tmp_path):
     path, model_cfg, _ = ours
-    with pytest.raises(CheckpointError, match=r"model\.backbone resnet18 \(model: resnet34\), model\.fpn_channels 32 \(model: 64\)"):
-        init_from_checkpoint(build_model(dataclasses.replace(model_cfg, backbone="resnet34", fpn_channels=64, num_heads=4)), path)
+    with pytest.raises(
+        CheckpointError, match=r"model\.backbone resnet18 \(model: resnet34\), model\.fpn_channels 32 \(model: 64\)"
+    ):
+        init_from_checkpoint(
+            build_model(dataclasses.replace(model_cfg, backbone="resnet34", fpn_channels=64, num_heads=4)), path
+        )
     with pytest.raises(CheckpointError, match=r"model\.num_heads 4 \(model: 2\)"):  # same tensors, other meaning
         init_from_checkpoint(build_model(dataclasses.replace(model_cfg, num_heads=2)), path)
 
 
 def _golden_yaml(tmp_path, golden_mmdet, **train):
     _, model_cfg, _ = golden_mmdet
-    raw = {"name": "golden", "model": dataclasses.asdict(model_cfg), "data": FAST, "train": {"lr": 1e-4, "warmup_iters": 1, "log_interval": 1, "eval_interval": 0, **train}}
+    raw = {
+        "name": "golden",
+        "model": dataclasses.asdict(model_cfg),
+        "data": FAST,
+        "train": {"lr": 1e-4, "warmup_iters": 1, "log_interval": 1, "eval_interval": 0, **train},
+    }
     return write_yaml(tmp_path / "golden.yaml", json.loads(json.dumps(raw)))
 
 
@@ -165,11 +180,29 @@ def _records(out: Path, kind: str) -> list[dict]:
 def test_cli_fine_tunes_an_mmdet_checkpoint_onto_person_car_forklift(run_cli, golden_mmdet, data, tmp_path):
     ann, images = data
     out = tmp_path / "out"
-    rc, errors = run_cli([
-        "train", "--config", str(_golden_yaml(tmp_path, golden_mmdet)), "--weights", str(golden_mmdet[0]),
-        "--train-ann", str(ann), "--train-images", str(images), "--val-ann", str(ann), "--val-images", str(images),
-        "--max-iters", "2", "--output-dir", str(out), "--device", "cpu",
-    ])
+    rc, errors = run_cli(
+        [
+            "train",
+            "--config",
+            str(_golden_yaml(tmp_path, golden_mmdet)),
+            "--weights",
+            str(golden_mmdet[0]),
+            "--train-ann",
+            str(ann),
+            "--train-images",
+            str(images),
+            "--val-ann",
+            str(ann),
+            "--val-images",
+            str(images),
+            "--max-iters",
+            "2",
+            "--output-dir",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert (rc, errors) == (0, [])
     (init,) = _records(out, "init")
     assert init["classes"] == ["person <- person", "car <- car", "forklift: new"]
@@ -182,9 +215,25 @@ def test_cli_fine_tunes_an_mmdet_checkpoint_onto_person_car_forklift(run_cli, go
 def test_weights_with_resume_resumes_and_without_config_takes_the_checkpoints(run_cli, ours, data, tmp_path, caplog):
     ann, images = data
     out = tmp_path / "out"
-    argv = ["train", "--weights", str(ours[0]), "--train-ann", str(ann), "--train-images", str(images),
-            "--output-dir", str(out), "--device", "cpu", "--set", "train.warmup_iters=1", "--set", "train.checkpoint_interval=1",
-            "--set", "train.log_interval=1"]
+    argv = [
+        "train",
+        "--weights",
+        str(ours[0]),
+        "--train-ann",
+        str(ann),
+        "--train-images",
+        str(images),
+        "--output-dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--set",
+        "train.warmup_iters=1",
+        "--set",
+        "train.checkpoint_interval=1",
+        "--set",
+        "train.log_interval=1",
+    ]
     assert run_cli([*argv, "--max-iters", "2"]) == (0, [])
     ckpt = read_checkpoint(out / "checkpoints" / "iter_0000002.pth")
     assert config_from_dict(ckpt["config"]).model == dataclasses.replace(ours[1], num_classes=3)  # the checkpoint's
@@ -192,15 +241,23 @@ def test_weights_with_resume_resumes_and_without_config_takes_the_checkpoints(ru
     assert "resume wins" in caplog.text and "resumed from" in caplog.text
     assert len(_records(out, "init")) == 1 and [r["iter"] for r in _records(out, "train")] == [1, 2, 3]
     # in Python: resuming loads the run's own checkpoint, not the initial weights
-    trainer = Trainer(config_from_dict(ckpt["config"]), output_dir=out, resume=True, init_weights=ours[0], progress=False)
+    trainer = Trainer(
+        config_from_dict(ckpt["config"]), output_dir=out, resume=True, init_weights=ours[0], progress=False
+    )
     assert trainer.init_report is None
-    assert torch.equal(trainer.model.stages[0].ffn[0].weight, read_checkpoint(out / "checkpoints" / "iter_0000003.pth")["model"]["stages.0.ffn.0.weight"])
+    assert torch.equal(
+        trainer.model.stages[0].ffn[0].weight,
+        read_checkpoint(out / "checkpoints" / "iter_0000003.pth")["model"]["stages.0.ffn.0.weight"],
+    )
 
 
-@pytest.mark.parametrize("freeze, frozen, moving", [
-    ("backbone", ("backbone.body.",), ("backbone.fpn.", "stages.")),
-    ("backbone+fpn", ("backbone.body.", "backbone.fpn."), ("stages.", "proposal_")),
-])
+@pytest.mark.parametrize(
+    "freeze, frozen, moving",
+    [
+        ("backbone", ("backbone.body.",), ("backbone.fpn.", "stages.")),
+        ("backbone+fpn", ("backbone.body.", "backbone.fpn."), ("stages.", "proposal_")),
+    ],
+)
 def test_freeze_keeps_the_frozen_parts_and_trains_the_rest(ours, data, tmp_path, freeze, frozen, moving):
     path, model_cfg, ref = ours
     ann, images = data
@@ -221,10 +278,38 @@ def test_freeze_keeps_the_frozen_parts_and_trains_the_rest(ours, data, tmp_path,
 def test_torchrun_two_processes_fine_tune_with_a_frozen_backbone(ours, data, tmp_path):
     ann, images = data
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sparse_rcnn.cli",
-           "train", "--weights", str(ours[0]), "--train-ann", str(ann), "--train-images", str(images),
-           "--val-ann", str(ann), "--val-images", str(images), "--output-dir", str(out), "--device", "cpu",
-           "--max-iters", "2", "--batch-size", "1", "--set", "train.freeze=backbone", "--set", "train.warmup_iters=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "sparse_rcnn.cli",
+        "train",
+        "--weights",
+        str(ours[0]),
+        "--train-ann",
+        str(ann),
+        "--train-images",
+        str(images),
+        "--val-ann",
+        str(ann),
+        "--val-images",
+        str(images),
+        "--output-dir",
+        str(out),
+        "--device",
+        "cpu",
+        "--max-iters",
+        "2",
+        "--batch-size",
+        "1",
+        "--set",
+        "train.freeze=backbone",
+        "--set",
+        "train.warmup_iters=1",
+    ]
     proc = run(cmd, subprocess_env(OMP_NUM_THREADS="1"), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "over 2 process(es)" in proc.stderr and proc.stderr.count("car <- car") == 1  # rank 0 reports
@@ -236,31 +321,64 @@ def test_torchrun_two_processes_fine_tune_with_a_frozen_backbone(ours, data, tmp
     assert not torch.equal(state["stages.0.ffn.0.weight"], ref["stages.0.ffn.0.weight"])
 
 
-@pytest.mark.parametrize("case, extra, message", [
-    ("unknown zoo name", ["--weights", "sparse_rcnn_r50_fpn_1x_cocoo"], "did you mean 'sparse_rcnn_r50_fpn_1x_coco'"),
-    ("not a detector", ["--weights", "{resnet}"], "bare state_dict"),
-    ("other detector", ["--weights", "{retina}"], "not a Sparse R-CNN checkpoint"),
-    ("other depth", ["--weights", "{r34}", "--config", "{yaml}"], "model.backbone resnet34 (model: resnet18)"),
-    ("class map", ["--weights", "{ours}", "--set", 'train.class_map={"truck": "car"}'],
-     "--set train.class_map maps 'truck' -> 'car', but 'truck' is not a class of the training data"),
-    ("class map file", ["--weights", "{ours}", "--set", "train.class_map={missing}"], "cannot read"),
-    ("mmdet without config", ["--weights", "{mmdet}"], "pass a --config that describes it"),
-])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(run_cli, ours, golden_mmdet, data, tmp_path, case, extra, message):
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        (
+            "unknown zoo name",
+            ["--weights", "sparse_rcnn_r50_fpn_1x_cocoo"],
+            "did you mean 'sparse_rcnn_r50_fpn_1x_coco'",
+        ),
+        ("not a detector", ["--weights", "{resnet}"], "bare state_dict"),
+        ("other detector", ["--weights", "{retina}"], "not a Sparse R-CNN checkpoint"),
+        ("other depth", ["--weights", "{r34}", "--config", "{yaml}"], "model.backbone resnet34 (model: resnet18)"),
+        (
+            "class map",
+            ["--weights", "{ours}", "--set", 'train.class_map={"truck": "car"}'],
+            "--set train.class_map maps 'truck' -> 'car', but 'truck' is not a class of the training data",
+        ),
+        ("class map file", ["--weights", "{ours}", "--set", "train.class_map={missing}"], "cannot read"),
+        ("mmdet without config", ["--weights", "{mmdet}"], "pass a --config that describes it"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    run_cli, ours, golden_mmdet, data, tmp_path, case, extra, message
+):
     from torchvision.models import resnet18
 
     from tiny import save_tiny_checkpoint
 
-    files = {"ours": ours[0], "mmdet": golden_mmdet[0], "missing": tmp_path / "missing.json",
-             "r34": save_tiny_checkpoint(tmp_path / "r34.pth", COCO10, backbone="resnet34"),
-             "yaml": write_yaml(tmp_path / "tiny.yaml", _plain(tiny_config()))}
+    files = {
+        "ours": ours[0],
+        "mmdet": golden_mmdet[0],
+        "missing": tmp_path / "missing.json",
+        "r34": save_tiny_checkpoint(tmp_path / "r34.pth", COCO10, backbone="resnet34"),
+        "yaml": write_yaml(tmp_path / "tiny.yaml", _plain(tiny_config())),
+    }
     torch.save(resnet18().state_dict(), files.setdefault("resnet", tmp_path / "resnet18.pth"))
-    torch.save({"meta": {}, "state_dict": {"bbox_head.retina_cls.weight": torch.zeros(1)}}, files.setdefault("retina", tmp_path / "r.pth"))
+    torch.save(
+        {"meta": {}, "state_dict": {"bbox_head.retina_cls.weight": torch.zeros(1)}},
+        files.setdefault("retina", tmp_path / "r.pth"),
+    )
     ann, images = data
     out = tmp_path / "out"
     for name, value in files.items():
         extra = [x.replace("{" + name + "}", str(value)) for x in extra]
-    rc, errors = run_cli(["train", *extra, "--train-ann", str(ann), "--train-images",
-                          str(images), "--output-dir", str(out), "--max-iters", "1", "--device", "cpu"])
+    rc, errors = run_cli(
+        [
+            "train",
+            *extra,
+            "--train-ann",
+            str(ann),
+            "--train-images",
+            str(images),
+            "--output-dir",
+            str(out),
+            "--max-iters",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2 and len(errors) == 1 and message in errors[0], errors
     assert not out.exists()

@@ -50,8 +50,14 @@ def make_bad_files(folder: Path) -> dict[str, str]:
     (folder / "corrupt.png").write_bytes(png[:16] + bytes(range(256)) * 4)
     (folder / "notes.jpg").write_text("this is a text file, not a photo\n")
     (folder / "huge.png").write_bytes(png_header(50_000, 50_000))
-    return {"empty.png": "empty", "truncated.png": "truncated", "truncated.jpg": "truncated",
-            "corrupt.png": "not an image", "notes.jpg": "not an image", "huge.png": "MP limit"}
+    return {
+        "empty.png": "empty",
+        "truncated.png": "truncated",
+        "truncated.jpg": "truncated",
+        "corrupt.png": "not an image",
+        "notes.jpg": "not an image",
+        "huge.png": "MP limit",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +88,7 @@ def test_image_modes_decode_like_opencv(tmp_path, mode):
     if mode == "P+transparency":
         Image.fromarray(rgb).convert("P").save(path, transparency=0)
     elif mode.startswith("I;16"):  # 16-bit grey: OpenCV keeps the high byte, also for dark images
-        grey = (np.arange(rgb.shape[0] * rgb.shape[1]).reshape(rgb.shape[:2]) * (68 if mode == "I;16" else 1))
+        grey = np.arange(rgb.shape[0] * rgb.shape[1]).reshape(rgb.shape[:2]) * (68 if mode == "I;16" else 1)
         Image.fromarray(grey.astype(np.uint16)).save(path)
         assert Image.open(path).mode == "I;16"
     else:
@@ -185,5 +191,3 @@ def test_python_api_inputs():
         to_image_tensor(np.zeros((0, 5, 3), np.uint8))
     with pytest.raises(TypeError, match="cannot use bytes as an image"):
         to_image_tensor(b"\x89PNG")
-
-

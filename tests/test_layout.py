@@ -30,6 +30,10 @@ def test_cli_imports_only_public_names_of_the_library():
                 module = importlib.import_module(f"sparse_rcnn.{node.module}")
                 public = getattr(module, "__all__", None)
                 for alias in node.names:
-                    if "." in node.module or alias.name.startswith("_") or (public is not None and alias.name not in public):
+                    if (
+                        "." in node.module
+                        or alias.name.startswith("_")
+                        or (public is not None and alias.name not in public)
+                    ):
                         private.append(f"{path.name}: from ..{node.module} import {alias.name}")
     assert not private, private

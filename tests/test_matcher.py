@@ -12,7 +12,10 @@ def _random_case(n, m, seed):
     xy = torch.rand(1, n, 2, generator=g) * 50
     boxes = torch.cat([xy, xy + 5 + torch.rand(1, n, 2, generator=g) * 40], -1)
     gxy = torch.rand(m, 2, generator=g) * 50
-    gt = {"boxes": torch.cat([gxy, gxy + 5 + torch.rand(m, 2, generator=g) * 40], -1), "labels": torch.randint(0, 4, (m,), generator=g)}
+    gt = {
+        "boxes": torch.cat([gxy, gxy + 5 + torch.rand(m, 2, generator=g) * 40], -1),
+        "labels": torch.randint(0, 4, (m,), generator=g),
+    }
     return logits, boxes, gt
 
 
@@ -21,7 +24,7 @@ def test_matches_brute_force(n, m, seed):
     logits, boxes, gt = _random_case(n, m, seed)
     sizes = torch.tensor([[100, 120]])
     matcher = HungarianMatcher()
-    (rows, cols), = matcher(logits, boxes, [gt], sizes)
+    ((rows, cols),) = matcher(logits, boxes, [gt], sizes)
     whwh = torch.tensor([120.0, 100.0, 120.0, 100.0])
     cost = matcher.cost(logits[0], boxes[0], gt["labels"], gt["boxes"], whwh)
     best = min(sum(cost[p, j] for j, p in enumerate(perm)) for perm in itertools.permutations(range(n), m))

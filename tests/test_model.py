@@ -1,20 +1,24 @@
 import torch
 
-from sparse_rcnn.models import build_model
 from sparse_rcnn.data.resize import rescale_size
+from sparse_rcnn.models import build_model
 from tiny import tiny_model_config
 
 
 def _images():
     g = torch.Generator().manual_seed(1)
-    return [torch.randint(0, 256, (3, 96, 128), generator=g, dtype=torch.uint8),
-            torch.randint(0, 256, (3, 120, 80), generator=g, dtype=torch.uint8)]
+    return [
+        torch.randint(0, 256, (3, 96, 128), generator=g, dtype=torch.uint8),
+        torch.randint(0, 256, (3, 120, 80), generator=g, dtype=torch.uint8),
+    ]
 
 
 def test_training_returns_weighted_losses_and_gradients():
     model = build_model(tiny_model_config()).train()
-    targets = [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([1])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([1])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
     losses = model(_images(), targets)
     assert len(losses) == 3 * 2 and all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()

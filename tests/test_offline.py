@@ -13,7 +13,6 @@ import sparse_rcnn.models.backbone as backbone
 from sparse_rcnn.checkpoints import CheckpointError, download
 from sparse_rcnn.checkpoints.download import cache_path
 from sparse_rcnn.models import build_model
-
 from tiny import tiny_model_config
 from train_fixtures import make_coco, tiny_config_dict, write_yaml
 
@@ -91,12 +90,29 @@ def test_training_offline_is_one_line_and_writes_nothing(run_cli, tmp_path, clos
     raw["model"]["pretrained_backbone"] = True
     cfg = write_yaml(tmp_path / "tiny.yaml", raw)
     out = tmp_path / "run"
-    rc, errors = run_cli(["train", "--config", str(cfg), "--train-ann", str(ann), "--train-images", str(images),
-                          "--output-dir", str(out)])
+    rc, errors = run_cli(
+        [
+            "train",
+            "--config",
+            str(cfg),
+            "--train-ann",
+            str(ann),
+            "--train-images",
+            str(images),
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert rc == 2 and len(errors) == 1
     message = errors[0]
-    for part in ("resnet18-f37072fd.pth", url, str(hub / "resnet18-f37072fd.pth"), "--set model.backbone_weights=PATH", "--weights",
-                 "--set model.pretrained_backbone=false"):
+    for part in (
+        "resnet18-f37072fd.pth",
+        url,
+        str(hub / "resnet18-f37072fd.pth"),
+        "--set model.backbone_weights=PATH",
+        "--weights",
+        "--set model.pretrained_backbone=false",
+    ):
         assert part in message, (part, message)
     assert not out.exists()
     assert not any(hub.glob("*")) if hub.exists() else True  # nothing half-downloaded left in the cache

@@ -12,7 +12,7 @@ from sparse_rcnn.deploy.openvino import supports_bf16
 from test_export import CLASSES, _assert_same, _images, assert_same_records, exported_with_images, spread_model
 from train_fixtures import make_coco
 
-pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e \".[deploy]\")")
+pytest.importorskip("openvino", reason='OpenVINO is not installed (pip install -e ".[deploy]")')
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,9 @@ def test_bf16_runs_where_the_cpu_has_it_and_is_refused_elsewhere(dynamic_onnx, m
     expected = model.predict([torch.from_numpy(a).permute(2, 0, 1) for a in images])
     for e, g in zip(expected, detector(images)):
         assert g["scores"].shape == e["scores"].shape and np.all(np.diff(g["scores"]) <= 0)
-        np.testing.assert_allclose(np.sort(g["scores"]), np.sort(e["scores"].numpy()), atol=0.05)  # bf16: 8 bits of mantissa
+        np.testing.assert_allclose(
+            np.sort(g["scores"]), np.sort(e["scores"].numpy()), atol=0.05
+        )  # bf16: 8 bits of mantissa
 
 
 def test_wrong_precision_and_runtime_are_refused(dynamic_onnx):
@@ -76,9 +78,29 @@ def test_wrong_precision_and_runtime_are_refused(dynamic_onnx):
 def test_cli_predict_eval_benchmark_with_openvino(model, tmp_path, run_cli):
     ckpt, folder, onnx_path = exported_with_images(model, tmp_path)
     torch_json, ov_json = tmp_path / "torch.json", tmp_path / "ov.json"
-    assert run_cli(["predict", str(folder), "--weights", str(ckpt), "--batch-size", "2", "--output", str(torch_json)])[0] == 0
-    assert run_cli(["predict", str(folder), "--onnx", str(onnx_path), "--runtime", "openvino", "--threads", "2",
-                    "--batch-size", "2", "--output", str(ov_json)])[0] == 0
+    assert (
+        run_cli(["predict", str(folder), "--weights", str(ckpt), "--batch-size", "2", "--output", str(torch_json)])[0]
+        == 0
+    )
+    assert (
+        run_cli(
+            [
+                "predict",
+                str(folder),
+                "--onnx",
+                str(onnx_path),
+                "--runtime",
+                "openvino",
+                "--threads",
+                "2",
+                "--batch-size",
+                "2",
+                "--output",
+                str(ov_json),
+            ]
+        )[0]
+        == 0
+    )
     assert_same_records(torch_json, ov_json, 3)
 
     # eval: the same AP as PyTorch on a small COCO set (boxes of 3 classes; the categories named as the model's 5)
@@ -87,24 +109,54 @@ def test_cli_predict_eval_benchmark_with_openvino(model, tmp_path, run_cli):
     data["categories"] = [{"id": k + 1, "name": name} for k, name in enumerate(CLASSES)]
     ann.write_text(json.dumps(data))
     metrics = {}
-    for name, argv in (("torch", ["--weights", str(ckpt)]), ("openvino", ["--onnx", str(onnx_path), "--runtime", "openvino"])):
+    for name, argv in (
+        ("torch", ["--weights", str(ckpt)]),
+        ("openvino", ["--onnx", str(onnx_path), "--runtime", "openvino"]),
+    ):
         out = tmp_path / f"{name}_metrics.json"
         assert run_cli(["eval", "--ann", str(ann), "--images", str(images), *argv, "--output", str(out)])[0] == 0
         metrics[name] = json.loads(out.read_text())
-    assert metrics["openvino"]["runtime"] == "openvino" and metrics["openvino"]["num_detections"] == metrics["torch"]["num_detections"]
+    assert (
+        metrics["openvino"]["runtime"] == "openvino"
+        and metrics["openvino"]["num_detections"] == metrics["torch"]["num_detections"]
+    )
     assert metrics["openvino"]["bbox_mAP"] == pytest.approx(metrics["torch"]["bbox_mAP"], abs=1e-3)
 
     # benchmark: the same JSON fields as the PyTorch model's
     bench = tmp_path / "bench.json"
-    assert run_cli(["benchmark", "--onnx", str(onnx_path), "--runtime", "openvino", "--threads", "1", "--size", "96x128",
-                    "--iters", "2", "--warmup", "0", "--batch-size", "2", "--output", str(bench)])[0] == 0
+    assert (
+        run_cli(
+            [
+                "benchmark",
+                "--onnx",
+                str(onnx_path),
+                "--runtime",
+                "openvino",
+                "--threads",
+                "1",
+                "--size",
+                "96x128",
+                "--iters",
+                "2",
+                "--warmup",
+                "0",
+                "--batch-size",
+                "2",
+                "--output",
+                str(bench),
+            ]
+        )[0]
+        == 0
+    )
     result = json.loads(bench.read_text())
     assert result["runtime"] == "openvino" and result["dtype"] == "fp32" and result["threads"] == 1
     assert result["batch_size"] == 2 and len(result["latency_ms_all"]) == 2 and result["images_per_s"] > 0
     assert result["latency_ms_median"] <= result["latency_ms_p90"] and result["peak_mem_mb"] > 0
 
     # one-line usage errors
-    rc, errors = run_cli(["predict", str(folder), "--onnx", str(onnx_path), "--runtime", "onnxruntime", "--dtype", "bf16"])
+    rc, errors = run_cli(
+        ["predict", str(folder), "--onnx", str(onnx_path), "--runtime", "onnxruntime", "--dtype", "bf16"]
+    )
     assert rc == 2 and "--runtime openvino" in errors[0]
     rc, errors = run_cli(["predict", str(folder), "--runtime", "openvino"])
     assert rc == 2 and "--onnx" in errors[0]

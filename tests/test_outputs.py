@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from sparse_rcnn.outputs import OutputError, atomic_write, check_outputs, unique_names
-
 from train_fixtures import make_coco, subprocess_env
 
 
@@ -55,8 +54,17 @@ def test_drawings_of_inputs_with_the_same_stem_get_distinct_names(run_cli, tiny_
     Image.new("RGB", (64, 48), (10, 10, 10)).save(tmp_path / "a" / "x.png")
     Image.new("RGB", (64, 48), (250, 250, 250)).save(tmp_path / "b" / "x.jpg")
     vis = tmp_path / "vis"
-    rc, _ = run_cli(["predict", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.jpg"), "--weights", tiny_weights,
-                     "--save-vis", str(vis)])
+    rc, _ = run_cli(
+        [
+            "predict",
+            str(tmp_path / "a" / "x.png"),
+            str(tmp_path / "b" / "x.jpg"),
+            "--weights",
+            tiny_weights,
+            "--save-vis",
+            str(vis),
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in vis.iterdir()) == ["x-2.png", "x.png"]
     # each drawing is of its own image (dark vs light background)
@@ -73,10 +81,25 @@ def test_unique_names_never_collide():
 def test_eval_refuses_writing_over_its_annotations(run_cli, tmp_path):
     ann, images = make_coco(tmp_path, [(48, 64)] * 2)
     before = ann.read_bytes()
-    rc, errors = run_cli(["eval", "--weights", "x.pth", "--ann", str(ann), "--images", str(images), "--output", str(ann)])
+    rc, errors = run_cli(
+        ["eval", "--weights", "x.pth", "--ann", str(ann), "--images", str(images), "--output", str(ann)]
+    )
     assert rc == 2 and "is also an input" in errors[0] and ann.read_bytes() == before
-    rc, errors = run_cli(["eval", "--weights", "x.pth", "--ann", str(ann), "--images", str(images),
-                          "--output", str(tmp_path / "m.json"), "--results", str(tmp_path / "m.json")])
+    rc, errors = run_cli(
+        [
+            "eval",
+            "--weights",
+            "x.pth",
+            "--ann",
+            str(ann),
+            "--images",
+            str(images),
+            "--output",
+            str(tmp_path / "m.json"),
+            "--results",
+            str(tmp_path / "m.json"),
+        ]
+    )
     assert rc == 2 and "same file" in errors[0]
 
 
@@ -142,7 +165,9 @@ def test_output_dir_that_is_a_file(run_cli, tmp_path):
         check_outputs([], [], folders=[tmp_path / "f"])
 
 
-def test_predict_late_error_keeps_previous_output_and_writes_partial(run_cli, tiny_weights, photos, tmp_path, monkeypatch):
+def test_predict_late_error_keeps_previous_output_and_writes_partial(
+    run_cli, tiny_weights, photos, tmp_path, monkeypatch
+):
     import sparse_rcnn.engine.predict_many as predict_many
 
     out = tmp_path / "result.json"
@@ -187,9 +212,24 @@ def test_predict_stopped_by_a_signal(tiny_weights, tmp_path, signum, status):
         Image.new("RGB", (64, 48), (i, i, i)).save(folder / f"{i:03d}.png")
     out = tmp_path / "r.json"
     out.write_text('["previous"]')
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_PREDICT, "predict", str(folder), "--weights", tiny_weights,
-                             "--output", str(out), "--workers", "2"], env=subprocess_env(),
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _SLOW_PREDICT,
+            "predict",
+            str(folder),
+            "--weights",
+            tiny_weights,
+            "--output",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        env=subprocess_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stderr:  # the first record: workers are running
         if line.startswith("record"):
             break
@@ -203,9 +243,11 @@ def test_predict_stopped_by_a_signal(tiny_weights, tmp_path, signum, status):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's read-only file system")
 def test_read_only_destinations_are_one_line(run_cli, tiny_weights, photos):
-    for argv in (["export", "--weights", tiny_weights, "--output", "/proc/self/x.onnx"],
-                 ["convert", tiny_weights, "/proc/self/x.pth"],
-                 ["predict", str(photos), "--weights", tiny_weights, "--save-vis", "/proc/self/vis"]):
+    for argv in (
+        ["export", "--weights", tiny_weights, "--output", "/proc/self/x.onnx"],
+        ["convert", tiny_weights, "/proc/self/x.pth"],
+        ["predict", str(photos), "--weights", tiny_weights, "--save-vis", "/proc/self/vis"],
+    ):
         rc, errors = run_cli(argv)
         assert rc == 2 and len(errors) == 1 and "/proc/self" in errors[0], (argv, errors)
 
@@ -213,8 +255,9 @@ def test_read_only_destinations_are_one_line(run_cli, tiny_weights, photos):
 def test_unreadable_input_is_one_line(run_cli, tiny_weights, tmp_path):
     (tmp_path / "ann.json").mkdir()  # open() fails with an OSError naming the path, as for permission denied
     (tmp_path / "images").mkdir()
-    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(tmp_path / "ann.json"),
-                          "--images", str(tmp_path / "images")])
+    rc, errors = run_cli(
+        ["eval", "--weights", tiny_weights, "--ann", str(tmp_path / "ann.json"), "--images", str(tmp_path / "images")]
+    )
     assert rc == 2 and errors == [f"{tmp_path / 'ann.json'}: Is a directory"], errors
 
 
@@ -224,17 +267,23 @@ def _deny_by_mode(ann, monkeypatch):
 
 def _deny_in_the_reader(ann, monkeypatch):
     """What a mode-0 file gives a normal user, for where chmod cannot deny (as root, e.g. in CI)."""
+
     def denied(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
     monkeypatch.setattr("sparse_rcnn.data.validation.open", denied, raising=False)
 
 
-@pytest.mark.parametrize("deny", [
-    pytest.param(_deny_by_mode, marks=pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                                                         reason="root reads any file")),
-    _deny_in_the_reader,
-])
+@pytest.mark.parametrize(
+    "deny",
+    [
+        pytest.param(
+            _deny_by_mode,
+            marks=pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file"),
+        ),
+        _deny_in_the_reader,
+    ],
+)
 def test_permission_denied_is_one_line(run_cli, tiny_weights, tmp_path, monkeypatch, deny):
     ann, images = make_coco(tmp_path, [(48, 64)] * 2)
     deny(ann, monkeypatch)

@@ -21,11 +21,11 @@ import torch
 
 from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_state_strict
 from sparse_rcnn.config import config_from_dict
-from sparse_rcnn.models.head import decode_boxes
 from sparse_rcnn.data.images import read_image
-from sparse_rcnn.models import build_model
-from sparse_rcnn.models.pooler import roi_levels
 from sparse_rcnn.data.resize import resize_for_test
+from sparse_rcnn.models import build_model
+from sparse_rcnn.models.head import decode_boxes
+from sparse_rcnn.models.pooler import roi_levels
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))
@@ -40,11 +40,14 @@ GRAD_RTOL = 1e-3  # the total gradient norm and the SELECTED ones (as make_refer
 # (thread count, CPU kernels) moves single norms by up to 5e-3 in our own code (R-101, measured).
 ALL_GRAD_RTOL = 1e-2
 SELECTED = (
-    "rpn_head.init_proposal_features.weight", "rpn_head.init_proposal_bboxes.weight",
+    "rpn_head.init_proposal_features.weight",
+    "rpn_head.init_proposal_bboxes.weight",
     "roi_head.bbox_head.0.attention.attn.in_proj_weight",
     "roi_head.bbox_head.0.instance_interactive_conv.dynamic_layer.weight",
-    "roi_head.bbox_head.5.fc_cls.weight", "roi_head.bbox_head.5.fc_reg.weight",
-    "neck.fpn_convs.0.conv.weight", "backbone.layer4.1.conv2.weight",
+    "roi_head.bbox_head.5.fc_cls.weight",
+    "roi_head.bbox_head.5.fc_reg.weight",
+    "neck.fpn_convs.0.conv.weight",
+    "backbone.layer4.1.conv2.weight",
 )
 STAGE_KEYS = ("cls_score", "bbox_delta", "decoded_bboxes", "object_feats")
 
@@ -57,7 +60,9 @@ def rel_err(ours: torch.Tensor, ref: np.ndarray) -> float:
 
 def stage_errors(ours: list[dict[str, torch.Tensor]], ref, image: int) -> dict[str, float]:
     """Worst relative error of each recorded tensor over the stages of one image."""
-    return {key: max(rel_err(o[key], ref[f"img{image}.stage{s}.{key}"]) for s, o in enumerate(ours)) for key in STAGE_KEYS}
+    return {
+        key: max(rel_err(o[key], ref[f"img{image}.stage{s}.{key}"]) for s, o in enumerate(ours)) for key in STAGE_KEYS
+    }
 
 
 def detection_mismatches(ours: dict[str, torch.Tensor], ref: dict) -> list[str]:
@@ -75,10 +80,19 @@ def detection_mismatches(ours: dict[str, torch.Tensor], ref: dict) -> list[str]:
         problems.append(f"score diff {(scores - ref_scores).abs().max():.2e}")
     unused = set(range(len(scores)))
     for r in range(len(ref_scores)):
-        candidates = [j for j in sorted(unused, key=lambda j: abs(j - r))
-                      if j == r or abs(ref_scores[j] - ref_scores[r]) <= SCORE_ATOL]
-        match = next((j for j in candidates if labels[j] == ref["labels"][r]
-                      and (boxes[j] - ref_boxes[r]).abs().max() <= BOX_ATOL_PX), None)
+        candidates = [
+            j
+            for j in sorted(unused, key=lambda j: abs(j - r))
+            if j == r or abs(ref_scores[j] - ref_scores[r]) <= SCORE_ATOL
+        ]
+        match = next(
+            (
+                j
+                for j in candidates
+                if labels[j] == ref["labels"][r] and (boxes[j] - ref_boxes[r]).abs().max() <= BOX_ATOL_PX
+            ),
+            None,
+        )
         if match is None:
             problems.append(f"rank {r}: label {ref['labels'][r]} box {ref['boxes'][r]} not found")
         else:
@@ -124,8 +138,12 @@ class StageRecorder:
 
     def _stage(self, module, inputs, output) -> None:
         logits, deltas, feats = output
-        self.runs[-1][-1].update(cls_score=logits.detach(), bbox_delta=deltas.detach(), object_feats=feats.detach(),
-                                 decoded_bboxes=decode_boxes(self.runs[-1][-1]["boxes_in"], deltas.detach()))
+        self.runs[-1][-1].update(
+            cls_score=logits.detach(),
+            bbox_delta=deltas.detach(),
+            object_feats=feats.detach(),
+            decoded_bboxes=decode_boxes(self.runs[-1][-1]["boxes_in"], deltas.detach()),
+        )
 
     def remove(self) -> None:
         for h in self.handles:

@@ -19,7 +19,9 @@ def test_fpn_level_rule_mmdet_finest_scale_56():
 
 def test_pooled_features_come_from_the_assigned_level():
     feats = [torch.randn(2, 3, 64 // s, 64 // s) for s in (1, 2, 4, 8)]
-    boxes = torch.tensor([[[0.0, 0.0, 30.0, 30.0], [2.0, 3.0, 60.0, 63.0]], [[5.0, 5.0, 250.0, 250.0], [1.0, 1.0, 500.0, 480.0]]])
+    boxes = torch.tensor(
+        [[[0.0, 0.0, 30.0, 30.0], [2.0, 3.0, 60.0, 63.0]], [[5.0, 5.0, 250.0, 250.0], [1.0, 1.0, 500.0, 480.0]]]
+    )
     pooler = MultiLevelRoIAlign(strides=(1, 2, 4, 8), output_size=7)
     out = pooler(feats, boxes)
     assert out.shape == (4, 3, 7, 7)
@@ -98,9 +100,7 @@ def test_cpu_backward_matches_torchvision(seed, sampling_ratio):
     assert torch.equal(ours, ref)  # the forward is torchvision's, bit for bit
     grad_out = torch.randn(ours.shape, generator=gen)
     ours.backward(grad_out)
-    expected = torch.ops.torchvision._roi_align_backward(
-        grad_out, rois, scale, 7, 7, b, c, h, w, sampling_ratio, True
-    )
+    expected = torch.ops.torchvision._roi_align_backward(grad_out, rois, scale, 7, 7, b, c, h, w, sampling_ratio, True)
     assert expected.abs().sum() > 0 and (expected == 0).any()
     torch.testing.assert_close(ours_feat.grad, expected, rtol=1e-5, atol=1e-6)
 

@@ -97,12 +97,18 @@ def test_coco_format_ids_by_index_with_a_failed_image_in_between(setup):
 def test_coco_format_takes_image_and_category_ids_from_the_annotation_file(setup):
     root, folder = setup
     ann = root / "ann.json"
-    ann.write_text(json.dumps({
-        "images": [{"id": 42, "file_name": "img0.png"}, {"id": 7, "file_name": "sub/img3.png"}],
-        "categories": [{"id": 30, "name": "star"}, {"id": 10, "name": "circle"}, {"id": 20, "name": "square"}],
-        "annotations": [],
-    }))
-    status, results = _predict(root, str(folder / "img0.png"), str(folder / "img3.png"), "--format", "coco", "--ann", str(ann))
+    ann.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 42, "file_name": "img0.png"}, {"id": 7, "file_name": "sub/img3.png"}],
+                "categories": [{"id": 30, "name": "star"}, {"id": 10, "name": "circle"}, {"id": 20, "name": "square"}],
+                "annotations": [],
+            }
+        )
+    )
+    status, results = _predict(
+        root, str(folder / "img0.png"), str(folder / "img3.png"), "--format", "coco", "--ann", str(ann)
+    )
     assert status == 0
     assert {r["image_id"] for r in results} == {42, 7}
     assert {r["category_id"] for r in results} <= {10, 20, 30}
@@ -119,6 +125,7 @@ def test_zoo_classes_get_the_coco_category_ids():
 # Bad images and arguments: predict carries on past a bad image and exits 1 listing the failures;
 # unusable arguments stop it with status 2 and one line.
 
+
 def test_predict_carries_on_past_bad_images_and_lists_them(tmp_path, tiny_weights, run_cli):
     folder = tmp_path / "imgs"
     bad = make_bad_files(folder)
@@ -126,8 +133,19 @@ def test_predict_carries_on_past_bad_images_and_lists_them(tmp_path, tiny_weight
     save_with_orientation(folder / "rotated.jpg", scene(), 6)
     Image.fromarray(scene()).convert("L").save(folder / "grey.png")
     out = tmp_path / "out.json"
-    rc, errors = run_cli(["predict", str(folder), str(tmp_path / "missing.png"), "--weights", tiny_weights,
-                      "--output", str(out), "--batch-size", "2"])
+    rc, errors = run_cli(
+        [
+            "predict",
+            str(folder),
+            str(tmp_path / "missing.png"),
+            "--weights",
+            tiny_weights,
+            "--output",
+            str(out),
+            "--batch-size",
+            "2",
+        ]
+    )
     assert rc == 1
     records = {Path(r["image"]).name: r for r in json.loads(out.read_text())}
     assert set(records) == {"good.png", "rotated.jpg", "grey.png"}
@@ -142,8 +160,9 @@ def test_predict_carries_on_past_bad_images_and_lists_them(tmp_path, tiny_weight
 def test_predict_with_worker_processes_reports_failures_too(tmp_path, tiny_weights, run_cli):
     Image.fromarray(scene()).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
-    rc, errors = run_cli(["predict", str(tmp_path), "--weights", tiny_weights, "--workers", "1",
-                      "--output", str(tmp_path / "o.json")])
+    rc, errors = run_cli(
+        ["predict", str(tmp_path), "--weights", tiny_weights, "--workers", "1", "--output", str(tmp_path / "o.json")]
+    )
     assert rc == 1 and any("bad.png" in e for e in errors)
     assert [Path(r["image"]).name for r in json.loads((tmp_path / "o.json").read_text())] == ["good.png"]
 
@@ -170,15 +189,20 @@ def test_predict_unusable_arguments(tmp_path, tiny_weights, run_cli, extra, mess
     Image.fromarray(scene()).save(tmp_path / "good.png")
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "empty_dir").mkdir()
-    rc, errors = run_cli(["predict", str(tmp_path / "good.png"), *[a.format(tmp=tmp_path) for a in extra],
-                      "--weights", tiny_weights])
+    rc, errors = run_cli(
+        ["predict", str(tmp_path / "good.png"), *[a.format(tmp=tmp_path) for a in extra], "--weights", tiny_weights]
+    )
     assert rc == 2 and len(errors) == 1 and message in errors[0], errors
 
 
 @pytest.mark.parametrize(
     "option, message",
-    [(["--batch-size", "0"], "must be at least 1"), (["--workers", "-1"], "must be 0 or more"),
-     (["--device", "gpu"], "unknown device 'gpu'"), (["--device", "cuda:99"], "cuda:99")],
+    [
+        (["--batch-size", "0"], "must be at least 1"),
+        (["--workers", "-1"], "must be 0 or more"),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--device", "cuda:99"], "cuda:99"),
+    ],
 )
 def test_predict_bad_options_are_usage_errors(tmp_path, tiny_weights, capsys, option, message):
     with pytest.raises(SystemExit) as e:
@@ -191,7 +215,6 @@ def test_predict_bad_options_are_usage_errors(tmp_path, tiny_weights, capsys, op
 # Config and tiny_weights
 
 
-
 def test_real_process_prints_one_line_and_no_traceback(tmp_path, tiny_weights):
     """The same through a real process: what a user sees on stderr."""
     Image.fromarray(scene()).save(tmp_path / "good.png")
@@ -201,5 +224,3 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path, tiny_weights):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"ERROR skipped {tmp_path / 'bad.jpg'}: not an image" in proc.stderr
     assert [Path(r["image"]).name for r in json.loads(proc.stdout)] == ["good.png"]
-
-

@@ -10,12 +10,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sparse_rcnn.data.resize import rescale_size
+from sparse_rcnn.data.transforms import PIPELINES, build_train_transform
 from sparse_rcnn.models.criterion import SetCriterion
 from sparse_rcnn.models.head import MAX_LOG_SCALE, decode_boxes
 from sparse_rcnn.models.matcher import HungarianMatcher
 from sparse_rcnn.models.pooler import roi_levels
-from sparse_rcnn.data.resize import rescale_size
-from sparse_rcnn.data.transforms import PIPELINES, build_train_transform
 
 PROPS = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = st.integers(0, 2**31 - 1)
@@ -105,14 +105,23 @@ def test_matching_is_one_to_one_and_optimal(seed, n, m, c):
 
 
 @PROPS
-@given(seed=SEEDS, b=st.integers(1, 2), n=st.integers(1, 6), c=st.integers(1, 4),
-       counts=st.lists(st.integers(0, 4), min_size=2, max_size=2), logit_scale=st.sampled_from([0.1, 3.0, 30.0]),
-       degenerate=st.booleans())
+@given(
+    seed=SEEDS,
+    b=st.integers(1, 2),
+    n=st.integers(1, 6),
+    c=st.integers(1, 4),
+    counts=st.lists(st.integers(0, 4), min_size=2, max_size=2),
+    logit_scale=st.sampled_from([0.1, 3.0, 30.0]),
+    degenerate=st.booleans(),
+)
 def test_set_loss_finite_with_finite_gradients(seed, b, n, c, counts, logit_scale, degenerate):
     g = torch.Generator().manual_seed(seed)
     sizes = torch.tensor([[48, 64], [40, 72]])[:b]
     targets = [
-        {"boxes": random_boxes(g, k, float(wh[1]), float(wh[0]), min_size=1.0), "labels": torch.randint(0, c, (k,), generator=g)}
+        {
+            "boxes": random_boxes(g, k, float(wh[1]), float(wh[0]), min_size=1.0),
+            "labels": torch.randint(0, c, (k,), generator=g),
+        }
         for k, wh in zip(counts[:b], sizes)
     ]
     logits = [(torch.randn(b, n, c, generator=g) * logit_scale).requires_grad_() for _ in range(2)]
@@ -155,8 +164,14 @@ def test_rescale_fits_the_scale_and_keeps_the_ratio(w, h, a, b):
 
 
 @settings(deadline=None, max_examples=200)
-@given(seed=SEEDS, pipeline=st.sampled_from(PIPELINES), h=st.integers(1, 120), w=st.integers(1, 120),
-       n=st.integers(0, 12), flip_prob=st.sampled_from([0.0, 0.5, 1.0]))
+@given(
+    seed=SEEDS,
+    pipeline=st.sampled_from(PIPELINES),
+    h=st.integers(1, 120),
+    w=st.integers(1, 120),
+    n=st.integers(0, 12),
+    flip_prob=st.sampled_from([0.0, 0.5, 1.0]),
+)
 def test_train_transforms_keep_boxes_valid_inside_the_image(seed, pipeline, h, w, n, flip_prob):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -165,8 +180,12 @@ def test_train_transforms_keep_boxes_valid_inside_the_image(seed, pipeline, h, w
     boxes = np.concatenate([x1y1, x1y1 + size], axis=1).astype(np.float32).clip(0, [w, h, w, h])
     labels = rng.integers(0, 5, n).astype(np.int64)
     transform = build_train_transform(
-        pipeline=pipeline, train_scale=(100, 60), ms_short_sides=(40, 52, 64), crop_short_sides=(30, 40, 50),
-        crop_size=(24, 48), flip_prob=flip_prob,
+        pipeline=pipeline,
+        train_scale=(100, 60),
+        ms_short_sides=(40, 52, 64),
+        crop_short_sides=(30, 40, 50),
+        crop_size=(24, 48),
+        flip_prob=flip_prob,
     )
     out_image, out_boxes, out_labels, (sx, sy) = transform(image, boxes, labels, rng)
     oh, ow = out_image.shape[:2]

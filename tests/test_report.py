@@ -28,11 +28,23 @@ def noisy_results(dataset, seed=0):
         x, y, w, h = a["bbox"]
         cat = a["category_id"] if rng.random() < 0.8 else int(rng.choice(dataset.cat_ids))
         j = rng.normal(0, 0.1, 4)
-        out.append({"image_id": a["image_id"], "category_id": cat, "bbox": [x + j[0] * w, y + j[1] * h, w * (1 + j[2]), h],
-                    "score": float(rng.uniform(0.3, 0.95))})
+        out.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": cat,
+                "bbox": [x + j[0] * w, y + j[1] * h, w * (1 + j[2]), h],
+                "score": float(rng.uniform(0.3, 0.95)),
+            }
+        )
     for image_id in dataset.image_ids:
-        out.append({"image_id": image_id, "category_id": int(rng.choice(dataset.cat_ids)), "bbox": [1.0, 1.0, 9.0, 7.0],
-                    "score": float(rng.uniform(0.05, 0.6))})
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": int(rng.choice(dataset.cat_ids)),
+                "bbox": [1.0, 1.0, 9.0, 7.0],
+                "score": float(rng.uniform(0.05, 0.6)),
+            }
+        )
     return out
 
 
@@ -46,8 +58,20 @@ def test_eval_report_writes_every_file_and_stores_thresholds(tmp_path, fake_dete
     ann, images = make_set(tmp_path, n=8)
     ckpt = save_tiny_checkpoint(tmp_path / "model.pth", CLASSES)
     before = read_checkpoint(ckpt)
-    argv = ["eval", "--weights", str(ckpt), "--ann", str(ann), "--images", str(images), "--report", str(tmp_path / "rep"),
-            "--save-thresholds", "--output", str(tmp_path / "m.json")]
+    argv = [
+        "eval",
+        "--weights",
+        str(ckpt),
+        "--ann",
+        str(ann),
+        "--images",
+        str(images),
+        "--report",
+        str(tmp_path / "rep"),
+        "--save-thresholds",
+        "--output",
+        str(tmp_path / "m.json"),
+    ]
     assert main(argv) == 0
     for name in FILES:
         assert (tmp_path / "rep" / name).stat().st_size > 0, name
@@ -113,14 +137,29 @@ def test_predict_auto_uses_the_stored_per_class_thresholds(tmp_path, caplog):
     with caplog.at_level("INFO"):
         got = model.predict(image, score_thr="auto")
     want = everything["scores"] >= torch.tensor(per_class)[everything["labels"]]
-    assert torch.equal(got["scores"], everything["scores"][want]) and torch.equal(got["labels"], everything["labels"][want])
+    assert torch.equal(got["scores"], everything["scores"][want]) and torch.equal(
+        got["labels"], everything["labels"][want]
+    )
     assert len(got["scores"]) < len(everything["scores"])
     assert "x >= " in caplog.text and "(test)" in caplog.text  # says which values were used
     # the command line: the same boxes
     Image.fromarray(image).save(tmp_path / "a.png")
     out = tmp_path / "p.json"
-    assert main(["predict", str(tmp_path / "a.png"), "--weights", str(tmp_path / "model.pth"), "--score-thr", "auto",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "a.png"),
+                "--weights",
+                str(tmp_path / "model.pth"),
+                "--score-thr",
+                "auto",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     dets = json.loads(out.read_text())[0]["detections"]
     assert sorted(d["score"] for d in dets) == pytest.approx(sorted(everything["scores"][want].tolist()))
 
@@ -146,8 +185,12 @@ def test_export_metadata_carries_the_thresholds(tmp_path):
 
 
 def test_show_data_lists_problems_and_draws(tmp_path, capsys):
-    anns = [(1, 1, 1, [2.0, 3.0, 20.0, 15.0], {}), (2, 1, 2, [30.0, 5.0, 10.0, 30.0], {}),
-            (3, 2, 1, [5.0, 5.0, -4.0, 10.0], {}), (4, 2, 2, [1.0, 1.0, 30.0, 20.0], {})]  # 3: negative width
+    anns = [
+        (1, 1, 1, [2.0, 3.0, 20.0, 15.0], {}),
+        (2, 1, 2, [30.0, 5.0, 10.0, 30.0], {}),
+        (3, 2, 1, [5.0, 5.0, -4.0, 10.0], {}),
+        (4, 2, 2, [1.0, 1.0, 30.0, 20.0], {}),
+    ]  # 3: negative width
     ann, images = write_coco(tmp_path, [(1, 48, 40), (2, 40, 48)], anns)
     out = tmp_path / "show"
     assert main(["show-data", "--ann", str(ann), "--images", str(images), "--output", str(out), "--count", "2"]) == 0

@@ -1,4 +1,5 @@
-"""Faults during training: killed processes resume exactly, torn checkpoints are skipped, NaNs are skipped or stop the run."""
+"""Faults during training: killed processes resume exactly, torn checkpoints are skipped,
+NaNs are skipped or stop the run."""
 
 import json
 import signal
@@ -11,12 +12,11 @@ import pytest
 import torch
 
 import sparse_rcnn.cli.train as train_cli
+from fault_injection import NanAt, with_hooks
 from sparse_rcnn import cli
 from sparse_rcnn.checkpoints import read_checkpoint
 from sparse_rcnn.config import config_from_dict
 from sparse_rcnn.engine import Trainer
-
-from fault_injection import NanAt, with_hooks
 from train_fixtures import LANDSCAPE, PORTRAIT, make_coco, subprocess_env, tiny_config_dict, train_command, write_yaml
 
 # 5 landscape + 3 portrait images, batch 2: 4 steps per epoch (one mixed), 2 epochs = 8 iterations;
@@ -73,11 +73,18 @@ def resume(data, out):
     return trainer, start
 
 
-def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_complete_one(data, uninterrupted, tmp_path, caplog):
+def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_complete_one(
+    data, uninterrupted, tmp_path, caplog
+):
     ann, images, cfg_yaml = data
     out = tmp_path / "run"
-    proc = subprocess.Popen(with_fault("slow-save=6", train_command(cfg_yaml, ann, images, out)),
-                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        with_fault("slow-save=6", train_command(cfg_yaml, ann, images, out)),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: any((out / "checkpoints").glob(".iter_0000006.pth.*.tmp")), proc)
         proc.send_signal(signal.SIGKILL)
@@ -98,8 +105,13 @@ def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_comple
 def test_sigterm_checkpoints_mid_epoch_and_a_torn_newest_checkpoint_falls_back(data, uninterrupted, tmp_path, caplog):
     ann, images, cfg_yaml = data
     out = tmp_path / "run"
-    proc = subprocess.run(with_fault("sigterm=3", train_command(cfg_yaml, ann, images, out)),
-                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        with_fault("sigterm=3", train_command(cfg_yaml, ann, images, out)),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     err = proc.stderr
     assert proc.returncode == 143, err[-2000:]
     assert "SIGTERM: stopped at iteration 3" in err and "Traceback" not in err
@@ -130,8 +142,21 @@ def test_one_nan_step_is_skipped_and_training_goes_on(data, tmp_path, caplog):
 def test_a_stream_of_nans_stops_cleanly_keeping_the_last_good_checkpoint(data, tmp_path, monkeypatch, caplog):
     ann, images, cfg_yaml = data
     monkeypatch.setattr(train_cli, "Trainer", with_hooks(Trainer, NanAt("5-")))
-    code = cli.main(["train", "--config", str(cfg_yaml), "--train-ann", str(ann), "--train-images", str(images),
-                     "--output-dir", str(tmp_path), "--set", "train.max_bad_steps=3"])
+    code = cli.main(
+        [
+            "train",
+            "--config",
+            str(cfg_yaml),
+            "--train-ann",
+            str(ann),
+            "--train-images",
+            str(images),
+            "--output-dir",
+            str(tmp_path),
+            "--set",
+            "train.max_bad_steps=3",
+        ]
+    )
     assert code == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "\n" not in errors[0]

@@ -21,7 +21,6 @@ from sparse_rcnn.engine.train_state import list_checkpoints, write_training_chec
 from sparse_rcnn.evaluation.coco import EvaluationStopped, evaluate
 from sparse_rcnn.models import SparseRCNN
 from sparse_rcnn.outputs import OutputError
-
 from train_fixtures import LANDSCAPE, make_coco, subprocess_env, tiny_config_dict
 
 
@@ -85,7 +84,10 @@ def test_two_trainings_cannot_share_a_folder(data, tmp_path):
 
 
 def test_lock_of_a_killed_process_is_not_stale(tmp_path):
-    code = f"from sparse_rcnn.engine.run_lock import RunLock; import time; lock = RunLock({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"
+    code = (
+        "from sparse_rcnn.engine.run_lock import RunLock; import time; "
+        f"lock = RunLock({str(tmp_path)!r}); print('held', flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=subprocess_env())
     assert proc.stdout.readline().strip() == "held"
     with pytest.raises(OutputError, match=f"pid {proc.pid}"):
@@ -164,15 +166,28 @@ def test_killed_data_loader_worker_is_one_line_with_a_hint(run_cli, data, tmp_pa
     from train_fixtures import write_yaml
 
     cfg = write_yaml(tmp_path / "tiny.yaml", tiny_config_dict())
-    rc, errors = run_cli(["train", "--config", str(cfg), "--train-ann", str(ann), "--train-images", str(images),
-                          "--output-dir", str(tmp_path / "run")])
+    rc, errors = run_cli(
+        [
+            "train",
+            "--config",
+            str(cfg),
+            "--train-ann",
+            str(ann),
+            "--train-images",
+            str(images),
+            "--output-dir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert rc == 1 and "pid 4242" in errors[0] and "--resume" in errors[0]
 
 
 def test_error_in_a_data_loader_worker_is_one_line(run_cli, tiny_weights, tmp_path):
     ann, images = make_coco(tmp_path, [LANDSCAPE] * 3)
     (images / "001.png").write_bytes(b"not a png")
-    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images), "--workers", "1"])
+    rc, errors = run_cli(
+        ["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images), "--workers", "1"]
+    )
     assert rc == 2 and errors[0].startswith("cannot evaluate on") and "001.png" in errors[0], errors
 
 

@@ -26,7 +26,9 @@ def _model():
     torch.manual_seed(0)
     model = build_model(tiny_config().model, ["cat", "dog", "bird"]).eval()
     with torch.no_grad():  # spread the proposals over the image so that the RoIs fall on several FPN levels
-        model.proposal_boxes.weight.copy_(torch.rand(8, 4) * torch.tensor([0.4, 0.4, 0.9, 0.9]) + torch.tensor([0.3, 0.3, 0.1, 0.1]))
+        model.proposal_boxes.weight.copy_(
+            torch.rand(8, 4) * torch.tensor([0.4, 0.4, 0.9, 0.9]) + torch.tensor([0.3, 0.3, 0.1, 0.1])
+        )
     return model
 
 
@@ -73,8 +75,12 @@ def test_compiled_detect_matches_eager_without_recompiling(model, compiled):
             got = compiled.detect(images, sizes)  # other batch sizes and sizes: the same dynamic graph
         _assert_close(_eager(model, images, sizes), got)
         boxes = got[0].reshape(-1, 4)
-        levels |= set(torch.floor(torch.log2(((boxes[:, 2:] - boxes[:, :2]).prod(1).clamp(min=0).sqrt()) / 56 + 1e-6))
-                      .clamp(0, 3).long().tolist())
+        levels |= set(
+            torch.floor(torch.log2(((boxes[:, 2:] - boxes[:, :2]).prod(1).clamp(min=0).sqrt()) / 56 + 1e-6))
+            .clamp(0, 3)
+            .long()
+            .tolist()
+        )
     assert len(levels) >= 2  # the pooler's level selection is exercised
 
 
@@ -101,7 +107,8 @@ def test_torch_export_with_dynamic_batch_height_and_width(model):
     height, width = 32 * Dim("h", min=1), 32 * Dim("w", min=1)
     with torch.no_grad():
         program = torch.export.export(
-            DetectGraph(model).eval(), _inputs(*EXPORTED[0]),
+            DetectGraph(model).eval(),
+            _inputs(*EXPORTED[0]),
             dynamic_shapes={"images": {0: batch, 2: height, 3: width}, "image_sizes": {0: batch}},
         )
     ops = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
@@ -131,5 +138,6 @@ def test_cli_predict_compile_gives_the_eager_records(compiled, tmp_path, run_cli
     assert len(records["compiled"]) == 4
     for e, g in zip(records["eager"], records["compiled"]):
         assert [d["label"] for d in g["detections"]] == [d["label"] for d in e["detections"]]
-        np.testing.assert_allclose([d["score"] for d in g["detections"]], [d["score"] for d in e["detections"]],
-                                   rtol=0, atol=SCORE_TOL)
+        np.testing.assert_allclose(
+            [d["score"] for d in g["detections"]], [d["score"] for d in e["detections"]], rtol=0, atol=SCORE_TOL
+        )

@@ -31,12 +31,39 @@ def assert_valid(image, boxes, labels):
 
 # Recorded with MMDetection 3.3 (oracle venv): Resize(scale, keep_ratio=True) on pattern(h, w) and BOXES.
 MMDET_RESIZE = [
-    ((1333, 800), (71, 45), (800, 1262), 376695281,
-     [[57.76761, 80.0, 368.82397, 535.11115], [897.61975, 177.77779, 1262.0, 800.0], [5.3323946, 12.444445, 1260.2227, 785.77783]]),
-    ((1333, 512), (71, 45), (512, 808), 154355720,
-     [[36.985916, 51.2, 236.14084, 342.47113], [574.7042, 113.77778, 808.0, 512.0], [3.4140847, 7.9644446, 806.862, 502.8978]]),
-    ((1333, 800), (3000, 601), (267, 1333), 133327007,
-     [[1.4440833, 1.999168, 9.219917, 13.372212], [22.438833, 4.4425955, 31.992, 20.43594], [0.1333, 0.3109817, 31.503235, 19.636272]]),
+    (
+        (1333, 800),
+        (71, 45),
+        (800, 1262),
+        376695281,
+        [
+            [57.76761, 80.0, 368.82397, 535.11115],
+            [897.61975, 177.77779, 1262.0, 800.0],
+            [5.3323946, 12.444445, 1260.2227, 785.77783],
+        ],
+    ),
+    (
+        (1333, 512),
+        (71, 45),
+        (512, 808),
+        154355720,
+        [
+            [36.985916, 51.2, 236.14084, 342.47113],
+            [574.7042, 113.77778, 808.0, 512.0],
+            [3.4140847, 7.9644446, 806.862, 502.8978],
+        ],
+    ),
+    (
+        (1333, 800),
+        (3000, 601),
+        (267, 1333),
+        133327007,
+        [
+            [1.4440833, 1.999168, 9.219917, 13.372212],
+            [22.438833, 4.4425955, 31.992, 20.43594],
+            [0.1333, 0.3109817, 31.503235, 19.636272],
+        ],
+    ),
 ]
 
 
@@ -57,7 +84,9 @@ def test_random_sizes_obey_the_rules(pipeline):
     t = build_train_transform(pipeline=pipeline)
     shorts = set()
     for seed, (h, w) in enumerate([(45, 71), (71, 45), (60, 60), (20, 200)] * 5):
-        image, boxes, labels, _ = t(pattern(h, w), BOXES * [w / 71, h / 45, w / 71, h / 45], LABELS, np.random.default_rng(seed))
+        image, boxes, labels, _ = t(
+            pattern(h, w), BOXES * [w / 71, h / 45, w / 71, h / 45], LABELS, np.random.default_rng(seed)
+        )
         short, long = min(image.shape[:2]), max(image.shape[:2])
         assert long <= 1333
         assert short in MS or long == 1333, (short, long)
@@ -76,7 +105,10 @@ def test_flip_mirrors_image_and_boxes():
     np.testing.assert_array_equal(img1, img0[:, ::-1])
     np.testing.assert_array_equal(b1[:, [0, 2]], W - b0[:, [2, 0]])
     np.testing.assert_array_equal(b1[:, [1, 3]], b0[:, [1, 3]])
-    flips = [RandomFlip(0.5)((img0, b0, LABELS, (1.0, 1.0)), np.random.default_rng(s))[1][0, 0] != b0[0, 0] for s in range(40)]
+    flips = [
+        RandomFlip(0.5)((img0, b0, LABELS, (1.0, 1.0)), np.random.default_rng(s))[1][0, 0] != b0[0, 0]
+        for s in range(40)
+    ]
     assert 10 < sum(flips) < 30
 
 
@@ -94,7 +126,15 @@ def test_random_crop_follows_the_offset_and_drops_empty_boxes():
         y0 = int(img[0, 0, 1]) + 256 * (int(img[0, 0, 2]) % 16)
         np.testing.assert_array_equal(img, image[y0 : y0 + ch, x0 : x0 + cw])
         shifted = boxes - [x0, y0, x0, y0]
-        clipped = np.stack([shifted[:, 0].clip(0, cw), shifted[:, 1].clip(0, ch), shifted[:, 2].clip(0, cw), shifted[:, 3].clip(0, ch)], 1)
+        clipped = np.stack(
+            [
+                shifted[:, 0].clip(0, cw),
+                shifted[:, 1].clip(0, ch),
+                shifted[:, 2].clip(0, cw),
+                shifted[:, 3].clip(0, ch),
+            ],
+            1,
+        )
         keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
         np.testing.assert_array_equal(out, clipped[keep])
         np.testing.assert_array_equal(lab, labels[keep])

@@ -15,8 +15,17 @@ def _coco(anns, num_images=2, names=("a", "b", "c")):
     coco.dataset = {
         "images": [{"id": i + 1, "width": 100, "height": 100, "file_name": f"{i}.png"} for i in range(num_images)],
         "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)],
-        "annotations": [{"id": k + 1, "image_id": img, "category_id": cat, "bbox": bbox, "iscrowd": crowd,
-                         "area": bbox[2] * bbox[3]} for k, (img, cat, bbox, crowd) in enumerate(anns)],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": img,
+                "category_id": cat,
+                "bbox": bbox,
+                "iscrowd": crowd,
+                "area": bbox[2] * bbox[3],
+            }
+            for k, (img, cat, bbox, crowd) in enumerate(anns)
+        ],
     }
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
@@ -33,10 +42,17 @@ def test_hand_computed_case():
     hits box 2 with IoU 100/110 (TP). Recall .5 .5 .5 .5 1, precision 1 .5 .5 1/3 .5:
     area = .5 x 1 + .5 x .5 = .75; 11-point = (6 x 1 + 5 x .5) / 11. Class b: one box, no detection
     (0). Class c: no box (-1, not in the mean)."""
-    coco = _coco([(1, 1, [0, 0, 10, 10], 0), (1, 1, [20, 20, 10, 10], 0), (2, 1, [0, 0, 10, 10], 1),
-                  (2, 2, [30, 30, 10, 10], 0)])
-    dets = [_det(1, 1, 0, 0, 10, 10, 0.9), _det(1, 1, 0, 0, 10, 10, 0.8), _det(2, 1, 0, 0, 10, 10, 0.7),
-            _det(2, 1, 50, 50, 60, 60, 0.6), _det(1, 1, 20, 20, 30, 31, 0.5), _det(1, 3, 0, 0, 5, 5, 0.4)]
+    coco = _coco(
+        [(1, 1, [0, 0, 10, 10], 0), (1, 1, [20, 20, 10, 10], 0), (2, 1, [0, 0, 10, 10], 1), (2, 2, [30, 30, 10, 10], 0)]
+    )
+    dets = [
+        _det(1, 1, 0, 0, 10, 10, 0.9),
+        _det(1, 1, 0, 0, 10, 10, 0.8),
+        _det(2, 1, 0, 0, 10, 10, 0.7),
+        _det(2, 1, 50, 50, 60, 60, 0.6),
+        _det(1, 1, 20, 20, 30, 31, 0.5),
+        _det(1, 3, 0, 0, 5, 5, 0.4),
+    ]
     m = voc_evaluate(coco, dets)
     assert m["voc_AP50_a"] == pytest.approx(0.75) and m["voc_AP50_11pt_a"] == pytest.approx(8.5 / 11)
     assert m["voc_AP50_b"] == 0 and m["voc_AP50_11pt_b"] == 0

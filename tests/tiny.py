@@ -7,8 +7,16 @@ from sparse_rcnn.config import Config, ModelConfig
 
 def tiny_model_config(**overrides) -> ModelConfig:
     base = ModelConfig(
-        backbone="resnet18", pretrained_backbone=False, fpn_channels=32, num_proposals=8, num_stages=2,
-        num_heads=4, ffn_dim=64, dynamic_dim=8, num_classes=3, test_scale=(160, 128),
+        backbone="resnet18",
+        pretrained_backbone=False,
+        fpn_channels=32,
+        num_proposals=8,
+        num_stages=2,
+        num_heads=4,
+        ffn_dim=64,
+        dynamic_dim=8,
+        num_classes=3,
+        test_scale=(160, 128),
     )
     return dataclasses.replace(base, **overrides)
 

@@ -17,10 +17,17 @@ LANDSCAPE, PORTRAIT = (90, 120), (120, 90)  # (h, w) of the files; train_scale (
 
 
 def make_coco(
-    root: Path, sizes: list[tuple[int, int]], *, seed: int = 0, num_classes: int = 3, boxes_per_image: int = 0,
+    root: Path,
+    sizes: list[tuple[int, int]],
+    *,
+    seed: int = 0,
+    num_classes: int = 3,
+    boxes_per_image: int = 0,
     name: str = "train",
 ) -> tuple[Path, Path]:
-    """PNG images of noise with 1-3 (or ``boxes_per_image``) bright boxes each; returns (annotation json, image folder)."""
+    """PNG images of noise with 1-3 (or ``boxes_per_image``) bright boxes each.
+
+    Returns (annotation json, image folder)."""
     rng = np.random.default_rng(seed)
     img_dir = root / f"{name}_images"
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -32,8 +39,16 @@ def make_coco(
             x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
             label = int(rng.integers(0, num_classes))
             pixels[y : y + bh, x : x + bw] = 135 + 40 * label
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": label + 1, "bbox": [x, y, bw, bh],
-                         "area": bw * bh, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": label + 1,
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
+            )
         Image.fromarray(pixels).save(img_dir / f"{i:03d}.png")
         images.append({"id": i + 1, "file_name": f"{i:03d}.png", "width": w, "height": h})
     cats = [{"id": k + 1, "name": f"class{k}"} for k in range(num_classes)]
@@ -46,12 +61,30 @@ def tiny_config_dict(**train) -> dict:
     """The team's tiny model; training values as the tests need them."""
     return {
         "name": "tiny",
-        "model": {"backbone": "resnet18", "pretrained_backbone": False, "frozen_stages": 4, "fpn_channels": 64,
-                  "num_proposals": 8, "num_stages": 2, "ffn_dim": 128, "dynamic_dim": 16, "num_heads": 4,
-                  "num_classes": 3, "test_scale": [128, 96]},
+        "model": {
+            "backbone": "resnet18",
+            "pretrained_backbone": False,
+            "frozen_stages": 4,
+            "fpn_channels": 64,
+            "num_proposals": 8,
+            "num_stages": 2,
+            "ffn_dim": 128,
+            "dynamic_dim": 16,
+            "num_heads": 4,
+            "num_classes": 3,
+            "test_scale": [128, 96],
+        },
         "data": {"train_scale": [128, 96], "batch_size": 2, "workers": 0},
-        "train": {"epochs": 2, "lr": 1e-4, "warmup_iters": 3, "log_interval": 1, "checkpoint_interval": 2,
-                  "keep_checkpoints": 3, "eval_interval": 0, **train},
+        "train": {
+            "epochs": 2,
+            "lr": 1e-4,
+            "warmup_iters": 3,
+            "log_interval": 1,
+            "checkpoint_interval": 2,
+            "keep_checkpoints": 3,
+            "eval_interval": 0,
+            **train,
+        },
     }
 
 
@@ -61,8 +94,21 @@ def write_yaml(path: Path, cfg: dict) -> Path:
 
 
 def train_command(cfg_yaml: Path, ann: Path, img_dir: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "sparse_rcnn.cli", "train", "--config", str(cfg_yaml), "--train-ann", str(ann),
-            "--train-images", str(img_dir), "--output-dir", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "sparse_rcnn.cli",
+        "train",
+        "--config",
+        str(cfg_yaml),
+        "--train-ann",
+        str(ann),
+        "--train-images",
+        str(img_dir),
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
 
 
 def subprocess_env(**extra: str) -> dict:

@@ -50,8 +50,16 @@ def make_ground_truth(oracle: Path, out: Path) -> None:
         boxes = g["bboxes"] + [np.clip(det["bboxes"][i], 0, [w, h, w, h]).tolist() for i in top]
         labels = g["labels"] + [det["labels"][i] for i in top]
         for (x1, y1, x2, y2), label in zip(boxes, labels):
-            anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": COCO_IDS[label],
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": k + 1,
+                    "category_id": COCO_IDS[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
     cats = [{"id": i, "name": n} for i, n in zip(COCO_IDS, meta["dataset_meta"]["classes"])]
     (out / "gt.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
 
@@ -64,13 +72,37 @@ def main() -> int:
     ref, out = args.oracle / "ref" / CONFIG, args.out
     out.mkdir(parents=True, exist_ok=True)
     make_ground_truth(args.oracle, out)
-    subprocess.run([str(args.oracle / "venv" / "bin" / "python"), "-c", MMDET_SCRIPT, str(ref), str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "sparse_rcnn.cli", "eval", "--model", CONFIG, "--weights", str(ref / "ckpt.pth"),
-                    "--ann", str(out / "gt.json"), "--images", str(args.oracle / "ref" / "inputs"),
-                    "--output", str(out / "ours_metrics.json"), "--results", str(out / "ours_results.json")],
-                   check=True, stdout=subprocess.DEVNULL)
-    ours, theirs = json.loads((out / "ours_metrics.json").read_text()), json.loads((out / "mmdet_metrics.json").read_text())
+    subprocess.run(
+        [str(args.oracle / "venv" / "bin" / "python"), "-c", MMDET_SCRIPT, str(ref), str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparse_rcnn.cli",
+            "eval",
+            "--model",
+            CONFIG,
+            "--weights",
+            str(ref / "ckpt.pth"),
+            "--ann",
+            str(out / "gt.json"),
+            "--images",
+            str(args.oracle / "ref" / "inputs"),
+            "--output",
+            str(out / "ours_metrics.json"),
+            "--results",
+            str(out / "ours_results.json"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    ours, theirs = (
+        json.loads((out / "ours_metrics.json").read_text()),
+        json.loads((out / "mmdet_metrics.json").read_text()),
+    )
     worst = 0.0
     for key, value in theirs.items():  # MMDetection rounds to 3 decimals
         print(f"{key:<14} mmdet {value:7.3f}   sparse-rcnn {ours[key]:.6f}")
@@ -78,11 +110,15 @@ def main() -> int:
     key = lambda r: (r["image_id"], -r["score"], r["category_id"], r["bbox"])  # noqa: E731
     a = sorted(json.loads((out / "ours_results.json").read_text()), key=key)
     b = sorted(json.loads((out / "mmdet.bbox.json").read_text()), key=key)
-    same = len(a) == len(b) and all(x["image_id"] == y["image_id"] and x["category_id"] == y["category_id"] for x, y in zip(a, b))
+    same = len(a) == len(b) and all(
+        x["image_id"] == y["image_id"] and x["category_id"] == y["category_id"] for x, y in zip(a, b)
+    )
     box = max(abs(p - q) for x, y in zip(a, b) for p, q in zip(x["bbox"], y["bbox"]))
     score = max(abs(x["score"] - y["score"]) for x, y in zip(a, b))
-    print(f"metrics: max |diff| after rounding = {worst}; results: {len(a)} vs {len(b)}, ids/categories equal: {same}, "
-          f"max |bbox diff| = {box}, max |score diff| = {score}")
+    print(
+        f"metrics: max |diff| after rounding = {worst}; results: {len(a)} vs {len(b)}, ids/categories equal: {same}, "
+        f"max |bbox diff| = {box}, max |score diff| = {score}"
+    )
     ok = worst == 0 and same and box <= 1e-3 and score <= 1e-4
     print("eval parity", "OK" if ok else "FAILED")
     return 0 if ok else 1

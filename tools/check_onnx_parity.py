@@ -31,9 +31,8 @@ import onnx
 import torch
 
 from sparse_rcnn.checkpoints import load_model
-from sparse_rcnn.deploy import export_onnx
 from sparse_rcnn.data.images import read_image
-from sparse_rcnn.deploy import OnnxDetector
+from sparse_rcnn.deploy import OnnxDetector, export_onnx
 from sparse_rcnn.deploy.export import EXPORTERS, default_exporter
 
 SCORE_TOL, BOX_TOL = 1e-4, 0.1
@@ -73,11 +72,15 @@ def compare(ref: dict, out: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ref", default=os.path.expanduser(os.environ.get("ORACLE_DIR", "~/.cache/sparse-rcnn-oracle")) + "/ref")
+    parser.add_argument(
+        "--ref", default=os.path.expanduser(os.environ.get("ORACLE_DIR", "~/.cache/sparse-rcnn-oracle")) + "/ref"
+    )
     parser.add_argument("--configs", nargs="+", default=CONFIGS)
     parser.add_argument("--keep", help="keep the .onnx files in this folder")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--exporter", choices=EXPORTERS, help="default: the library's (dynamo where onnxscript converts roi_align)")
+    parser.add_argument(
+        "--exporter", choices=EXPORTERS, help="default: the library's (dynamo where onnxscript converts roi_align)"
+    )
     args = parser.parse_args()
     print(f"exporter: {args.exporter or default_exporter()}, torch {torch.__version__}")
     torch.set_num_threads(args.threads)
@@ -87,8 +90,11 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory()
     folder = Path(args.keep or tmp.name)
     failed = False
-    print(f"{'config':<64} {'run':<9} {'dets':>5} {'max|dscore|':>12} {'max|dbox| px':>13} {'tie swaps':>9} {'unmatched':>9} "
-          f"{'export s':>9} | torch 1 vs 2 thr: {'dscore':>8} {'dbox':>8} | vs fp64 dscore: {'torch':>8} {'ort':>8}  ok")
+    print(
+        f"{'config':<64} {'run':<9} {'dets':>5} {'max|dscore|':>12} {'max|dbox| px':>13} {'tie swaps':>9} "
+        f"{'unmatched':>9} "
+        f"{'export s':>9} | torch 1 vs 2 thr: {'dscore':>8} {'dbox':>8} | vs fp64 dscore: {'torch':>8} {'ort':>8}  ok"
+    )
     for name in args.configs:
         model = load_model(name, str(ref / name / "ckpt.pth"))
         model64 = copy.deepcopy(model).double()
@@ -98,12 +104,16 @@ def main() -> int:
         nodes = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
         dynamic_nodes = sorted({"NonZero", "ScatterND", "Loop", "If"} & set(nodes))
         failed |= bool(dynamic_nodes)
-        print(f"{name:<64} graph: {len(nodes)} nodes, {nodes.count('RoiAlign')} RoiAlign, "
-              + (f"data-dependent nodes {dynamic_nodes}  FAIL" if dynamic_nodes else "no NonZero/ScatterND/Loop/If  ok"))
+        print(
+            f"{name:<64} graph: {len(nodes)} nodes, {nodes.count('RoiAlign')} RoiAlign, "
+            + (f"data-dependent nodes {dynamic_nodes}  FAIL" if dynamic_nodes else "no NonZero/ScatterND/Loop/If  ok")
+        )
         detector = OnnxDetector(onnx_path, threads=args.threads)
         assert detector.class_names == model.class_names
         runs = {
-            "img0": ([arrays[0]], 1), "img1": ([arrays[1]], 1), "batch2": (arrays, 2),
+            "img0": ([arrays[0]], 1),
+            "img1": ([arrays[1]], 1),
+            "batch2": (arrays, 2),
         }
         for run, (inputs, bs) in runs.items():
             expected = model.predict([torch.from_numpy(a).permute(2, 0, 1) for a in inputs], batch_size=bs)
@@ -121,10 +131,14 @@ def main() -> int:
                 if "why" in r:
                     print(f"{name:<64} {label:<9} {r['why']}  FAIL")
                     continue
-                print(f"{name:<64} {label:<9} {r['n']:>5} {r['score']:>12.2e} {r['box']:>13.2e} {r['swaps']:>9} {r['unmatched']:>9} "
-                      f"{export_s:>9.1f} | {'':>17} {floor.get('score', float('nan')):>8.2e} "
-                      f"{floor.get('box', float('nan')):>8.2e} | {'':>15} {torch_err.get('score', float('nan')):>8.2e} "
-                      f"{ort_err.get('score', float('nan')):>8.2e}  {'ok' if r['ok'] else 'FAIL'}", flush=True)
+                print(
+                    f"{name:<64} {label:<9} {r['n']:>5} {r['score']:>12.2e} {r['box']:>13.2e} "
+                    f"{r['swaps']:>9} {r['unmatched']:>9} "
+                    f"{export_s:>9.1f} | {'':>17} {floor.get('score', float('nan')):>8.2e} "
+                    f"{floor.get('box', float('nan')):>8.2e} | {'':>15} {torch_err.get('score', float('nan')):>8.2e} "
+                    f"{ort_err.get('score', float('nan')):>8.2e}  {'ok' if r['ok'] else 'FAIL'}",
+                    flush=True,
+                )
         del model, model64, detector
         if not args.keep:
             onnx_path.unlink()

@@ -40,8 +40,16 @@ def write_coco(inputs: Path, class_names: list[str], path: Path) -> None:
     for i, (name, (h, w), g) in enumerate(zip(gt["images"], gt["shapes_hw"], gt["gt_original_coords"])):
         images.append({"id": i, "file_name": name, "width": w, "height": h})
         for (x1, y1, x2, y2), label in zip(g["bboxes"], g["labels"]):
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": label + 1, "iscrowd": 0,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": label + 1,
+                    "iscrowd": 0,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                }
+            )
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(class_names)]
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
 
@@ -76,8 +84,10 @@ def check(oracle_dir: Path = ORACLE_DIR) -> dict:
     out["grads"]["total_norm_before_clip"] = (total, value, abs(total - value) / abs(value))
     out["num_params_with_grad"] = (len(with_grad), rec["num_params_with_grad"])
     out["ok"] = (
-        len(out["losses"]) == 18 and all(r <= LOSS_TOL for *_, r in out["losses"].values())
-        and all(r <= GRAD_TOL for *_, r in out["grads"].values()) and len(with_grad) == rec["num_params_with_grad"]
+        len(out["losses"]) == 18
+        and all(r <= LOSS_TOL for *_, r in out["losses"].values())
+        and all(r <= GRAD_TOL for *_, r in out["grads"].values())
+        and len(with_grad) == rec["num_params_with_grad"]
     )
     return out
 
@@ -98,8 +108,10 @@ def main() -> int:
     print(f"parameters with a gradient: {out['num_params_with_grad'][0]} (mmdet {out['num_params_with_grad'][1]})")
     worst_loss = max(r for *_, r in out["losses"].values())
     worst_grad = max(r for *_, r in out["grads"].values())
-    print(f"train parity: worst loss rel err {worst_loss:.2e} (tol {LOSS_TOL:.0e}), worst grad-norm rel err "
-          f"{worst_grad:.2e} (tol {GRAD_TOL:.0e}) -> {'OK' if out['ok'] else 'FAIL'}")
+    print(
+        f"train parity: worst loss rel err {worst_loss:.2e} (tol {LOSS_TOL:.0e}), worst grad-norm rel err "
+        f"{worst_grad:.2e} (tol {GRAD_TOL:.0e}) -> {'OK' if out['ok'] else 'FAIL'}"
+    )
     return 0 if out["ok"] else 1
 
 

@@ -40,12 +40,17 @@ gts, dets = [], []
 for img in data["images"]:
     gt = [a for a in img["gt"] if not a[5]]
     ign = [a for a in img["gt"] if a[5]]
-    gts.append({"bboxes": arr([a[1:5] for a in gt]), "labels": np.array([a[0] for a in gt], dtype=np.int64),
-                "bboxes_ignore": arr([a[1:5] for a in ign]), "labels_ignore": np.array([a[0] for a in ign], dtype=np.int64)})
+    labels = np.array([a[0] for a in gt], dtype=np.int64)
+    labels_ignore = np.array([a[0] for a in ign], dtype=np.int64)
+    gts.append(
+        {"bboxes": arr([a[1:5] for a in gt]), "labels": labels, "bboxes_ignore": arr([a[1:5] for a in ign]),
+         "labels_ignore": labels_ignore}
+    )
     per_class = []
     for c in range(len(data["classes"])):
         d = [x for x in img["dets"] if x[0] == c]
-        per_class.append(np.hstack([arr([x[1:5] for x in d]), np.array([x[5] for x in d], dtype=np.float32).reshape(-1, 1)]))
+        scores = np.array([x[5] for x in d], dtype=np.float32).reshape(-1, 1)
+        per_class.append(np.hstack([arr([x[1:5] for x in d]), scores]))
     dets.append(per_class)
 out = {}
 for mode in ("area", "11points"):
@@ -72,26 +77,51 @@ def generate(seed: int, num_images: int = 60):
             for _ in range(int(rng.integers(0, 3))):  # 0-2 detections of it, jittered by up to 30 % of its size
                 j = rng.normal(0, 0.15, 4) * [bw, bh, bw, bh]
                 score = float(np.round(rng.random(), DECIMALS))  # ties in score occur
-                dets.append([c if rng.random() < 0.9 else int(rng.integers(len(CLASSES))),
-                             *(np.array([x, y, x + bw, y + bh]) + j).tolist(), score])
+                dets.append(
+                    [
+                        c if rng.random() < 0.9 else int(rng.integers(len(CLASSES))),
+                        *(np.array([x, y, x + bw, y + bh]) + j).tolist(),
+                        score,
+                    ]
+                )
         for _ in range(int(rng.integers(0, 4))):  # false detections
             bw, bh = rng.uniform(10, w / 2), rng.uniform(10, h / 2)
             x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-            dets.append([int(rng.integers(len(CLASSES))), x, y, x + bw, y + bh, float(np.round(rng.random(), DECIMALS))])
+            dets.append(
+                [int(rng.integers(len(CLASSES))), x, y, x + bw, y + bh, float(np.round(rng.random(), DECIMALS))]
+            )
         images.append({"width": w, "height": h, "gt": gt, "dets": dets})
     return {"classes": CLASSES, "images": images}
 
 
 def ours(data):
     coco = COCO()
-    anns = [{"id": k, "image_id": i + 1, "category_id": a[0] + 1, "bbox": [a[1], a[2], a[3] - a[1], a[4] - a[2]],
-             "iscrowd": a[5], "area": 1.0} for i, img in enumerate(data["images"]) for k, a in enumerate(img["gt"], 1000 * i)]
-    coco.dataset = {"images": [{"id": i + 1, "width": img["width"], "height": img["height"]} for i, img in enumerate(data["images"])],
-                    "categories": [{"id": k + 1, "name": n} for k, n in enumerate(data["classes"])], "annotations": anns}
+    anns = [
+        {
+            "id": k,
+            "image_id": i + 1,
+            "category_id": a[0] + 1,
+            "bbox": [a[1], a[2], a[3] - a[1], a[4] - a[2]],
+            "iscrowd": a[5],
+            "area": 1.0,
+        }
+        for i, img in enumerate(data["images"])
+        for k, a in enumerate(img["gt"], 1000 * i)
+    ]
+    coco.dataset = {
+        "images": [
+            {"id": i + 1, "width": img["width"], "height": img["height"]} for i, img in enumerate(data["images"])
+        ],
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(data["classes"])],
+        "annotations": anns,
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
-    results = [{"image_id": i + 1, "category_id": d[0] + 1, "bbox": [d[1], d[2], d[3] - d[1], d[4] - d[2]], "score": d[5]}
-               for i, img in enumerate(data["images"]) for d in img["dets"]]
+    results = [
+        {"image_id": i + 1, "category_id": d[0] + 1, "bbox": [d[1], d[2], d[3] - d[1], d[4] - d[2]], "score": d[5]}
+        for i, img in enumerate(data["images"])
+        for d in img["dets"]
+    ]
     return voc_evaluate(coco, results)
 
 
@@ -99,9 +129,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oracle", default=str(Path.home() / ".cache/sparse-rcnn-oracle"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--decimals", type=int, default=12,
-                        help="scores rounded to this many decimals; 2 makes many ties, whose order MMDetection leaves "
-                        "to numpy's unstable sort (we keep image order)")
+    parser.add_argument(
+        "--decimals",
+        type=int,
+        default=12,
+        help="scores rounded to this many decimals; 2 makes many ties, whose order MMDetection leaves "
+        "to numpy's unstable sort (we keep image order)",
+    )
     args = parser.parse_args()
     global DECIMALS
     DECIMALS = args.decimals
@@ -109,20 +143,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "set.json").write_text(json.dumps(data))
         (Path(tmp) / "voc_mmdet_side.py").write_text(MMDET_SCRIPT)
-        run = subprocess.run([f"{args.oracle}/venv/bin/python", f"{tmp}/voc_mmdet_side.py", f"{tmp}/set.json"],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [f"{args.oracle}/venv/bin/python", f"{tmp}/voc_mmdet_side.py", f"{tmp}/set.json"],
+            capture_output=True,
+            text=True,
+        )
         if run.returncode:
             raise SystemExit(f"MMDetection side failed:\n{run.stderr[-3000:]}")
     mmdet = json.loads(run.stdout.strip().splitlines()[-1])
     mine = ours(data)
     n_gt = sum(len(img["gt"]) for img in data["images"])
     n_det = sum(len(img["dets"]) for img in data["images"])
-    print(f"{len(data['images'])} images, {n_gt} boxes ({sum(a[5] for img in data['images'] for a in img['gt'])} difficult), {n_det} detections")
+    print(
+        f"{len(data['images'])} images, {n_gt} boxes "
+        f"({sum(a[5] for img in data['images'] for a in img['gt'])} difficult), {n_det} detections"
+    )
     print(f"{'':<16} {'ours':>10} {'MMDetection':>12} {'diff':>9}")
     worst = 0.0
     for mode, suffix in (("area", ""), ("11points", "_11pt")):
         rows = [(f"mAP {mode}", mine[f"voc_AP50{suffix}"], mmdet[mode])]
-        rows += [(f"  {c}", mine[f"voc_AP50{suffix}_{c}"], mmdet[f"{mode}_per_class"][k]) for k, c in enumerate(CLASSES)]
+        rows += [
+            (f"  {c}", mine[f"voc_AP50{suffix}_{c}"], mmdet[f"{mode}_per_class"][k]) for k, c in enumerate(CLASSES)
+        ]
         for name, a, b in rows:
             worst = max(worst, abs(a - b))
             print(f"{name:<16} {a:>10.6f} {b:>12.6f} {a - b:>9.1e}")

@@ -17,6 +17,7 @@ per-stage logits / deltas / boxes / object features, and for the 2-image trainin
 pipeline without flip, as make_reference.py) the 18 losses, every gradient norm and the Hungarian
 assignment of every stage.
 """
+
 import argparse
 import copy
 import json
@@ -30,7 +31,9 @@ from PIL import Image
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
-MMDET_REFERENCE = os.environ.get("MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference"))
+MMDET_REFERENCE = os.environ.get(
+    "MMDET_REFERENCE", osp.join(osp.dirname(osp.abspath(__file__)), "..", "..", "shared", "mmdet-reference")
+)
 sys.path.insert(0, osp.join(REPO, "tests", "golden"))
 sys.path.insert(0, MMDET_REFERENCE)
 
@@ -41,17 +44,39 @@ SEED = 1234
 # Test and train Resize scale (keep ratio). Smaller than the zoo's 1333x800 so the CPU test takes
 # seconds, yet big enough that whole-image RoIs reach P5 (sqrt(area) >= 448 px).
 SCALE = (704, 448)
-DIMS = dict(depth=18, in_channels=[64, 128, 256, 512], channels=64, num_proposals=16, ffn=128,
-            heads=4, dynamic=16, num_classes=10, max_per_img=20)
+DIMS = dict(
+    depth=18,
+    in_channels=[64, 128, 256, 512],
+    channels=64,
+    num_proposals=16,
+    ffn=128,
+    heads=4,
+    dynamic=16,
+    num_classes=10,
+    max_per_img=20,
+)
 # (H, W), ground truth in original pixels (x1, y1, x2, y2) and labels in 0..num_classes-1.
 IMAGES = [
-    dict(shape=(60, 80), boxes=[[5.5, 8.25, 40.0, 50.0], [45.0, 10.0, 75.0, 35.0], [30.0, 40.0, 60.0, 58.0]],
-         labels=[1, 7, 0]),
+    dict(
+        shape=(60, 80),
+        boxes=[[5.5, 8.25, 40.0, 50.0], [45.0, 10.0, 75.0, 35.0], [30.0, 40.0, 60.0, 58.0]],
+        labels=[1, 7, 0],
+    ),
     dict(shape=(75, 50), boxes=[[4.0, 6.0, 30.0, 40.0], [20.0, 35.5, 46.0, 70.0]], labels=[3, 9]),
 ]
 GOLDEN_MODEL_CONFIG = dict(  # the same model in sparse-rcnn's ModelConfig terms (read by the test)
-    backbone="resnet18", pretrained_backbone=False, fpn_channels=64, num_proposals=16, num_stages=6,
-    num_heads=4, ffn_dim=128, dynamic_dim=16, num_classes=10, max_per_image=20, test_scale=list(SCALE))
+    backbone="resnet18",
+    pretrained_backbone=False,
+    fpn_channels=64,
+    num_proposals=16,
+    num_stages=6,
+    num_heads=4,
+    ffn_dim=128,
+    dynamic_dim=16,
+    num_classes=10,
+    max_per_image=20,
+    test_scale=list(SCALE),
+)
 
 
 def golden_cfg():
@@ -99,12 +124,18 @@ def train_batch(paths):
     """make_reference.py's deterministic 1x train pipeline (keep-ratio Resize to SCALE, no flip)."""
     from mmengine.dataset import Compose, pseudo_collate
 
-    pipeline = Compose([dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True),
-                        dict(type="Resize", scale=SCALE, keep_ratio=True), dict(type="PackDetInputs")])
+    pipeline = Compose(
+        [
+            dict(type="LoadImageFromFile"),
+            dict(type="LoadAnnotations", with_bbox=True),
+            dict(type="Resize", scale=SCALE, keep_ratio=True),
+            dict(type="PackDetInputs"),
+        ]
+    )
     items = []
     for i, (p, spec) in enumerate(zip(paths, IMAGES)):
         h, w = spec["shape"]
-        inst = [dict(bbox=b, bbox_label=l, ignore_flag=0) for b, l in zip(spec["boxes"], spec["labels"])]
+        inst = [dict(bbox=b, bbox_label=lab, ignore_flag=0) for b, lab in zip(spec["boxes"], spec["labels"])]
         items.append(pipeline(dict(img_path=p, img_id=i, height=h, width=w, instances=inst)))
     return pseudo_collate(items)
 
@@ -143,23 +174,34 @@ def main():
         order = np.argsort(-f32(pred.scores), kind="stable")
         scores = f32(pred.scores)[order]
         gaps = np.diff(-scores)
-        detections.append(dict(
-            file=osp.basename(p), img_shape=list(ds.metainfo["img_shape"]),
-            scale_factor=[float(v) for v in ds.metainfo["scale_factor"]],
-            boxes=f32(pred.bboxes)[order].tolist(), scores=scores.tolist(),
-            labels=pred.labels.numpy()[order].tolist()))
+        detections.append(
+            dict(
+                file=osp.basename(p),
+                img_shape=list(ds.metainfo["img_shape"]),
+                scale_factor=[float(v) for v in ds.metainfo["scale_factor"]],
+                boxes=f32(pred.bboxes)[order].tolist(),
+                scores=scores.tolist(),
+                labels=pred.labels.numpy()[order].tolist(),
+            )
+        )
         inter = pack_intermediates(rec)
         for s in range(len(model.roi_head.bbox_head)):
             for key in ("cls_score", "bbox_delta", "object_feats"):
                 arrays[f"img{i}.stage{s}.{key}"] = f32(inter[f"stage{s}.{key}"][0])
             arrays[f"img{i}.stage{s}.decoded_bboxes"] = f32(inter[f"stage{s}.decoded_bboxes"])
             rois = inter[f"stage{s}.rois"][:, 1:]
-            lvl = torch.floor(torch.log2(torch.sqrt((rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])) / 56 + 1e-6)).clamp(0, 3)
-            print(f"img{i} stage{s}: RoIs per FPN level {torch.bincount(lvl.long(), minlength=4).tolist()}, "
-                  f"logits [{inter[f'stage{s}.cls_score'].min():.2f}, {inter[f'stage{s}.cls_score'].max():.2f}], "
-                  f"|feats| max {inter[f'stage{s}.object_feats'].abs().max():.2f}")
-        print(f"img{i}: {ds.metainfo['img_shape']} top scores {scores[:3].round(4).tolist()}, "
-              f"min gap between ranks {gaps.min():.2e}, labels {sorted(set(detections[-1]['labels']))}")
+            lvl = torch.floor(
+                torch.log2(torch.sqrt((rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])) / 56 + 1e-6)
+            ).clamp(0, 3)
+            print(
+                f"img{i} stage{s}: RoIs per FPN level {torch.bincount(lvl.long(), minlength=4).tolist()}, "
+                f"logits [{inter[f'stage{s}.cls_score'].min():.2f}, {inter[f'stage{s}.cls_score'].max():.2f}], "
+                f"|feats| max {inter[f'stage{s}.object_feats'].abs().max():.2f}"
+            )
+        print(
+            f"img{i}: {ds.metainfo['img_shape']} top scores {scores[:3].round(4).tolist()}, "
+            f"min gap between ranks {gaps.min():.2e}, labels {sorted(set(detections[-1]['labels']))}"
+        )
         for lvl, t in enumerate(rec.data["neck"]):
             print(f"  P{lvl + 2} {tuple(t.shape)} std {t.std():.3f} absmax {t.abs().max():.2f}")
 
@@ -176,9 +218,15 @@ def main():
     with_grad = [p.grad for p in model.parameters() if p.grad is not None]
     inter = pack_intermediates(rec)
     assigned = [[g.tolist() for g in inter[f"stage{s}.assigned_gt_inds"]] for s in range(len(model.roi_head.bbox_head))]
-    gt_after = [dict(bboxes=ds.gt_instances.bboxes.tolist(), labels=ds.gt_instances.labels.tolist(),
-                     img_shape=list(ds.metainfo["img_shape"]), batch_input_shape=list(ds.metainfo["batch_input_shape"]))
-                for ds in batch["data_samples"]]
+    gt_after = [
+        dict(
+            bboxes=ds.gt_instances.bboxes.tolist(),
+            labels=ds.gt_instances.labels.tolist(),
+            img_shape=list(ds.metainfo["img_shape"]),
+            batch_input_shape=list(ds.metainfo["batch_input_shape"]),
+        )
+        for ds in batch["data_samples"]
+    ]
     rec.remove()
     train = dict(
         losses={k: v.item() for k, v in losses.items() if "loss" in k},
@@ -188,18 +236,30 @@ def main():
         gt_after_resize=gt_after,
         assigned_gt_inds=assigned,
     )
-    print("train: total loss %.6f, grad norm %.4f, matches per stage %s" % (
-        train["total_loss"], train["grad_total_norm"], [sum(v > 0 for img in a for v in img) for a in assigned]))
+    print(
+        "train: total loss %.6f, grad norm %.4f, matches per stage %s"
+        % (train["total_loss"], train["grad_total_norm"], [sum(v > 0 for img in a for v in img) for a in assigned])
+    )
 
     import mmdet
+
     golden = dict(
         note="written by tools/make_golden.py; see README.md",
-        mmdet_version=mmdet.__version__, torch_version=torch.__version__, numpy_version=np.__version__,
-        seed=args.seed, threads=torch.get_num_threads(), dims=DIMS, model_config=GOLDEN_MODEL_CONFIG, spec=spec,
+        mmdet_version=mmdet.__version__,
+        torch_version=torch.__version__,
+        numpy_version=np.__version__,
+        seed=args.seed,
+        threads=torch.get_num_threads(),
+        dims=DIMS,
+        model_config=GOLDEN_MODEL_CONFIG,
+        spec=spec,
         weights_sha256=state_sha256(state),
-        images=[dict(file=f"img{i}.png", height=s["shape"][0], width=s["shape"][1], boxes=s["boxes"], labels=s["labels"])
-                for i, s in enumerate(IMAGES)],
-        detections=detections, train=train,
+        images=[
+            dict(file=f"img{i}.png", height=s["shape"][0], width=s["shape"][1], boxes=s["boxes"], labels=s["labels"])
+            for i, s in enumerate(IMAGES)
+        ],
+        detections=detections,
+        train=train,
     )
     with open(osp.join(args.out, "golden.json"), "w") as f:
         json.dump(golden, f, separators=(",", ":"))

@@ -36,11 +36,13 @@ from pathlib import Path
 
 import torch
 
-from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_model
-from sparse_rcnn.checkpoints import ZOO
+from sparse_rcnn.checkpoints import ZOO, convert_mmdet_state_dict, load_model
 from sparse_rcnn.models.head import decode_boxes
 
-COMPARE_PY = Path(os.environ.get("MMDET_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "mmdet-reference")) / "compare.py"
+COMPARE_PY = (
+    Path(os.environ.get("MMDET_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "mmdet-reference"))
+    / "compare.py"
+)
 STAGE_TOL = 1e-4
 LOSS_TOL = 1e-4
 GRAD_TOL = 1e-3
@@ -83,8 +85,18 @@ def check_cli(name: str, ref: Path, table: Table, workdir: Path) -> None:
     images = [str(ref.parent / "inputs" / f"img{i}.png") for i in (0, 1)]
     for source, batch in (("batch1", 1), ("batch2", 2)):
         out = workdir / f"{name}_{source}.json"
-        cmd = sparse_rcnn_cli() + ["predict", "--model", name, "--weights", str(ref / "ckpt.pth"), *images,
-                                   "--output", str(out), "--batch-size", str(batch)]
+        cmd = sparse_rcnn_cli() + [
+            "predict",
+            "--model",
+            name,
+            "--weights",
+            str(ref / "ckpt.pth"),
+            *images,
+            "--output",
+            str(out),
+            "--batch-size",
+            str(batch),
+        ]
         t0 = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
         dt = time.perf_counter() - t0
@@ -92,12 +104,22 @@ def check_cli(name: str, ref: Path, table: Table, workdir: Path) -> None:
             table.add(short(name), f"a. predict {source}", f"exit {run.returncode}", "0", False)
             print(run.stderr[-2000:], file=sys.stderr)
             continue
-        cmp = subprocess.run([sys.executable, str(COMPARE_PY), str(ref), str(out), "--source", source],
-                             capture_output=True, text=True)
-        summary = next((l for l in reversed(cmp.stdout.splitlines()) if l.startswith("parity all")), cmp.stdout.strip()[-200:])
+        cmp = subprocess.run(
+            [sys.executable, str(COMPARE_PY), str(ref), str(out), "--source", source], capture_output=True, text=True
+        )
+        summary = next(
+            (line for line in reversed(cmp.stdout.splitlines()) if line.startswith("parity all")),
+            cmp.stdout.strip()[-200:],
+        )
         m = re.search(r"max_score_diff=(\S+) max_box_px=(\S+) label_match=(\S+)", summary)
         value = f"{float(m.group(1)):.1e}/{float(m.group(2)):.4f}px/{float(m.group(3)):.2f}" if m else "?"
-        table.add(short(name), f"a. compare.py {source} ({dt:.0f}s)", value, "OK", cmp.returncode == 0 and summary.endswith("OK"))
+        table.add(
+            short(name),
+            f"a. compare.py {source} ({dt:.0f}s)",
+            value,
+            "OK",
+            cmp.returncode == 0 and summary.endswith("OK"),
+        )
         if cmp.returncode != 0:
             print(cmp.stdout[-3000:], file=sys.stderr)
 
@@ -111,12 +133,20 @@ def stage_outputs(model, batch: torch.Tensor, sizes: torch.Tensor) -> list[dict[
     for stage in model.stages:
         logits, deltas, feats = stage(feats, model.pooler(features, boxes))
         new_boxes = decode_boxes(boxes, deltas)
-        out.append({"cls_score": logits, "bbox_delta": deltas, "decoded_bboxes": new_boxes.reshape(-1, 4),
-                    "object_feats": feats})
+        out.append(
+            {
+                "cls_score": logits,
+                "bbox_delta": deltas,
+                "decoded_bboxes": new_boxes.reshape(-1, 4),
+                "object_feats": feats,
+            }
+        )
         boxes = new_boxes.detach()
     logits, all_boxes = model.run_stages(features, sizes)
     for k, s in enumerate(out):
-        if not (torch.equal(logits[k], s["cls_score"]) and torch.equal(all_boxes[k].reshape(-1, 4), s["decoded_bboxes"])):
+        if not (
+            torch.equal(logits[k], s["cls_score"]) and torch.equal(all_boxes[k].reshape(-1, 4), s["decoded_bboxes"])
+        ):
             raise AssertionError(f"stage {k}: unrolled loop differs from model.run_stages")
     return out
 
@@ -144,7 +174,13 @@ def check_training(name: str, ref: Path, model, table: Table) -> None:
     inter = torch.load(ref / "intermediates_train.pt", map_location="cpu", weights_only=True)
     gts = rec["gt_after_resize"]
     sizes = torch.tensor([g["img_shape"] for g in gts], dtype=torch.int64)
-    targets = [{"boxes": torch.tensor(g["bboxes"], dtype=torch.float32), "labels": torch.tensor(g["labels"], dtype=torch.int64)} for g in gts]
+    targets = [
+        {
+            "boxes": torch.tensor(g["bboxes"], dtype=torch.float32),
+            "labels": torch.tensor(g["labels"], dtype=torch.int64),
+        }
+        for g in gts
+    ]
     model.train()
     model.zero_grad(set_to_none=True)
     logits, boxes = model.run_stages(model.backbone(inter["inputs"]), sizes)
@@ -155,10 +191,17 @@ def check_training(name: str, ref: Path, model, table: Table) -> None:
         return
     errs = {k: abs(losses[k].item() - v) / abs(v) for k, v in ref_losses.items()}
     worst = max(errs, key=errs.get)
-    table.add(short(name), f"c. 18 losses (worst {worst})", f"{errs[worst]:.2e}", f"{LOSS_TOL:.0e}", errs[worst] <= LOSS_TOL)
+    table.add(
+        short(name), f"c. 18 losses (worst {worst})", f"{errs[worst]:.2e}", f"{LOSS_TOL:.0e}", errs[worst] <= LOSS_TOL
+    )
     total = sum(losses.values())
-    table.add(short(name), "c. total loss", f"{total.item():.6f}/{rec['total_loss']:.6f}", f"{LOSS_TOL:.0e}",
-              abs(total.item() - rec["total_loss"]) <= LOSS_TOL * abs(rec["total_loss"]))
+    table.add(
+        short(name),
+        "c. total loss",
+        f"{total.item():.6f}/{rec['total_loss']:.6f}",
+        f"{LOSS_TOL:.0e}",
+        abs(total.item() - rec["total_loss"]) <= LOSS_TOL * abs(rec["total_loss"]),
+    )
     total.backward()
     params = dict(model.named_parameters())
     ours_name = convert_mmdet_state_dict(dict.fromkeys(rec["grad_norm_selected"]))  # ours -> None
@@ -169,13 +212,24 @@ def check_training(name: str, ref: Path, model, table: Table) -> None:
         ref_norm = rec["grad_norm_selected"][mm]
         gerr[mm] = abs(g.norm().item() - ref_norm) / abs(ref_norm) if g is not None else float("inf")
     worst = max(gerr, key=gerr.get)
-    table.add(short(name), f"c. 8 grad norms (worst {worst.rsplit('.', 2)[-2]})", f"{gerr[worst]:.2e}", f"{GRAD_TOL:.0e}", gerr[worst] <= GRAD_TOL)
+    table.add(
+        short(name),
+        f"c. 8 grad norms (worst {worst.rsplit('.', 2)[-2]})",
+        f"{gerr[worst]:.2e}",
+        f"{GRAD_TOL:.0e}",
+        gerr[worst] <= GRAD_TOL,
+    )
     check_all_grads(name, ref, model, table)
     with_grad = [p.grad for p in model.parameters() if p.grad is not None]
     total_norm = torch.norm(torch.stack([g.norm(2) for g in with_grad]), 2).item()
     ref_total = rec["grad_total_norm_before_clip"]
-    table.add(short(name), f"c. total grad norm ({len(with_grad)} params)", f"{abs(total_norm - ref_total) / ref_total:.2e}",
-              f"{GRAD_TOL:.0e}", abs(total_norm - ref_total) <= GRAD_TOL * ref_total and len(with_grad) == rec["num_params_with_grad"])
+    table.add(
+        short(name),
+        f"c. total grad norm ({len(with_grad)} params)",
+        f"{abs(total_norm - ref_total) / ref_total:.2e}",
+        f"{GRAD_TOL:.0e}",
+        abs(total_norm - ref_total) <= GRAD_TOL * ref_total and len(with_grad) == rec["num_params_with_grad"],
+    )
     n = logits[0].shape[1]
     bad = []
     for s, matches in enumerate(model.criterion.last_matches):
@@ -184,7 +238,9 @@ def check_training(name: str, ref: Path, model, table: Table) -> None:
             gt_inds[pred] = gt + 1
             if not torch.equal(gt_inds, inter[f"stage{s}.assigned_gt_inds"][i]):
                 bad.append(f"s{s}/img{i}")
-    table.add(short(name), "c. assigned_gt_inds (6 stages x 2)", "identical" if not bad else ",".join(bad), "exact", not bad)
+    table.add(
+        short(name), "c. assigned_gt_inds (6 stages x 2)", "identical" if not bad else ",".join(bad), "exact", not bad
+    )
     model.zero_grad(set_to_none=True)
     model.eval()
 
@@ -202,7 +258,8 @@ def check_all_grads(name: str, ref: Path, model, table: Table) -> None:
             bad_none.append(mm)
         elif grad is not None:
             worst = max(worst, (abs(grad.norm().item() - ref_norm) / ref_norm, mm))
-    label = f"c. all {len(ref_norms)} grads (worst {worst[1].replace('roi_head.bbox_head.', 'h').replace('instance_interactive_conv', 'iic')})"
+    worst_name = worst[1].replace("roi_head.bbox_head.", "h").replace("instance_interactive_conv", "iic")
+    label = f"c. all {len(ref_norms)} grads (worst {worst_name})"
     table.add(short(name), label, f"{worst[0]:.2e}", f"{ALL_GRAD_TOL:.0e}", worst[0] <= ALL_GRAD_TOL and not bad_none)
     if bad_none:
         table.add(short(name), "c. frozen params (no grad) differ", ",".join(bad_none[:4]), "none", False)
@@ -210,7 +267,9 @@ def check_all_grads(name: str, ref: Path, model, table: Table) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--oracle-dir", default=os.environ.get("ORACLE_DIR", os.path.expanduser("~/.cache/sparse-rcnn-oracle")))
+    parser.add_argument(
+        "--oracle-dir", default=os.environ.get("ORACLE_DIR", os.path.expanduser("~/.cache/sparse-rcnn-oracle"))
+    )
     parser.add_argument("--configs", nargs="*", default=list(ZOO))
     parser.add_argument("--parts", default="abc", help="which checks to run: any of a, b, c (default abc)")
     parser.add_argument("--threads", type=int, default=2)
@@ -238,7 +297,10 @@ def main() -> int:
             print(f"# {name}: {time.perf_counter() - t0:.0f}s", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{len(table.rows) - table.failures}/{len(table.rows)} checks OK" + (f", {table.failures} FAILED" if table.failures else ""))
+    print(
+        f"{len(table.rows) - table.failures}/{len(table.rows)} checks OK"
+        + (f", {table.failures} FAILED" if table.failures else "")
+    )
     return 1 if table.failures else 0
 
 

@@ -56,7 +56,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: Optional[str] = None  # a dataset: YOLO data.yaml, Pascal VOC folder or COCO .json (instead of the paths below)
+    root: Optional[str] = (
+        None  # a dataset: YOLO data.yaml, Pascal VOC folder or COCO .json (instead of the paths below)
+    )
     format: Optional[str] = None  # coco | yolo | voc; None: detected from root
     train_split: str = "train"  # of root (YOLO: a data.yaml key; VOC: ImageSets/Main/<split>.txt)
     val_split: Optional[str] = "val"  # of root; None or absent from the dataset: no validation
@@ -170,16 +172,53 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Lower bounds (for tuples: of every item); None values (optional keys) pass.
 AT_LEAST: dict[str, float] = {
     **dict.fromkeys(
-        ["model.fpn_channels", "model.num_classes", "model.num_proposals", "model.num_stages", "model.num_heads",
-         "model.ffn_dim", "model.dynamic_dim", "model.pooler_size", "model.size_divisor", "model.test_scale",
-         "model.max_per_image", "data.train_scale", "data.ms_short_sides", "data.crop_short_sides",
-         "data.crop_size", "data.batch_size", "train.epochs", "train.max_iters", "train.accumulate",
-         "train.log_interval", "train.max_bad_steps"], 1),
+        [
+            "model.fpn_channels",
+            "model.num_classes",
+            "model.num_proposals",
+            "model.num_stages",
+            "model.num_heads",
+            "model.ffn_dim",
+            "model.dynamic_dim",
+            "model.pooler_size",
+            "model.size_divisor",
+            "model.test_scale",
+            "model.max_per_image",
+            "data.train_scale",
+            "data.ms_short_sides",
+            "data.crop_short_sides",
+            "data.crop_size",
+            "data.batch_size",
+            "train.epochs",
+            "train.max_iters",
+            "train.accumulate",
+            "train.log_interval",
+            "train.max_bad_steps",
+        ],
+        1,
+    ),
     **dict.fromkeys(
-        ["model.frozen_stages", "model.num_cls_fcs", "model.num_reg_fcs", "data.min_size", "data.workers",
-         "data.flip_prob", "train.lr", "train.weight_decay", "train.clip_grad_norm", "train.warmup_iters",
-         "train.checkpoint_interval", "train.keep_checkpoints", "train.eval_interval", "train.lr_steps",
-         "train.lr_gamma", "model.focal_alpha", "model.focal_gamma"], 0),
+        [
+            "model.frozen_stages",
+            "model.num_cls_fcs",
+            "model.num_reg_fcs",
+            "data.min_size",
+            "data.workers",
+            "data.flip_prob",
+            "train.lr",
+            "train.weight_decay",
+            "train.clip_grad_norm",
+            "train.warmup_iters",
+            "train.checkpoint_interval",
+            "train.keep_checkpoints",
+            "train.eval_interval",
+            "train.lr_steps",
+            "train.lr_gamma",
+            "model.focal_alpha",
+            "model.focal_gamma",
+        ],
+        0,
+    ),
 }
 AT_MOST: dict[str, float] = {"data.flip_prob": 1, "model.focal_alpha": 1, "model.frozen_stages": 4}
 
@@ -202,7 +241,8 @@ def check_values(cfg: Config) -> None:
         raise ConfigError(f"config key 'model.pixel_std' must be > 0; got {cfg.model.pixel_std!r}")
     if cfg.model.fpn_channels % cfg.model.num_heads:
         raise ConfigError(
-            f"config key 'model.num_heads' ({cfg.model.num_heads}) must divide model.fpn_channels ({cfg.model.fpn_channels})"
+            f"config key 'model.num_heads' ({cfg.model.num_heads}) must divide model.fpn_channels "
+            f"({cfg.model.fpn_channels})"
         )
 
 
@@ -278,5 +318,8 @@ def _mapping(value: Any, key: str) -> dict[str, str]:
         except yaml.YAMLError:
             raise ConfigError(f"config key {key!r}: {value!r} is not a JSON mapping") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ConfigError(f"config key {key!r} must map names to names, e.g. {{\"truck\": \"car\"}}, or name a JSON file of one; got {value!r}")
+        raise ConfigError(
+            f'config key {key!r} must map names to names, e.g. {{"truck": "car"}}, or name a JSON file of '
+            f"one; got {value!r}"
+        )
     return dict(value)

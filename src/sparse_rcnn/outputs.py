@@ -34,7 +34,9 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_outputs(
-    writes: Iterable[Optional[PathLike]], reads: Iterable[Optional[PathLike]] = (), *,
+    writes: Iterable[Optional[PathLike]],
+    reads: Iterable[Optional[PathLike]] = (),
+    *,
     folders: Iterable[Optional[PathLike]] = (),
 ) -> None:
     """Refuse output files ``writes`` that are one of ``reads``, each other, or a folder, and
@@ -47,7 +49,10 @@ def check_outputs(
             raise OutputError(f"output {str(w)!r} is a folder; name a file")
         for r in reads:
             if _same(w, r):
-                raise OutputError(f"output {str(w)!r} is also an input ({str(r)!r}); writing it would destroy it: choose another output path")
+                raise OutputError(
+                    f"output {str(w)!r} is also an input ({str(r)!r}); writing it would destroy it: choose "
+                    "another output path"
+                )
         for other in seen:
             if _same(w, other):
                 raise OutputError(f"two outputs are the same file {str(w)!r}; choose different paths")

@@ -3,7 +3,12 @@ starting a training run from a whole detector (``finetune``)."""
 
 from .download import download, resolve_weights
 from .files import (
-    FORMAT, CheckpointError, check_thresholds_target, model_checkpoint, read_checkpoint, save_checkpoint,
+    FORMAT,
+    CheckpointError,
+    check_thresholds_target,
+    model_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
     store_score_thresholds,
 )
 from .finetune import InitReport, Pretrained, init_from_checkpoint, match_classes, pretrained_config, read_pretrained
@@ -12,9 +17,25 @@ from .mmdet import convert_mmdet_state_dict
 from .zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, ZOO
 
 __all__ = [
-    "FORMAT", "CheckpointError", "read_checkpoint", "save_checkpoint", "model_checkpoint", "load_model",
-    "store_score_thresholds", "check_thresholds_target",
-    "load_state_strict", "convert_mmdet_state_dict", "download", "resolve_weights", "ZOO", "COCO_CLASS_NAMES",
-    "COCO_CATEGORY_IDS", "init_from_checkpoint", "InitReport", "Pretrained", "read_pretrained", "pretrained_config",
+    "FORMAT",
+    "CheckpointError",
+    "read_checkpoint",
+    "save_checkpoint",
+    "model_checkpoint",
+    "load_model",
+    "store_score_thresholds",
+    "check_thresholds_target",
+    "load_state_strict",
+    "convert_mmdet_state_dict",
+    "download",
+    "resolve_weights",
+    "ZOO",
+    "COCO_CLASS_NAMES",
+    "COCO_CATEGORY_IDS",
+    "init_from_checkpoint",
+    "InitReport",
+    "Pretrained",
+    "read_pretrained",
+    "pretrained_config",
     "match_classes",
 ]

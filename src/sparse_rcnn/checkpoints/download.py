@@ -43,7 +43,10 @@ def cache_path(url: str, cache_dir: Optional[Path] = None) -> Path:
 
 
 def download(
-    url: str, *, cache_dir: Optional[Path] = None, progress: bool = True,
+    url: str,
+    *,
+    cache_dir: Optional[Path] = None,
+    progress: bool = True,
     ways_out: str = "pass `weights` with a local file",
 ) -> Path:
     """Download ``url`` once into the cache, checking the sha256 prefix its name carries.
@@ -58,7 +61,9 @@ def download(
         torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=progress)
     except RuntimeError as e:
         if "invalid hash" in str(e):
-            raise CheckpointError(f"download of {url} is corrupt (sha256 does not start with {prefix}); try again") from None
+            raise CheckpointError(
+                f"download of {url} is corrupt (sha256 does not start with {prefix}); try again"
+            ) from None
         raise CheckpointError(f"download of {url} failed: {e}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e.strerror or e
@@ -78,7 +83,9 @@ def check_hash(path: Path) -> None:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     if not digest.hexdigest().startswith(prefix):
-        raise CheckpointError(f"{path}: its sha256 does not start with {prefix} as its name says; a corrupt or different file")
+        raise CheckpointError(
+            f"{path}: its sha256 does not start with {prefix} as its name says; a corrupt or different file"
+        )
 
 
 def pretrained_state_dict(url: str, path: Optional[str] = None) -> dict[str, torch.Tensor]:
@@ -86,18 +93,26 @@ def pretrained_state_dict(url: str, path: Optional[str] = None) -> dict[str, tor
     local copy of the file at ``url`` (hash-checked when its name carries one), or downloaded
     from ``url``. Read with ``weights_only=True``."""
     if path is None:
-        file = download(url, ways_out="pass `model.backbone_weights=PATH` (a copy of that file), `weights` "
-                                      "to start from a whole detector, or `model.pretrained_backbone=false` to train "
-                                      "from scratch")
+        file = download(
+            url,
+            ways_out="pass `model.backbone_weights=PATH` (a copy of that file), `weights` "
+            "to start from a whole detector, or `model.pretrained_backbone=false` to train "
+            "from scratch",
+        )
     else:
         file = Path(path)
         if not file.is_file():
-            raise CheckpointError(f"`model.backbone_weights` {path!r} not found (a torchvision ResNet file, e.g. {url.rsplit('/', 1)[-1]})")
+            raise CheckpointError(
+                f"`model.backbone_weights` {path!r} not found (a torchvision ResNet file, e.g. "
+                f"{url.rsplit('/', 1)[-1]})"
+            )
         check_hash(file)
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{file}: not a readable PyTorch file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"{file}: not a readable PyTorch file ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{file}: not a torchvision ResNet state_dict")
     return state

@@ -82,14 +82,22 @@ def save_checkpoint(obj: dict, path: Union[str, Path]) -> None:
 
 
 def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict:
-    return {"format": FORMAT, "version": 1, "config": cfg.to_dict(), "class_names": list(model.class_names),
-            "model": model.state_dict(), **extra}
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "config": cfg.to_dict(),
+        "class_names": list(model.class_names),
+        "model": model.state_dict(),
+        **extra,
+    }
 
 
 def _thresholds_target(path: Optional[Union[str, Path]]) -> dict:
     """The checkpoint at ``path``, if it can take score thresholds: a local file of our format."""
     if not path or not Path(path).is_file():
-        raise CheckpointError(f"score thresholds are stored in a local checkpoint file; pass its path as `weights` (got {path!r})")
+        raise CheckpointError(
+            f"score thresholds are stored in a local checkpoint file; pass its path as `weights` (got {path!r})"
+        )
     ckpt = read_checkpoint(path)
     if ckpt.get("format") != FORMAT:
         raise CheckpointError(
@@ -107,8 +115,12 @@ def store_score_thresholds(path: Union[str, Path], thresholds: dict) -> None:
     ckpt["score_thresholds"] = thresholds
     save_checkpoint(ckpt, path)
     if previous:
-        log.info("replaced the score thresholds of %s (global %.3f -> %.3f)", path, previous.get("global", float("nan")),
-                 thresholds["global"])
+        log.info(
+            "replaced the score thresholds of %s (global %.3f -> %.3f)",
+            path,
+            previous.get("global", float("nan")),
+            thresholds["global"],
+        )
 
 
 def check_thresholds_target(path: Optional[Union[str, Path]]) -> None:

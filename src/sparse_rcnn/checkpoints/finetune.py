@@ -79,20 +79,30 @@ class InitReport:
         out = [
             f"initial weights: {self.source}",
             f"  tensors: {self.loaded} loaded, {len(self.rebuilt)} rebuilt, {len(self.skipped)} skipped",
-            f"  classes: {carried} of {len(self.classes)} keep a pretrained classifier row, {len(self.classes) - carried} new",
+            f"  classes: {carried} of {len(self.classes)} keep a pretrained classifier row, "
+            f"{len(self.classes) - carried} new",
         ]
         if self.proposals[0] != self.proposals[1]:
             out.append(f"  proposals: {self.proposals[0]} -> {self.proposals[1]}")
         out += textwrap.wrap(", ".join(self.mapping), 100, initial_indent="  ", subsequent_indent="  ")
         for title, names in (("rebuilt", self.rebuilt), ("skipped", self.skipped)):
             if names:
-                out += textwrap.wrap(f"{title}: " + ", ".join(names), 100, initial_indent="  ", subsequent_indent="    ")
+                out += textwrap.wrap(
+                    f"{title}: " + ", ".join(names), 100, initial_indent="  ", subsequent_indent="    "
+                )
         return out
 
     def record(self) -> dict:
         """The ``{"type": "init", ...}`` record of ``log.jsonl``."""
-        return {"type": "init", "weights": self.source, "loaded": self.loaded, "rebuilt": list(self.rebuilt),
-                "skipped": list(self.skipped), "classes": self.mapping, "proposals": list(self.proposals)}
+        return {
+            "type": "init",
+            "weights": self.source,
+            "loaded": self.loaded,
+            "rebuilt": list(self.rebuilt),
+            "skipped": list(self.skipped),
+            "classes": self.mapping,
+            "proposals": list(self.proposals),
+        }
 
 
 def read_pretrained(source: Union[str, Path, Pretrained]) -> Pretrained:
@@ -107,7 +117,8 @@ def read_pretrained(source: Union[str, Path, Pretrained]) -> Pretrained:
         if not path.exists() and not path.suffix and "/" not in source:
             hint = difflib.get_close_matches(source, list(ZOO), n=1)
             raise CheckpointError(
-                f"{source!r} is neither a zoo name nor a file" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                f"{source!r} is neither a zoo name nor a file"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
                 + " (zoo names: `sparse-rcnn models`)"
             )
     ckpt = read_checkpoint(path)
@@ -173,9 +184,12 @@ def init_from_checkpoint(
     missing = [k for k in own if k not in pre.state]
     if unexpected or missing:
         raise CheckpointError(
-            f"{pre.source} does not fit this model: " + "; ".join(
+            f"{pre.source} does not fit this model: "
+            + "; ".join(
                 f"{title} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-                for title, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
+                for title, keys in (("missing", missing), ("unexpected", unexpected))
+                if keys
+            )
         )
     matches = match_classes(model.class_names, pre.class_names, class_map)
     state, rebuilt, skipped, loaded = {}, [], [], 0
@@ -189,14 +203,19 @@ def init_from_checkpoint(
             state[key] = _rows(fresh, theirs, [(i, i) for i in range(min(len(fresh), len(theirs)))])
             rebuilt.append(key)
         elif theirs.shape != fresh.shape:
-            raise CheckpointError(f"{pre.source}: {key} has shape {tuple(theirs.shape)}, the model {tuple(fresh.shape)}")
+            raise CheckpointError(
+                f"{pre.source}: {key} has shape {tuple(theirs.shape)}, the model {tuple(fresh.shape)}"
+            )
         else:
             state[key] = theirs
             loaded += 1
     model.load_state_dict(state, strict=True)
     names = [pre.class_names[j] if j is not None else None for j in matches]
     return InitReport(
-        source=pre.source, loaded=loaded, rebuilt=tuple(rebuilt), skipped=tuple(skipped),
+        source=pre.source,
+        loaded=loaded,
+        rebuilt=tuple(rebuilt),
+        skipped=tuple(skipped),
         classes=tuple(zip(model.class_names, names)),
         proposals=(pre.state[_PROPOSAL_TENSORS[0]].shape[0], own[_PROPOSAL_TENSORS[0]].shape[0]),
     )

@@ -22,7 +22,11 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
@@ -43,8 +47,14 @@ def load_model(name: Optional[str] = None, weights: Optional[str] = None, *, dev
         base = load_config(name) if name else Config()
         cfg = infer_mmdet_config(ckpt["state_dict"], base)
         if name and cfg.model != base.model:
-            diff = [f.name for f in dataclasses.fields(base.model) if getattr(cfg.model, f.name) != getattr(base.model, f.name)]
-            raise CheckpointError(f"checkpoint does not fit {name!r}: it differs in {', '.join(diff)}; pick the matching `model`")
+            diff = [
+                f.name
+                for f in dataclasses.fields(base.model)
+                if getattr(cfg.model, f.name) != getattr(base.model, f.name)
+            ]
+            raise CheckpointError(
+                f"checkpoint does not fit {name!r}: it differs in {', '.join(diff)}; pick the matching `model`"
+            )
         state = convert_mmdet_state_dict(ckpt["state_dict"])
         class_names = mmdet_class_names(ckpt)
         thresholds = None

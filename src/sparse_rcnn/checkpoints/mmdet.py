@@ -11,7 +11,6 @@ import torch
 from ..config import Config
 from .files import FORMAT, CheckpointError
 
-
 # MMDetection name -> our name (regex on the state_dict key, applied in order, first match wins).
 _MMDET_TO_OURS = [
     (r"^backbone\.", "backbone.body."),

@@ -76,19 +76,35 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_fast_mode_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", choices=tuple(PRECISIONS), default="fp32",
-                   help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation")
-    p.add_argument("--winograd", action="store_true",
-                   help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the detector (one static graph, dynamic sizes; compiles on the first image)")
+    p.add_argument(
+        "--dtype",
+        choices=tuple(PRECISIONS),
+        default="fp32",
+        help="bf16: fast CPU mode (AVX512-BF16), fp16: GPU; see BENCHMARKS.md for their deviation",
+    )
+    p.add_argument(
+        "--winograd",
+        action="store_true",
+        help="fast fp32 CPU mode: 3x3 convolutions with NNPACK's Winograd kernel (see BENCHMARKS.md)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the detector (one static graph, dynamic sizes; compiles on the first image)",
+    )
 
 
 def add_runtime_args(p: argparse.ArgumentParser, *, threads: bool = True) -> None:
     """--onnx / --runtime (and --threads): run an exported file instead of the PyTorch model."""
-    p.add_argument("--onnx", metavar="MODEL.onnx", help="run this file from `sparse-rcnn export` instead of a PyTorch model")
-    p.add_argument("--runtime", choices=RUNTIMES, help="what runs --onnx: onnxruntime (default), or openvino "
-                   "(--dtype fp32|bf16; bf16 needs AVX512_BF16 or AMX); see README \"Speed\"")
+    p.add_argument(
+        "--onnx", metavar="MODEL.onnx", help="run this file from `sparse-rcnn export` instead of a PyTorch model"
+    )
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="what runs --onnx: onnxruntime (default), or openvino "
+        '(--dtype fp32|bf16; bf16 needs AVX512_BF16 or AMX); see README "Speed"',
+    )
     if threads:
         p.add_argument("--threads", type=positive_int, help="CPU threads of the runtime (default: its own choice)")
 
@@ -96,7 +112,10 @@ def add_runtime_args(p: argparse.ArgumentParser, *, threads: bool = True) -> Non
 def onnx_detector(args: argparse.Namespace):
     """The --onnx file on --runtime in --dtype with --threads: a ``Detector`` like the PyTorch model."""
     if args.runtime and not args.onnx:
-        raise UsageError(f"--runtime {args.runtime} runs an exported file: add --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
+        raise UsageError(
+            f"--runtime {args.runtime} runs an exported file: add --onnx MODEL.onnx (make one with "
+            "`sparse-rcnn export`)"
+        )
     if getattr(args, "winograd", False):
         raise UsageError("--winograd is a PyTorch mode; with --onnx choose --runtime and --dtype")
     try:
@@ -118,11 +137,18 @@ def apply_fast_mode(model, args: argparse.Namespace) -> None:
 
 def add_data_args(p: argparse.ArgumentParser, split_help: str) -> None:
     """--data / --data-format / --split, and --set data.KEY=VALUE for the data options."""
-    p.add_argument("--data", metavar="PATH", help="a dataset: YOLO data.yaml (or its folder), Pascal VOC folder, or COCO .json")
+    p.add_argument(
+        "--data", metavar="PATH", help="a dataset: YOLO data.yaml (or its folder), Pascal VOC folder, or COCO .json"
+    )
     p.add_argument("--data-format", choices=FORMATS, help="the format of --data (default: detected, and logged)")
     p.add_argument("--split", help=split_help)
-    p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
-                   help="data option, e.g. data.bad_annotations=skip")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="data.KEY=VALUE",
+        help="data option, e.g. data.bad_annotations=skip",
+    )
 
 
 def data_config(overrides: list[str], command: str):
@@ -147,11 +173,24 @@ def print_metrics(metrics: dict[str, float]) -> None:
 # Library errors name what to change as `parameter` or `section.key=value`; the command line
 # says it with its own flags.
 FLAGS = {
-    "weights": "--weights", "model": "--model", "resume": "--resume", "output_dir": "--output-dir",
-    "config": "--config", "dynamic": "--dynamic", "size": "--size", "data.train_ann": "--train-ann",
-    "data.train_images": "--train-images", "data.val_ann": "--val-ann", "data.val_images": "--val-images",
-    "data.root": "--data", "data.format": "--data-format", "images": "--images",
-    "score_thr": "--score-thr", "save_thresholds": "eval --save-thresholds", "dtype": "--dtype", "runtime": "--runtime",
+    "weights": "--weights",
+    "model": "--model",
+    "resume": "--resume",
+    "output_dir": "--output-dir",
+    "config": "--config",
+    "dynamic": "--dynamic",
+    "size": "--size",
+    "data.train_ann": "--train-ann",
+    "data.train_images": "--train-images",
+    "data.val_ann": "--val-ann",
+    "data.val_images": "--val-images",
+    "data.root": "--data",
+    "data.format": "--data-format",
+    "images": "--images",
+    "score_thr": "--score-thr",
+    "save_thresholds": "eval --save-thresholds",
+    "dtype": "--dtype",
+    "runtime": "--runtime",
     "exporter": "--exporter",
 }
 

@@ -26,23 +26,43 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, help="default 1, or 2 with --train")
     p.add_argument("--iters", type=int, default=5, help="timed iterations (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
-    p.add_argument("--dtype", choices=tuple(PRECISIONS), default="fp32",
-                   help="inference precision (see model.optimize_for_inference); autocast with --train")
+    p.add_argument(
+        "--dtype",
+        choices=tuple(PRECISIONS),
+        default="fp32",
+        help="inference precision (see model.optimize_for_inference); autocast with --train",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--train", action="store_true", help="time forward+backward+clip+AdamW steps")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (with --onnx: the runtime's threads)")
     p.add_argument("--proposals", type=int, help="override the number of proposals (random init only)")
-    p.add_argument("--scope", choices=("backbone", "fpn"), default="backbone",
-                   help="convolutions in --dtype: ResNet body + FPN (default) or the FPN only")
+    p.add_argument(
+        "--scope",
+        choices=("backbone", "fpn"),
+        default="backbone",
+        help="convolutions in --dtype: ResNet body + FPN (default) or the FPN only",
+    )
     p.add_argument("--fold-bn", action="store_true", help="fold frozen BatchNorm into the convs")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC convolutions (default: on for bf16/fp16, off for fp32)")
-    p.add_argument("--winograd", action="store_true",
-                   help="fp32 3x3 convolutions with NNPACK's Winograd kernel (CPU inference)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the detector's static graph (model.detect; see sparse_rcnn.ops.compile)")
-    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
-                   help="with --compile: reduce-overhead = CUDA graphs (fixed sizes)")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC convolutions (default: on for bf16/fp16, off for fp32)",
+    )
+    p.add_argument(
+        "--winograd", action="store_true", help="fp32 3x3 convolutions with NNPACK's Winograd kernel (CPU inference)"
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the detector's static graph (model.detect; see sparse_rcnn.ops.compile)",
+    )
+    p.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        default="default",
+        help="with --compile: reduce-overhead = CUDA graphs (fixed sizes)",
+    )
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convs on CUDA")
     p.add_argument("--output", help="also write the JSON here")
     add_runtime_args(p, threads=False)
@@ -51,15 +71,30 @@ def add_parser(sub) -> None:
 
 def _run_exported(args: argparse.Namespace) -> dict:
     """--onnx: time the exported file on --runtime as the PyTorch model is timed."""
-    pytorch_only = [flag for flag, on in (("--weights", args.weights), ("--train", args.train), ("--proposals", args.proposals),
-                    ("--fold-bn", args.fold_bn), ("--channels-last", args.channels_last), ("--compile", args.compile),
-                    ("--device", args.device != "cpu")) if on]
+    pytorch_only = [
+        flag
+        for flag, on in (
+            ("--weights", args.weights),
+            ("--train", args.train),
+            ("--proposals", args.proposals),
+            ("--fold-bn", args.fold_bn),
+            ("--channels-last", args.channels_last),
+            ("--compile", args.compile),
+            ("--device", args.device != "cpu"),
+        )
+        if on
+    ]
     if pytorch_only:
         raise UsageError(f"{', '.join(pytorch_only)}: PyTorch options; --onnx times the exported file as it is")
     detector = onnx_detector(args)
-    result = benchmark_detector(detector, size=args.size, batch_size=args.batch_size or 1, iters=args.iters, warmup=args.warmup)
-    result.update(model=detector.model_name, load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                  malloc=getattr(args, "malloc", "system"))
+    result = benchmark_detector(
+        detector, size=args.size, batch_size=args.batch_size or 1, iters=args.iters, warmup=args.warmup
+    )
+    result.update(
+        model=detector.model_name,
+        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        malloc=getattr(args, "malloc", "system"),
+    )
     return result
 
 
@@ -87,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.train:
         try:
             optimize_for_inference(
-                model, dtype=args.dtype, fold_bn=args.fold_bn, channels_last=args.channels_last, scope=args.scope,
+                model,
+                dtype=args.dtype,
+                fold_bn=args.fold_bn,
+                channels_last=args.channels_last,
+                scope=args.scope,
                 winograd=args.winograd,
             )
         except ValueError as e:
@@ -96,15 +135,28 @@ def run(args: argparse.Namespace) -> int:
             compile_detect(model, mode=args.compile_mode)
     batch_size = args.batch_size or (2 if args.train else 1)
     result = run_benchmark(
-        model, size=args.size, batch_size=batch_size, iters=args.iters, warmup=args.warmup,
-        train=args.train, device=args.device, dtype=args.dtype,
+        model,
+        size=args.size,
+        batch_size=batch_size,
+        iters=args.iters,
+        warmup=args.warmup,
+        train=args.train,
+        device=args.device,
+        dtype=args.dtype,
     )
     result.update(
-        model=name, proposals=model.proposal_boxes.num_embeddings, fold_bn=args.fold_bn and not args.train, scope=args.scope,
-        channels_last=model.backbone.channels_last, winograd=args.winograd and not args.train, compile=args.compile,
+        model=name,
+        proposals=model.proposal_boxes.num_embeddings,
+        fold_bn=args.fold_bn and not args.train,
+        scope=args.scope,
+        channels_last=model.backbone.channels_last,
+        winograd=args.winograd and not args.train,
+        compile=args.compile,
         compile_mode=args.compile_mode if args.compile and not args.train else None,
-        tf32=args.tf32 if args.device.startswith("cuda") else None, weights=args.weights,
-        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, malloc=getattr(args, "malloc", "system"),
+        tf32=args.tf32 if args.device.startswith("cuda") else None,
+        weights=args.weights,
+        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        malloc=getattr(args, "malloc", "system"),
     )
     return _print(result, args.output)
 

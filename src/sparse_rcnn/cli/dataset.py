@@ -15,7 +15,8 @@ log = logging.getLogger("sparse_rcnn")
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
-        "convert-data", help="convert a dataset between COCO, YOLO and Pascal VOC",
+        "convert-data",
+        help="convert a dataset between COCO, YOLO and Pascal VOC",
         description="Read SRC (a COCO .json, a YOLO data.yaml or a Pascal VOC folder; validated like training data) "
         "and write it in another format to the new folder OUT (refused if OUT exists and is not empty). "
         "Conventions and what each format can hold: see the README, 'Train on your own data'.",
@@ -24,10 +25,19 @@ def add_parsers(sub) -> None:
     p.add_argument("--to", required=True, choices=FORMATS, help="the format to write")
     p.add_argument("out", help="a new (or empty) folder")
     p.add_argument("--data-format", choices=FORMATS, help="the format of SRC (default: detected)")
-    p.add_argument("--images", help="COCO source: its image folder (default: beside the json, or <root>/<split> for <root>/annotations/<split>.json)")
+    p.add_argument(
+        "--images",
+        help="COCO source: its image folder "
+        "(default: beside the json, or <root>/<split> for <root>/annotations/<split>.json)",
+    )
     p.add_argument("--split", default="train", help="COCO source: the name its split gets (default: train)")
-    p.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE",
-                   help="data option, e.g. data.bad_annotations=skip")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="data.KEY=VALUE",
+        help="data option, e.g. data.bad_annotations=skip",
+    )
     p.set_defaults(func=run_convert)
 
     p = sub.add_parser("show-data", help="look at a dataset: images with boxes, histograms, annotation problems")
@@ -43,8 +53,15 @@ def add_parsers(sub) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     policy = data_config(args.set, "convert-data").bad_annotations
-    counts = convert_dataset(args.src, args.out, args.to, format=args.data_format, images=args.images,
-                             split=args.split, bad_annotations=policy)
+    counts = convert_dataset(
+        args.src,
+        args.out,
+        args.to,
+        format=args.data_format,
+        images=args.images,
+        split=args.split,
+        bad_annotations=policy,
+    )
     for split, n in counts.items():
         print(f"{split}: {n} images")
     print(f"wrote {args.out} ({args.to})")

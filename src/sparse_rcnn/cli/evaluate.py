@@ -14,8 +14,19 @@ from ..config import ConfigError
 from ..evaluation import evaluate_with_report, match_categories, voc_evaluate
 from ..outputs import atomic_write, check_output_dir, check_outputs
 from .args import (
-    UsageError, add_data_args, dataset_from_args, add_fast_mode_args, add_model_args, add_runtime_args, apply_fast_mode,
-    data_config, device_arg, non_negative_int, onnx_detector, positive_int, print_metrics,
+    UsageError,
+    add_data_args,
+    add_fast_mode_args,
+    add_model_args,
+    add_runtime_args,
+    apply_fast_mode,
+    data_config,
+    dataset_from_args,
+    device_arg,
+    non_negative_int,
+    onnx_detector,
+    positive_int,
+    print_metrics,
 )
 
 log = logging.getLogger("sparse_rcnn")
@@ -27,15 +38,27 @@ def add_parser(sub) -> None:
     p.add_argument("--ann", help="COCO annotation JSON (or use --data)")
     p.add_argument("--images", help="folder holding the images named in the COCO json (default for --data: beside it)")
     add_data_args(p, split_help="YOLO / VOC split to evaluate on (default: val)")
-    p.add_argument("--metric", nargs="+", choices=("coco", "voc"), default=["coco"],
-                   help="coco: COCO box AP (default); voc: Pascal VOC AP50, 11-point and area, per class and mean")
+    p.add_argument(
+        "--metric",
+        nargs="+",
+        choices=("coco", "voc"),
+        default=["coco"],
+        help="coco: COCO box AP (default); voc: Pascal VOC AP50, 11-point and area, per class and mean",
+    )
     p.add_argument("--output", help="write the metrics here as JSON")
     p.add_argument("--results", help="write the detections here (COCO results JSON)")
-    p.add_argument("--report", metavar="DIR", help="write the report here: metrics.json, PR curves, confusion matrix, "
-                   "F1 against the score threshold, the worst images, index.html")
-    p.add_argument("--save-thresholds", action="store_true",
-                   help="store the F1-optimal score thresholds (global and per class) in the --weights checkpoint "
-                   "(for predict --score-thr auto and export)")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write the report here: metrics.json, PR curves, confusion matrix, "
+        "F1 against the score threshold, the worst images, index.html",
+    )
+    p.add_argument(
+        "--save-thresholds",
+        action="store_true",
+        help="store the F1-optimal score thresholds (global and per class) in the --weights checkpoint "
+        "(for predict --score-thr auto and export)",
+    )
     p.add_argument("--worst", type=positive_int, default=12, help="images in the report's gallery (default: 12)")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=1)
@@ -75,13 +98,28 @@ def run(args: argparse.Namespace) -> int:
             f"{source} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
             "pick the matching --model/--weights"
         )
-    info = {"num_images": len(dataset), "model": model.config.name if not args.onnx else model.model_name,
-            "weights": args.weights, "ann": source, "format": dataset.format, "dtype": args.dtype, "winograd": args.winograd,
-            "compile": args.compile,
-            **({"onnx": args.onnx, "runtime": model.runtime, "threads": args.threads} if args.onnx else {})}
+    info = {
+        "num_images": len(dataset),
+        "model": model.config.name if not args.onnx else model.model_name,
+        "weights": args.weights,
+        "ann": source,
+        "format": dataset.format,
+        "dtype": args.dtype,
+        "winograd": args.winograd,
+        "compile": args.compile,
+        **({"onnx": args.onnx, "runtime": model.runtime, "threads": args.threads} if args.onnx else {}),
+    }
     metrics, results, analysis = evaluate_with_report(
-        model, dataset, batch_size=args.batch_size, device=args.device, workers=args.workers, cat_ids=cat_ids,
-        progress=sys.stderr.isatty(), report_dir=args.report, info=info, worst=args.worst,
+        model,
+        dataset,
+        batch_size=args.batch_size,
+        device=args.device,
+        workers=args.workers,
+        cat_ids=cat_ids,
+        progress=sys.stderr.isatty(),
+        report_dir=args.report,
+        info=info,
+        worst=args.worst,
         save_thresholds=args.weights if args.save_thresholds else None,
     )
     if "coco" not in args.metric:
@@ -92,9 +130,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(dataset)} images, {len(results)} detections")
     thresholds = analysis.thresholds if analysis is not None else None
     if thresholds:
-        print(f"F1-optimal score threshold at IoU 0.5: {thresholds['global']:.3f} (F1 {thresholds['f1']:.3f}); per class: "
-              + ", ".join(f"{n} {t:.3f}" for n, t in list(zip(thresholds["class_names"], thresholds["per_class"]))[:12])
-              + (" ..." if len(thresholds["per_class"]) > 12 else ""))
+        print(
+            f"F1-optimal score threshold at IoU 0.5: {thresholds['global']:.3f} (F1 {thresholds['f1']:.3f}); "
+            "per class: "
+            + ", ".join(f"{n} {t:.3f}" for n, t in list(zip(thresholds["class_names"], thresholds["per_class"]))[:12])
+            + (" ..." if len(thresholds["per_class"]) > 12 else "")
+        )
     if args.report:
         print(f"report: {Path(args.report) / 'index.html'}")
     if args.output:

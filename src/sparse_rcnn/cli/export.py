@@ -17,11 +17,18 @@ def add_parser(sub) -> None:
     p.add_argument("--output", required=True, help="the .onnx file to write")
     p.add_argument("--dynamic", action="store_true", help="any batch size and image size (default: fixed)")
     p.add_argument("--opset", type=int, help="ONNX opset, at least 16 (default: 18 with dynamo, 17 with torchscript)")
-    p.add_argument("--exporter", choices=EXPORTERS,
-                   help="dynamo: torch.export-based (default where onnxscript is installed); torchscript: the tracing fallback")
+    p.add_argument(
+        "--exporter",
+        choices=EXPORTERS,
+        help="dynamo: torch.export-based (default where onnxscript is installed); torchscript: the tracing fallback",
+    )
     p.add_argument("--batch-size", type=positive_int, default=1, help="batch size of a fixed-shape graph")
-    p.add_argument("--size", type=parse_size, metavar="HxW",
-                   help="padded input size of a fixed-shape graph, multiples of 32 (default: 800x1344)")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        metavar="HxW",
+        help="padded input size of a fixed-shape graph, multiples of 32 (default: 800x1344)",
+    )
     p.set_defaults(func=run)
 
 
@@ -31,8 +38,16 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(Path(args.output).parent)
     model = load_model(args.model, args.weights)
     try:
-        path = export_onnx(model, args.output, batch_size=args.batch_size, size=args.size, dynamic=args.dynamic,
-                           opset=args.opset, exporter=args.exporter, name=getattr(model, "config", None) and model.config.name)
+        path = export_onnx(
+            model,
+            args.output,
+            batch_size=args.batch_size,
+            size=args.size,
+            dynamic=args.dynamic,
+            opset=args.opset,
+            exporter=args.exporter,
+            name=getattr(model, "config", None) and model.config.name,
+        )
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(path)

@@ -16,8 +16,16 @@ from ..engine import PredictionStopped, Processes, init_process_group, pick_devi
 from ..evaluation import coco_category_ids
 from ..outputs import check_output_dir, check_outputs
 from .args import (
-    UsageError, add_fast_mode_args, add_model_args, add_runtime_args, apply_fast_mode, device_arg, non_negative_int,
-    onnx_detector, positive_int, score_thr_arg,
+    UsageError,
+    add_fast_mode_args,
+    add_model_args,
+    add_runtime_args,
+    apply_fast_mode,
+    device_arg,
+    non_negative_int,
+    onnx_detector,
+    positive_int,
+    score_thr_arg,
 )
 
 log = logging.getLogger("sparse_rcnn")
@@ -28,15 +36,27 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="*", help="image files, folders of images, or @LIST (one path per line)")
     add_model_args(p)
     p.add_argument("--output", help="write the JSON here instead of stdout")
-    p.add_argument("--save-vis", metavar="DIR", help="write each image with its boxes drawn to DIR/<stem>.png (<stem>-2.png, ... when stems repeat)")
-    p.add_argument("--score-thr", type=score_thr_arg, default=0.0,
-                   help="keep detections with score >= this; auto: the per-class thresholds stored by eval --save-thresholds")
+    p.add_argument(
+        "--save-vis",
+        metavar="DIR",
+        help="write each image with its boxes drawn to DIR/<stem>.png (<stem>-2.png, ... when stems repeat)",
+    )
+    p.add_argument(
+        "--score-thr",
+        type=score_thr_arg,
+        default=0.0,
+        help="keep detections with score >= this; auto: the per-class thresholds stored by eval --save-thresholds",
+    )
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
     p.add_argument("--list", action="append", metavar="FILE", help="file with one image path per line (or @FILE)")
-    p.add_argument("--format", choices=("records", "coco"), default="records",
-                   help="records: one entry per image (default); coco: COCO results [{image_id, category_id, bbox, score}]")
+    p.add_argument(
+        "--format",
+        choices=("records", "coco"),
+        default="records",
+        help="records: one entry per image (default); coco: COCO results [{image_id, category_id, bbox, score}]",
+    )
     p.add_argument("--ann", help="COCO annotation JSON: image ids by file name, category ids by name (--format coco)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), help="default: torch, or onnxruntime with --onnx")
     add_runtime_args(p)
@@ -117,9 +137,18 @@ def run(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace, detector, paths: list[str], procs: Processes) -> int:
     coco_ids = coco_category_ids(detector.class_names, args.ann) if args.format == "coco" else None
     try:
-        summary = predict_files(detector, paths, args.output, batch_size=args.batch_size, workers=args.workers,
-                                score_thr=args.score_thr, coco_ids=coco_ids, vis_dir=args.save_vis, processes=procs,
-                                progress=True)
+        summary = predict_files(
+            detector,
+            paths,
+            args.output,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            score_thr=args.score_thr,
+            coco_ids=coco_ids,
+            vis_dir=args.save_vis,
+            processes=procs,
+            progress=True,
+        )
     except PredictionStopped as e:
         log.error("%s: stopped", signal.Signals(e.signum).name)
         return 128 + e.signum

@@ -29,17 +29,29 @@ def _add_schedule_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a model on COCO, YOLO or Pascal VOC data (one process, or several under torchrun)",
-        description="Train Sparse R-CNN. Several processes: torchrun --nproc_per_node=N --no-python sparse-rcnn train ... "
+        "train",
+        help="train a model on COCO, YOLO or Pascal VOC data (one process, or several under torchrun)",
+        description="Train Sparse R-CNN. "
+        "Several processes: torchrun --nproc_per_node=N --no-python sparse-rcnn train ... "
         "Exit status: 0 done; 1 training diverged (non-finite losses; the last good checkpoint is kept); 2 bad "
         "input; 130 / 143 stopped by SIGINT / SIGTERM after writing a checkpoint (continue with --resume).",
     )
-    p.add_argument("--config", help="named config (see `sparse-rcnn models`) or a YAML file (default with --weights: "
-                   "the checkpoint's own config, or the zoo name's)")
-    p.add_argument("--weights", help="start from this detector: a zoo name, a checkpoint file or URL, ours or "
-                   "MMDetection's; classes follow the training data (matching names keep their classifier rows)")
-    p.add_argument("--data", metavar="PATH", help="the dataset: a YOLO data.yaml (or its folder), a Pascal VOC folder, "
-                   "or a COCO .json (the training set; images beside it, or --train-images)")
+    p.add_argument(
+        "--config",
+        help="named config (see `sparse-rcnn models`) or a YAML file (default with --weights: "
+        "the checkpoint's own config, or the zoo name's)",
+    )
+    p.add_argument(
+        "--weights",
+        help="start from this detector: a zoo name, a checkpoint file or URL, ours or "
+        "MMDetection's; classes follow the training data (matching names keep their classifier rows)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="the dataset: a YOLO data.yaml (or its folder), a Pascal VOC folder, "
+        "or a COCO .json (the training set; images beside it, or --train-images)",
+    )
     p.add_argument("--data-format", choices=FORMATS, help="the format of --data (default: detected, and logged)")
     p.add_argument("--train-ann", help="COCO annotation JSON of the training set (default: the config's)")
     p.add_argument("--train-images", help="folder holding the training images")
@@ -48,25 +60,41 @@ def add_parsers(sub) -> None:
     _add_schedule_args(p)
     p.add_argument("--batch-size", type=positive_int, help="images per process and step (default: 2)")
     p.add_argument("--workers", type=non_negative_int, help="data loading processes (default: 2)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.lr=1e-4 or data.pipeline=multiscale (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. train.lr=1e-4 or data.pipeline=multiscale (repeatable)",
+    )
     p.add_argument("--output-dir", required=True, help="checkpoints, log.jsonl, curves.png, model_final.pth go here")
     p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint in --output-dir")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser(
-        "demo", help="generate a shapes dataset, train a small model on it from scratch, evaluate, draw",
-        description="The built-in demo, trained from scratch (no download). Writes the data, checkpoints, metrics.json, "
+        "demo",
+        help="generate a shapes dataset, train a small model on it from scratch, evaluate, draw",
+        description="The built-in demo, trained from scratch (no download). "
+        "Writes the data, checkpoints, metrics.json, "
         "curves.png, predictions.png and the evaluation report (report/index.html) to --output-dir.",
     )
-    p.add_argument("--output-dir", default="sparse-rcnn-demo", help="where everything goes (default: ./sparse-rcnn-demo)")
+    p.add_argument(
+        "--output-dir", default="sparse-rcnn-demo", help="where everything goes (default: ./sparse-rcnn-demo)"
+    )
     p.add_argument("--config", default="sparse_rcnn_r18_demo_shapes", help="named config or YAML (default: the demo's)")
     _add_schedule_args(p)
-    p.add_argument("--num-images", type=positive_int, help="training images to generate (validation: a tenth, at least 20)")
+    p.add_argument(
+        "--num-images", type=positive_int, help="training images to generate (validation: a tenth, at least 20)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the generated dataset")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.lr=1e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. train.lr=1e-4 (repeatable)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output-dir")
     p.add_argument("--device", type=device_arg, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.set_defaults(func=run_demo)
@@ -95,28 +123,47 @@ def _fit(cfg, output_dir, args: argparse.Namespace, init_weights=None):
     except RuntimeError as e:  # torch's "DataLoader worker (pid 123) is killed by signal: Killed."
         if "DataLoader worker" not in str(e):
             raise
-        log.error("%s (often: out of memory; try fewer --workers); continue from the last checkpoint with --resume",
-                  str(e).splitlines()[0].rstrip(". "))
+        log.error(
+            "%s (often: out of memory; try fewer --workers); continue from the last checkpoint with --resume",
+            str(e).splitlines()[0].rstrip(". "),
+        )
         return None, None, 1
 
 
 def _data_overrides(args: argparse.Namespace) -> dict:
     """DataConfig values from the command line. Own data replaces the config's (COCO) paths."""
-    data = {"train_ann": args.train_ann, "train_images": args.train_images, "val_ann": args.val_ann,
-            "val_images": args.val_images, "batch_size": args.batch_size, "workers": args.workers}
+    data = {
+        "train_ann": args.train_ann,
+        "train_images": args.train_images,
+        "val_ann": args.val_ann,
+        "val_images": args.val_images,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+    }
     data = {k: v for k, v in data.items() if v is not None}
     if args.data_format and not args.data:
         raise UsageError("--data-format goes with --data")
     if args.data and args.train_ann:
         raise UsageError("--data and --train-ann both name the training set; give one")
     if args.data and (args.data_format or detect_format(args.data)) == "coco":  # a COCO json: the training set
-        data.update(root=None, train_ann=args.data, train_images=args.train_images or str(default_coco_images(args.data)))
+        data.update(
+            root=None, train_ann=args.data, train_images=args.train_images or str(default_coco_images(args.data))
+        )
     elif args.data:
         if args.train_images or args.val_ann or args.val_images:
-            raise UsageError("a YOLO / VOC --data names its own images and splits (choose them with --set "
-                             "data.train_split=... data.val_split=...); drop --train-images/--val-ann/--val-images")
-        return {**data, "root": args.data, "format": args.data_format, "train_ann": None, "train_images": None,
-                "val_ann": None, "val_images": None}
+            raise UsageError(
+                "a YOLO / VOC --data names its own images and splits (choose them with --set "
+                "data.train_split=... data.val_split=...); drop --train-images/--val-ann/--val-images"
+            )
+        return {
+            **data,
+            "root": args.data,
+            "format": args.data_format,
+            "train_ann": None,
+            "train_images": None,
+            "val_ann": None,
+            "val_images": None,
+        }
     if (args.data or args.train_ann or args.train_images) and not (args.val_ann or args.val_images):
         data.update(val_ann=None, val_images=None)  # own data: the config's COCO val paths do not apply
     return data
@@ -131,8 +178,9 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         raise UsageError("give --config, or --weights with a checkpoint that carries its config")
     data = _data_overrides(args)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
-                              train=dataclasses.replace(cfg.train, **_schedule(args)))
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, **data), train=dataclasses.replace(cfg.train, **_schedule(args))
+    )
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if not main_process:
         logging.getLogger("sparse_rcnn").setLevel(logging.WARNING)
@@ -151,8 +199,14 @@ def _store_thresholds(trainer, out: Path, report_dir=None) -> None:
     if results is None or not (out / "model_final.pth").is_file():
         return
     info = {"model": trainer.cfg.name, "weights": str(out / "model_final.pth"), "ann": trainer.cfg.data.val_ann}
-    analyse_results(trainer.val_dataset, results, class_names=trainer.model.class_names, report_dir=report_dir,
-                    save_thresholds=out / "model_final.pth", info=info)
+    analyse_results(
+        trainer.val_dataset,
+        results,
+        class_names=trainer.model.class_names,
+        report_dir=report_dir,
+        save_thresholds=out / "model_final.pth",
+        info=info,
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -162,12 +216,19 @@ def run_demo(args: argparse.Namespace) -> int:
     claim_folder(out, DEMO_MARKER)  # never over a user's files: empty, new, or an earlier demo's
     size = min(cfg.model.test_scale)  # square images that the test scale leaves as they are
     counts = {"num_train": args.num_images, "num_val": max(20, args.num_images // 10)} if args.num_images else {}
-    spec = SyntheticSpec(seed=args.seed, image_size=size, min_size=round(size / 8), max_size=round(size * 0.46), **counts)
+    spec = SyntheticSpec(
+        seed=args.seed, image_size=size, min_size=round(size / 8), max_size=round(size * 0.46), **counts
+    )
     data = generate_shapes(out / "data", spec)
     cfg = dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, train_ann=str(data.train_ann), train_images=str(data.train_images),
-                                 val_ann=str(data.val_ann), val_images=str(data.val_images)),
+        data=dataclasses.replace(
+            cfg.data,
+            train_ann=str(data.train_ann),
+            train_images=str(data.train_images),
+            val_ann=str(data.val_ann),
+            val_images=str(data.val_images),
+        ),
         train=dataclasses.replace(cfg.train, **_schedule(args)),
     )
     trainer, metrics, status = _fit(cfg, out, args)
@@ -180,6 +241,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"curves:      {out / 'curves.png'}")
     print(f"predictions: {out / 'predictions.png'} (white: ground truth; coloured: predictions with score >= 0.3)")
     print(f"report:      {out / 'report' / 'index.html'} (PR curves, confusion matrix, score thresholds, worst images)")
-    print(f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} "
-          "--score-thr auto IMAGES)")
+    print(
+        f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} "
+        "--score-thr auto IMAGES)"
+    )
     return 0

@@ -28,7 +28,9 @@ def run_models(args: argparse.Namespace) -> int:
     print(f"{'name':<66} {'box AP':>6}  weights")
     for name in named_configs():
         entry = ZOO.get(name)
-        print(f"{name:<66} {entry.box_ap if entry else '-':>6}  {entry.url if entry else '(train it: sparse-rcnn demo)'}")
+        print(
+            f"{name:<66} {entry.box_ap if entry else '-':>6}  {entry.url if entry else '(train it: sparse-rcnn demo)'}"
+        )
     return 0
 
 

@@ -12,8 +12,24 @@ from .synthetic import generate as generate_shapes
 from .validation import AnnotationProblem, DataError
 
 __all__ = [
-    "build_datasets", "CocoDetection", "collate", "DataError", "AnnotationProblem", "ImageError", "read_image",
-    "to_image_tensor", "expand_image_paths", "IMAGE_EXTENSIONS", "MAX_PIXELS", "resize_for_test",
-    "SyntheticSpec", "generate_shapes",
-    "FORMATS", "DatasetSplit", "load_split", "detect_format", "default_coco_images", "convert_dataset",
+    "build_datasets",
+    "CocoDetection",
+    "collate",
+    "DataError",
+    "AnnotationProblem",
+    "ImageError",
+    "read_image",
+    "to_image_tensor",
+    "expand_image_paths",
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "resize_for_test",
+    "SyntheticSpec",
+    "generate_shapes",
+    "FORMATS",
+    "DatasetSplit",
+    "load_split",
+    "detect_format",
+    "default_coco_images",
+    "convert_dataset",
 ]

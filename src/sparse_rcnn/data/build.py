@@ -34,18 +34,30 @@ def build_datasets(cfg: Config) -> tuple[CocoDetection, Optional[CocoDetection]]
         train_split = load_split(d.train_ann, format="coco", images=d.train_images)
         val_split = load_split(d.val_ann, format="coco", images=d.val_images) if d.val_ann else None
     transform = build_train_transform(
-        pipeline=d.pipeline, train_scale=d.train_scale, ms_short_sides=d.ms_short_sides,
-        crop_short_sides=d.crop_short_sides, crop_size=d.crop_size, flip_prob=d.flip_prob,
+        pipeline=d.pipeline,
+        train_scale=d.train_scale,
+        ms_short_sides=d.ms_short_sides,
+        crop_short_sides=d.crop_short_sides,
+        crop_size=d.crop_size,
+        flip_prob=d.flip_prob,
     )
     train = CocoDetection.from_split(
-        train_split, transform=transform, train=True, filter_empty=d.filter_empty, min_size=d.min_size,
-        bad_annotations=d.bad_annotations, seed=cfg.train.seed,
+        train_split,
+        transform=transform,
+        train=True,
+        filter_empty=d.filter_empty,
+        min_size=d.min_size,
+        bad_annotations=d.bad_annotations,
+        seed=cfg.train.seed,
     )
     val = None
     if val_split is not None:
         val = CocoDetection.from_split(val_split, train=False, filter_empty=False, bad_annotations=d.bad_annotations)
         if list(val.class_names) != list(train.class_names):
-            raise ConfigError(f"validation categories {val.class_names[:5]}... differ from training's {train.class_names[:5]}...; use annotation files with the same categories")
+            raise ConfigError(
+                f"validation categories {val.class_names[:5]}... differ from training's "
+                f"{train.class_names[:5]}...; use annotation files with the same categories"
+            )
     return train, val
 
 
@@ -61,6 +73,10 @@ def _splits_of_root(d):
     if d.val_split and d.val_split in available:
         val_split = load_split(d.root, format=fmt, split=d.val_split)
     elif d.val_split:
-        log.warning("%s has no %r split (it has: %s): training without validation; set `data.val_split`",
-                    d.root, d.val_split, ", ".join(available))
+        log.warning(
+            "%s has no %r split (it has: %s): training without validation; set `data.val_split`",
+            d.root,
+            d.val_split,
+            ", ".join(available),
+        )
     return train, val_split

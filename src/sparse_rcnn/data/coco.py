@@ -36,6 +36,7 @@ from .validation import POLICIES, DataError
 
 log = logging.getLogger(__name__)
 
+
 class CocoDetection(torch.utils.data.Dataset):
     """Images and boxes of a COCO-format annotation file.
 
@@ -50,26 +51,54 @@ class CocoDetection(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, ann_file: Union[str, Path], image_dir: Union[str, Path], *, transform: Optional[Callable] = None,
-        train: bool = True, filter_empty: bool = True, min_size: int = 32, bad_annotations: str = "error",
+        self,
+        ann_file: Union[str, Path],
+        image_dir: Union[str, Path],
+        *,
+        transform: Optional[Callable] = None,
+        train: bool = True,
+        filter_empty: bool = True,
+        min_size: int = 32,
+        bad_annotations: str = "error",
         seed: int = 0,
     ) -> None:
         _check_policy(bad_annotations)
         if not Path(image_dir).is_dir():
             raise DataError(f"image folder {str(image_dir)!r} not found (check the images path)")
-        self._setup(read_coco(ann_file, image_dir), transform=transform, train=train, filter_empty=filter_empty,
-                    min_size=min_size, bad_annotations=bad_annotations, seed=seed)
+        self._setup(
+            read_coco(ann_file, image_dir),
+            transform=transform,
+            train=train,
+            filter_empty=filter_empty,
+            min_size=min_size,
+            bad_annotations=bad_annotations,
+            seed=seed,
+        )
 
     @classmethod
     def from_split(
-        cls, split: DatasetSplit, *, transform: Optional[Callable] = None, train: bool = True,
-        filter_empty: bool = True, min_size: int = 32, bad_annotations: str = "error", seed: int = 0,
+        cls,
+        split: DatasetSplit,
+        *,
+        transform: Optional[Callable] = None,
+        train: bool = True,
+        filter_empty: bool = True,
+        min_size: int = 32,
+        bad_annotations: str = "error",
+        seed: int = 0,
     ) -> "CocoDetection":
         """The dataset of a split read by ``sources.load_split`` (COCO, YOLO or Pascal VOC)."""
         _check_policy(bad_annotations)
         self = cls.__new__(cls)
-        self._setup(split, transform=transform, train=train, filter_empty=filter_empty, min_size=min_size,
-                    bad_annotations=bad_annotations, seed=seed)
+        self._setup(
+            split,
+            transform=transform,
+            train=train,
+            filter_empty=filter_empty,
+            min_size=min_size,
+            bad_annotations=bad_annotations,
+            seed=seed,
+        )
         return self
 
     def _setup(self, split: DatasetSplit, *, transform, train, filter_empty, min_size, bad_annotations, seed) -> None:
@@ -88,14 +117,19 @@ class CocoDetection(torch.utils.data.Dataset):
 
         images = dataset["images"]
         per_box, per_label, has_ann = _targets_per_image(dataset, xywh, label_of)
-        keep = [k for k, img in enumerate(images)
-                if not train or ((has_ann[k] or not filter_empty) and min(img["width"], img["height"]) >= min_size)]
+        keep = [
+            k
+            for k, img in enumerate(images)
+            if not train or ((has_ann[k] or not filter_empty) and min(img["width"], img["height"]) >= min_size)
+        ]
         self._images = [{k: images[i][k] for k in ("id", "file_name", "width", "height")} for i in keep]
         self._boxes = [per_box[k].reshape(-1, 4) for k in keep]
         self._labels = [per_label[k] for k in keep]
         self.image_ids = [img["id"] for img in self._images]
         if train and not self._images:
-            raise DataError(f"{self.ann_file}: no usable training images (none with annotations of size >= {min_size} px)")
+            raise DataError(
+                f"{self.ann_file}: no usable training images (none with annotations of size >= {min_size} px)"
+            )
         self._failed: set[int] = set()  # training items that failed to decode (per loader worker)
         self._warned: set[int] = set()  # items whose decoded size differs from the annotation file
 
@@ -152,11 +186,19 @@ class CocoDetection(torch.utils.data.Dataset):
         h, w = image.shape[:2]
         if (w, h) != (info["width"], info["height"]) and i not in self._warned:
             self._warned.add(i)
-            log.warning("%s: decoded size %dx%d differs from the annotation's %dx%d; boxes may be off",
-                        info["file_name"], w, h, info["width"], info["height"])
+            log.warning(
+                "%s: decoded size %dx%d differs from the annotation's %dx%d; boxes may be off",
+                info["file_name"],
+                w,
+                h,
+                info["width"],
+                info["height"],
+            )
         boxes, labels, factor = self._boxes[i], self._labels[i], (1.0, 1.0)
         if self.transform is not None:
-            image, boxes, labels, factor = self.transform(image, boxes, labels, rng or np.random.default_rng([self.seed, self.epoch, i]))
+            image, boxes, labels, factor = self.transform(
+                image, boxes, labels, rng or np.random.default_rng([self.seed, self.epoch, i])
+            )
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         target = {
             "boxes": torch.from_numpy(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
@@ -210,8 +252,14 @@ def _make_coco(dataset: dict):
     in if absent, segmentation left out (it is most of COCO's memory and box AP never reads it)."""
     from pycocotools.coco import COCO
 
-    anns = [{"iscrowd": 0, "area": float(ann["bbox"][2] * ann["bbox"][3]),
-             **{k: v for k, v in ann.items() if k != "segmentation"}} for ann in dataset["annotations"]]
+    anns = [
+        {
+            "iscrowd": 0,
+            "area": float(ann["bbox"][2] * ann["bbox"][3]),
+            **{k: v for k, v in ann.items() if k != "segmentation"},
+        }
+        for ann in dataset["annotations"]
+    ]
     coco = COCO()
     coco.dataset = {**dataset, "annotations": anns}
     with contextlib.redirect_stdout(io.StringIO()):

@@ -37,8 +37,14 @@ log = logging.getLogger(__name__)
 
 
 def convert_dataset(
-    src: Union[str, Path], out: Union[str, Path], to: str, *, format: Optional[str] = None,
-    images: Optional[Union[str, Path]] = None, split: str = "train", bad_annotations: str = "error",
+    src: Union[str, Path],
+    out: Union[str, Path],
+    to: str,
+    *,
+    format: Optional[str] = None,
+    images: Optional[Union[str, Path]] = None,
+    split: str = "train",
+    bad_annotations: str = "error",
 ) -> dict[str, int]:
     """Write the dataset at ``src`` (format ``format`` or detected; a COCO json's images in
     ``images``, its split named ``split``) as ``to`` under ``out``. Returns images per split."""
@@ -46,7 +52,9 @@ def convert_dataset(
         raise DataError(f"cannot convert to {to!r}; the formats are {', '.join(FORMATS)}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} already exists and is not an empty folder; nothing was written (pick a new output folder)")
+        raise DataError(
+            f"{out} already exists and is not an empty folder; nothing was written (pick a new output folder)"
+        )
     fmt = resolve_format(src, format)
     splits = {}
     for name in split_names(src, fmt) if fmt != "coco" else [split]:
@@ -108,13 +116,22 @@ def write_coco(out: Path, splits: dict) -> None:
         for img, file in zip(dataset["images"], files):
             _place(image_dir / img["file_name"], out / name / file)
             images.append({"id": img["id"], "file_name": file, "width": img["width"], "height": img["height"]})
-        anns = [{"id": a["id"], "image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]),
-                 "area": a.get("area", a["bbox"][2] * a["bbox"][3]), "iscrowd": int(bool(a.get("iscrowd", 0)))}
-                for a in dataset["annotations"]]
+        anns = [
+            {
+                "id": a["id"],
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": list(a["bbox"]),
+                "area": a.get("area", a["bbox"][2] * a["bbox"][3]),
+                "iscrowd": int(bool(a.get("iscrowd", 0))),
+            }
+            for a in dataset["annotations"]
+        ]
         categories = [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in dataset["categories"]]
         (out / "annotations").mkdir(parents=True, exist_ok=True)
         (out / "annotations" / f"{name}.json").write_text(
-            json.dumps({"images": images, "annotations": anns, "categories": categories}))
+            json.dumps({"images": images, "annotations": anns, "categories": categories})
+        )
 
 
 def write_yolo(out: Path, splits: dict) -> None:
@@ -163,8 +180,9 @@ def write_voc(out: Path, splits: dict) -> None:
             ids.append(Path(file).stem)
             if not (out / "JPEGImages" / file).exists():
                 _place(source, out / "JPEGImages" / file)
-                _voc_xml(file, img, anns[img["id"]], class_of).write(out / "Annotations" / f"{Path(file).stem}.xml",
-                                                                      encoding="utf-8")
+                _voc_xml(file, img, anns[img["id"]], class_of).write(
+                    out / "Annotations" / f"{Path(file).stem}.xml", encoding="utf-8"
+                )
         (out / "ImageSets" / "Main" / f"{name}.txt").write_text("".join(i + "\n" for i in ids))
 
 

@@ -68,7 +68,9 @@ def _opened(path: Union[str, Path]) -> Iterator[Image.Image]:
     except Image.DecompressionBombError as e:  # Pillow refuses > 179 MP while parsing the header
         pixels = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "it"
-        raise ImageError(f"{path}: {size} is larger than the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first") from None
+        raise ImageError(
+            f"{path}: {size} is larger than the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first"
+        ) from None
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -109,7 +111,8 @@ def expand_image_paths(paths: Iterable[Union[str, Path]]) -> list[str]:
         path = Path(p)
         if path.is_dir():
             found = sorted(
-                str(c) for c in path.iterdir()
+                str(c)
+                for c in path.iterdir()
                 if c.suffix.lower() in IMAGE_EXTENSIONS and not c.name.startswith(".") and c.is_file()
             )
             if not found:

@@ -30,8 +30,14 @@ class GroupedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, aspect_ratios: Sequence[float], batch_size: int, *, seed: int = 0, shuffle: bool = True,
-        rank: int = 0, world_size: int = 1,
+        self,
+        aspect_ratios: Sequence[float],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

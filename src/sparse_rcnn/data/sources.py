@@ -91,7 +91,11 @@ def split_names(path: Union[str, Path], format: Optional[str] = None) -> list[st
 
 
 def load_split(
-    path: Union[str, Path], *, format: Optional[str] = None, split: str = "train", images: Optional[Union[str, Path]] = None
+    path: Union[str, Path],
+    *,
+    format: Optional[str] = None,
+    split: str = "train",
+    images: Optional[Union[str, Path]] = None,
 ) -> DatasetSplit:
     """Read one split of the dataset at ``path`` into COCO form.
 

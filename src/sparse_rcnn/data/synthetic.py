@@ -66,8 +66,12 @@ class SyntheticDataset:
 def dataset_paths(root: str | Path, classes: tuple[str, ...] = CLASSES) -> SyntheticDataset:
     root = Path(root)
     return SyntheticDataset(
-        root=root, train_ann=root / "annotations" / "train.json", train_images=root / "train",
-        val_ann=root / "annotations" / "val.json", val_images=root / "val", class_names=tuple(classes),
+        root=root,
+        train_ann=root / "annotations" / "train.json",
+        train_images=root / "train",
+        val_ann=root / "annotations" / "val.json",
+        val_images=root / "val",
+        class_names=tuple(classes),
     )
 
 
@@ -108,10 +112,16 @@ def generate(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Synthet
             Image.fromarray(pixels).save(image_dir / name, compress_level=1)
             coco["images"].append({"id": i + 1, "file_name": name, "width": spec.image_size, "height": spec.image_size})
             for label, box, area in objects:
-                coco["annotations"].append({
-                    "id": len(coco["annotations"]) + 1, "image_id": i + 1, "category_id": label + 1,
-                    "bbox": box, "area": area, "iscrowd": 0,
-                })
+                coco["annotations"].append(
+                    {
+                        "id": len(coco["annotations"]) + 1,
+                        "image_id": i + 1,
+                        "category_id": label + 1,
+                        "bbox": box,
+                        "area": area,
+                        "iscrowd": 0,
+                    }
+                )
         tmp = ann.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(coco))
         tmp.replace(ann)
@@ -124,7 +134,8 @@ def _coco_header(split: str, classes: tuple[str, ...]) -> dict:
     return {
         "info": {"description": f"sparse-rcnn synthetic shapes v{VERSION}, {split}"},
         "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(classes)],
-        "images": [], "annotations": [],
+        "images": [],
+        "annotations": [],
     }
 
 
@@ -190,11 +201,26 @@ def _shape_mask(rng: np.random.Generator, name: str, s: int, min_size: int, max_
         pts = [(0.0, -0.5), (0.5, 0.5), (-0.5, 0.5)]
     elif name == "cross":  # two bars of a third of the width
         t = 1 / 6
-        pts = [(-t, -0.5), (t, -0.5), (t, -t), (0.5, -t), (0.5, t), (t, t), (t, 0.5), (-t, 0.5),
-               (-t, t), (-0.5, t), (-0.5, -t), (-t, -t)]
+        pts = [
+            (-t, -0.5),
+            (t, -0.5),
+            (t, -t),
+            (0.5, -t),
+            (0.5, t),
+            (t, t),
+            (t, 0.5),
+            (-t, 0.5),
+            (-t, t),
+            (-0.5, t),
+            (-0.5, -t),
+            (-t, -t),
+        ]
     else:  # star: five points, inner radius 0.4 of the outer
-        pts = [(r * math.sin(k * math.pi / 5), -r * math.cos(k * math.pi / 5))
-               for k in range(10) for r in [0.5 if k % 2 == 0 else 0.2]]
+        pts = [
+            (r * math.sin(k * math.pi / 5), -r * math.cos(k * math.pi / 5))
+            for k in range(10)
+            for r in [0.5 if k % 2 == 0 else 0.2]
+        ]
     angle = rng.uniform(-math.pi / 6, math.pi / 6)
     c, sn = math.cos(angle), math.sin(angle)
     poly = [(cx + (x * w) * c - (y * h) * sn, cy + (x * w) * sn + (y * h) * c) for x, y in pts]

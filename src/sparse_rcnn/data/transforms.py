@@ -111,10 +111,13 @@ class TrainTransform:
     def __init__(self, steps: Sequence) -> None:
         self.steps = list(steps)
 
-    def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator
-    ) -> Sample:
-        sample: Sample = (image, np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64), (1.0, 1.0))
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> Sample:
+        sample: Sample = (
+            image,
+            np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            np.asarray(labels, dtype=np.int64),
+            (1.0, 1.0),
+        )
         for step in self.steps:
             sample = step(sample, rng)
         image, boxes, labels, factor = sample
@@ -130,9 +133,12 @@ def clip_boxes(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def build_train_transform(
-    *, pipeline: str, train_scale: tuple[int, int] = (1333, 800),
+    *,
+    pipeline: str,
+    train_scale: tuple[int, int] = (1333, 800),
     ms_short_sides: Sequence[int] = tuple(range(480, 801, 32)),
-    crop_short_sides: Sequence[int] = (400, 500, 600), crop_size: tuple[int, int] = (384, 600),
+    crop_short_sides: Sequence[int] = (400, 500, 600),
+    crop_size: tuple[int, int] = (384, 600),
     flip_prob: float = 0.5,
 ) -> TrainTransform:
     """The named training pipeline (``1x``, ``multiscale`` or ``crop``), see the module docstring.

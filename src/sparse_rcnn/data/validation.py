@@ -115,7 +115,7 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
     if not raw["annotations"]:
         bad(None, None, "the annotation list is empty")
     candidates, ann_ids = [], set()
-    for pos, ann in enumerate(raw["annotations"]):  # structure and references
+    for ann in raw["annotations"]:  # structure and references
         aid = ann.get("id") if isinstance(ann, dict) else None
         if not _is_int(aid):
             bad(ann.get("image_id") if isinstance(ann, dict) else None, None, "annotation has no integer id")
@@ -152,8 +152,13 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
     finite = np.isfinite(xywh).all(1)
     with np.errstate(invalid="ignore", over="ignore"):  # [1e308]*4 overflows to inf: outside the image
         positive = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
-        inside = positive & (xywh[:, 0] >= -t) & (xywh[:, 1] >= -t) & (xywh[:, 0] + xywh[:, 2] <= wh[:, 0] + t) \
+        inside = (
+            positive
+            & (xywh[:, 0] >= -t)
+            & (xywh[:, 1] >= -t)
+            & (xywh[:, 0] + xywh[:, 2] <= wh[:, 0] + t)
             & (xywh[:, 1] + xywh[:, 3] <= wh[:, 1] + t)
+        )
     for k in np.flatnonzero(~inside).tolist():
         ann, b = candidates[k], _fmt(bboxes[k])
         if not finite[k]:
@@ -194,5 +199,3 @@ def report_problems(problems: list[AnnotationProblem], file: str, policy: str) -
             "`data.bad_annotations=skip`"
         )
     log.warning("%s: skipping %d bad annotation(s)/image(s): %s", file, len(problems), first)
-
-

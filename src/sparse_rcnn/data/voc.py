@@ -64,7 +64,9 @@ def _split_ids(root: Path, split: str) -> tuple[list[str], str]:
     main = root / "ImageSets" / "Main"
     if not main.is_dir():
         if split != "train":
-            raise DataError(f"{root} has no ImageSets/Main/{split}.txt (no ImageSets/Main at all: every XML is in 'train')")
+            raise DataError(
+                f"{root} has no ImageSets/Main/{split}.txt (no ImageSets/Main at all: every XML is in 'train')"
+            )
         return sorted(p.stem for p in (root / "Annotations").glob("*.xml")), f"{root} (all of Annotations/)"
     listing = main / f"{split}.txt"
     if not listing.is_file():
@@ -87,7 +89,7 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
     for image_key in ids:
         xml = f"Annotations/{image_key}.xml"
 
-        def bad(problem: str, where: str = "") -> None:
+        def bad(problem: str, where: str = "", xml: str = xml) -> None:
             problems.append(AnnotationProblem(xml, None, None, problem, where=where))
 
         if not (root / xml).is_file():
@@ -126,14 +128,31 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
                 continue
             ann_id = len(annotations) + 1
             x1, y1, x2, y2 = box
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": label_of[name] + 1,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                                "iscrowd": int(difficult)})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": label_of[name] + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(difficult),
+                }
+            )
             locations[("ann", ann_id)] = (xml, where)
-    dataset = {"images": images, "annotations": annotations,
-               "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
-    return DatasetSplit(dataset, root / "JPEGImages", source, "voc", problems, locations,
-                        reload=functools.partial(read_voc, root, split))
+    dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)],
+    }
+    return DatasetSplit(
+        dataset,
+        root / "JPEGImages",
+        source,
+        "voc",
+        problems,
+        locations,
+        reload=functools.partial(read_voc, root, split),
+    )
 
 
 def _text(node: ET.Element, tag: str) -> Optional[str]:

@@ -156,14 +156,26 @@ def read_yolo(path: Union[str, Path], split: str = "train") -> DatasetSplit:
                 problems.append(AnnotationProblem(shown_label, None, None, problem, where=f"line {number}"))
                 continue
             ann_id = len(annotations) + 1
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": box[0] + 1, "bbox": list(box[1:]),
-                                "area": box[3] * box[4], "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": box[0] + 1,
+                    "bbox": list(box[1:]),
+                    "area": box[3] * box[4],
+                    "iscrowd": 0,
+                }
+            )
             locations[("ann", ann_id)] = (shown_label, f"line {number}")
     problems += _orphans(folders, images, root)
-    dataset = {"images": coco_images, "annotations": annotations,
-               "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
-    return DatasetSplit(dataset, root, source, "yolo", problems, locations,
-                        reload=functools.partial(read_yolo, file, split))
+    dataset = {
+        "images": coco_images,
+        "annotations": annotations,
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)],
+    }
+    return DatasetSplit(
+        dataset, root, source, "yolo", problems, locations, reload=functools.partial(read_yolo, file, split)
+    )
 
 
 def parse_line(line: str, num_classes: int, width: int, height: int, yaml_name: str):
@@ -199,8 +211,10 @@ def parse_line(line: str, num_classes: int, width: int, height: int, yaml_name: 
     x, y, bw, bh = (cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height
     t = BORDER_TOLERANCE
     if x < -t or y < -t or x + bw > width + t or y + bh > height + t:
-        return None, (f"the box spans x {cx - w / 2:.4g}..{cx + w / 2:.4g}, y {cy - h / 2:.4g}..{cy + h / 2:.4g}, "
-                      "beyond the image (0..1)")
+        return None, (
+            f"the box spans x {cx - w / 2:.4g}..{cx + w / 2:.4g}, y {cy - h / 2:.4g}..{cy + h / 2:.4g}, "
+            "beyond the image (0..1)"
+        )
     return (cls, x, y, bw, bh), None
 
 
@@ -223,8 +237,15 @@ def _orphans(folders: list[Path], images: list[Path], root: Path) -> list[Annota
         for txt in sorted(labels.rglob("*.txt")):
             if txt not in owned and txt.name != "classes.txt":  # LabelImg writes classes.txt among the labels
                 twin = _shown(folder / txt.parent.relative_to(labels), root)
-                problems.append(AnnotationProblem(
-                    _shown(txt, root), None, None, f"label file without an image (no {txt.stem}.* in {twin})", where=""))
+                problems.append(
+                    AnnotationProblem(
+                        _shown(txt, root),
+                        None,
+                        None,
+                        f"label file without an image (no {txt.stem}.* in {twin})",
+                        where="",
+                    )
+                )
     return problems
 
 

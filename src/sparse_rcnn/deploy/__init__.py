@@ -6,5 +6,13 @@ from .graph import GraphDetector
 from .openvino import OpenVINODetector
 from .runtime import OnnxDetector
 
-__all__ = ["export_onnx", "EXPORTERS", "GraphDetector", "OnnxDetector", "OpenVINODetector", "load_detector", "RUNTIMES",
-           "MissingPackageError"]
+__all__ = [
+    "export_onnx",
+    "EXPORTERS",
+    "GraphDetector",
+    "OnnxDetector",
+    "OpenVINODetector",
+    "load_detector",
+    "RUNTIMES",
+    "MissingPackageError",
+]

@@ -20,11 +20,14 @@ def import_runtime(name: str):
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise MissingPackageError(f"{name} is not installed: pip install -e \".[deploy]\" (or pip install {name})") from None
+        raise MissingPackageError(
+            f'{name} is not installed: pip install -e ".[deploy]" (or pip install {name})'
+        ) from None
 
 
-def load_detector(path: Union[str, Path], *, runtime: str = "onnxruntime", dtype: str = "fp32",
-                  threads: Optional[int] = None) -> GraphDetector:
+def load_detector(
+    path: Union[str, Path], *, runtime: str = "onnxruntime", dtype: str = "fp32", threads: Optional[int] = None
+) -> GraphDetector:
     """The exported file ``path`` on ``runtime`` (one of ``RUNTIMES``) in ``dtype`` (fp32; bf16
     with openvino on CPUs that have bf16 instructions), with ``threads`` CPU threads."""
     if runtime == "onnxruntime":

@@ -41,7 +41,15 @@ DEFAULT_OPSET = {"dynamo": 18, "torchscript": 17}  # 18: the opset onnxscript's 
 EXPORTERS = ("dynamo", "torchscript")
 # metadata_props written at export; everything a runtime needs besides the graph (JSON values).
 # "score_thresholds" only when the model has them (chosen by ``evaluation.choose_thresholds``).
-METADATA_KEYS = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor", "model_name", "score_thresholds")
+METADATA_KEYS = (
+    "class_names",
+    "test_scale",
+    "pixel_mean",
+    "pixel_std",
+    "size_divisor",
+    "model_name",
+    "score_thresholds",
+)
 
 
 class DetectGraph(nn.Module):
@@ -87,8 +95,15 @@ def default_input_size(test_scale: tuple[int, int], size_divisor: int = 32) -> t
 
 @torch.no_grad()
 def export_onnx(
-    model: nn.Module, path: Union[str, Path], *, batch_size: int = 1, size: Optional[tuple[int, int]] = None,
-    dynamic: bool = False, opset: Optional[int] = None, name: Optional[str] = None, exporter: Optional[str] = None,
+    model: nn.Module,
+    path: Union[str, Path],
+    *,
+    batch_size: int = 1,
+    size: Optional[tuple[int, int]] = None,
+    dynamic: bool = False,
+    opset: Optional[int] = None,
+    name: Optional[str] = None,
+    exporter: Optional[str] = None,
 ) -> Path:
     """Write ``model`` (a ``SparseRCNN``; fp32, or fp64 for exactness checks) as an ONNX file; returns the path.
 
@@ -104,8 +119,9 @@ def export_onnx(
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown `exporter` {exporter!r}; choose dynamo or torchscript")
     if exporter == "dynamo" and default_exporter() != "dynamo":
-        raise ValueError("`exporter=dynamo` needs onnxscript 0.7 or later (pip install onnxscript); "
-                         "or pass `exporter=torchscript`")
+        raise ValueError(
+            "`exporter=dynamo` needs onnxscript 0.7 or later (pip install onnxscript); or pass `exporter=torchscript`"
+        )
     opset = opset or DEFAULT_OPSET[exporter]
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: RoIAlign with aligned=True needs opset >= {MIN_OPSET}")
@@ -149,8 +165,14 @@ def export_onnx(
     onnx.checker.check_model(proto, full_check=True)
     with atomic_write(path, "wb") as out:  # a previous file at ``path`` survives until this one is complete
         out.file.write(proto.SerializeToString())
-    log.info("wrote %s (%s exporter, opset %d, %s input %s)", path, exporter, opset, "dynamic" if dynamic else "static",
-             "(B, 3, H, W)" if dynamic else f"({batch_size}, 3, {hp}, {wp})")
+    log.info(
+        "wrote %s (%s exporter, opset %d, %s input %s)",
+        path,
+        exporter,
+        opset,
+        "dynamic" if dynamic else "static",
+        "(B, 3, H, W)" if dynamic else f"({batch_size}, 3, {hp}, {wp})",
+    )
     return path
 
 
@@ -167,8 +189,16 @@ def _export_dynamo(graph: nn.Module, args: tuple[Tensor, Tensor], opset: int, dy
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*axis name.*will not be used")  # batch names two inputs' dim
         program = torch.onnx.export(
-            graph, args, dynamo=True, opset_version=opset, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-            dynamic_shapes=dynamic_shapes, optimize=True, verbose=False, report=False,
+            graph,
+            args,
+            dynamo=True,
+            opset_version=opset,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+            verbose=False,
+            report=False,
         )
     proto = program.model_proto
     if dynamic:  # name the dims as the torchscript exporter does
@@ -186,8 +216,11 @@ def _export_torchscript(graph: nn.Module, args: tuple[Tensor, Tensor], opset: in
 
     dynamic_axes = None
     if dynamic:
-        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
-                        **{out: {0: "batch"} for out in OUTPUT_NAMES}}
+        dynamic_axes = {
+            "images": {0: "batch", 2: "height", 3: "width"},
+            "image_sizes": {0: "batch"},
+            **{out: {0: "batch"} for out in OUTPUT_NAMES},
+        }
     with warnings.catch_warnings():
         # The tracer warns about Python ints taken from shapes (N, C, k: fixed by the model)
         # and that the TorchScript exporter is the legacy one; neither applies here.
@@ -195,7 +228,14 @@ def _export_torchscript(graph: nn.Module, args: tuple[Tensor, Tensor], opset: in
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         torch.onnx.export(
-            graph, args, str(traced), dynamo=False, opset_version=opset, input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES, dynamic_axes=dynamic_axes, do_constant_folding=True,
+            graph,
+            args,
+            str(traced),
+            dynamo=False,
+            opset_version=opset,
+            input_names=INPUT_NAMES,
+            output_names=OUTPUT_NAMES,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
         )
     return onnx.load(str(traced))

@@ -43,7 +43,9 @@ class GraphDetector:
         ``images`` shape, None where a dimension is dynamic."""
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:
-            raise ValueError(f"{self.path}: no {', '.join(missing)} in its metadata; export it with `sparse-rcnn export`")
+            raise ValueError(
+                f"{self.path}: no {', '.join(missing)} in its metadata; export it with `sparse-rcnn export`"
+            )
         self.class_names: list[str] = json.loads(meta["class_names"])
         self.test_scale: tuple[int, int] = tuple(json.loads(meta["test_scale"]))
         self.mean = np.asarray(json.loads(meta["pixel_mean"]), dtype=np.float32)
@@ -51,7 +53,9 @@ class GraphDetector:
         self.size_divisor = int(json.loads(meta["size_divisor"]))
         self.model_name = json.loads(meta.get("model_name", '"sparse-rcnn"'))
         # chosen on an evaluation set and carried from the checkpoint at export; used by score_thr="auto"
-        self.score_thresholds: Optional[dict] = json.loads(meta["score_thresholds"]) if "score_thresholds" in meta else None
+        self.score_thresholds: Optional[dict] = (
+            json.loads(meta["score_thresholds"]) if "score_thresholds" in meta else None
+        )
         # Fixed (int) or dynamic (None) batch, height and width of the graph's input.
         self.fixed_batch, self.fixed_height, self.fixed_width = (input_shape[0], input_shape[2], input_shape[3])
 
@@ -74,16 +78,21 @@ class GraphDetector:
             if hp > self.fixed_height or wp > self.fixed_width:
                 raise ValueError(
                     f"a resized image of {wp}x{hp} (w x h, padded) does not fit this graph's fixed input "
-                    f"{self.fixed_width}x{self.fixed_height}; export it with `dynamic` shapes, or with a `size` covering it"
+                    f"{self.fixed_width}x{self.fixed_height}; export it with `dynamic` shapes, or with a "
+                    "`size` covering it"
                 )
             hp, wp = self.fixed_height, self.fixed_width
         out = np.zeros((len(images), 3, hp, wp), dtype=np.float32)
         for i, img in enumerate(images):
-            out[i, :, : img.shape[1], : img.shape[2]] = (img.astype(np.float32) - self.mean[:, None, None]) / self.std[:, None, None]
+            out[i, :, : img.shape[1], : img.shape[2]] = (img.astype(np.float32) - self.mean[:, None, None]) / self.std[
+                :, None, None
+            ]
         sizes = np.asarray([img.shape[1:] for img in images], dtype=np.int64)
         return out, sizes
 
-    def detect_resized(self, images: Sequence[Any], scale_factors: Sequence[tuple[float, float]]) -> list[dict[str, np.ndarray]]:
+    def detect_resized(
+        self, images: Sequence[Any], scale_factors: Sequence[tuple[float, float]]
+    ) -> list[dict[str, np.ndarray]]:
         """(3, H, W) uint8 images already resized to the test scale, each with its (sx, sy) -> per
         image ``boxes`` (k, 4) xyxy in original pixels, ``scores`` (k,) sorted high to low,
         ``labels`` (k,). The ``engine.predictor.Detector`` interface."""
@@ -101,8 +110,13 @@ class GraphDetector:
                 results.append({"boxes": boxes[i] / factor, "scores": scores[i], "labels": labels[i]})
         return results
 
-    def __call__(self, inputs: Union[str, Path, np.ndarray, Sequence[Any]], *, batch_size: int = 1,
-                 score_thr: Union[float, str] = 0.0):
+    def __call__(
+        self,
+        inputs: Union[str, Path, np.ndarray, Sequence[Any]],
+        *,
+        batch_size: int = 1,
+        score_thr: Union[float, str] = 0.0,
+    ):
         """Detect objects in file paths or (H, W, 3) RGB uint8 arrays; one input or a list.
 
         Returns per input a dict of numpy arrays ``boxes`` (k, 4) in its pixels, ``scores``,
@@ -116,7 +130,10 @@ class GraphDetector:
         items = [inputs] if single else list(inputs)
         results = []
         for start in range(0, len(items), batch_size):
-            arrays = [read_image(x) if isinstance(x, (str, Path)) else _check_array(x) for x in items[start : start + batch_size]]
+            arrays = [
+                read_image(x) if isinstance(x, (str, Path)) else _check_array(x)
+                for x in items[start : start + batch_size]
+            ]
             resized, factors = zip(*(resize_for_test(a, self.test_scale) for a in arrays))
             for det in self.detect_resized([img.transpose(2, 0, 1) for img in resized], factors):
                 keep = det["scores"] >= (thr if thr.ndim == 0 else thr[det["labels"]])

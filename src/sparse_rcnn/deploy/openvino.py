@@ -44,8 +44,9 @@ class OpenVINODetector(GraphDetector):
 
     runtime = "openvino"
 
-    def __init__(self, path: Union[str, Path], *, dtype: str = "fp32", threads: Optional[int] = None,
-                 device: str = "CPU") -> None:
+    def __init__(
+        self, path: Union[str, Path], *, dtype: str = "fp32", threads: Optional[int] = None, device: str = "CPU"
+    ) -> None:
         from .backends import import_runtime
 
         ov = import_runtime("openvino")
@@ -55,15 +56,20 @@ class OpenVINODetector(GraphDetector):
         core = ov.Core()
         if dtype == "bf16" and "BF16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
             name = core.get_property(device, "FULL_DEVICE_NAME")
-            raise ValueError(f"this {device} ({name}) has no bf16 instructions (AVX512_BF16 or AMX), "
-                             "so OpenVINO would run fp32: use `dtype=fp32`")
+            raise ValueError(
+                f"this {device} ({name}) has no bf16 instructions (AVX512_BF16 or AMX), "
+                "so OpenVINO would run fp32: use `dtype=fp32`"
+            )
         try:
             model = core.read_model(str(self.path))
         except RuntimeError as e:  # OpenVINO's frontends raise RuntimeError with a multi-line report
             reason = next((ln for ln in str(e).splitlines() if "Unable" in ln or "rror" in ln), "unreadable")
             raise ValueError(f"{self.path}: not a loadable ONNX model ({reason.strip()[:200]})") from None
-        meta = {k: model.get_rt_info(["framework", k]).astype(str)
-                for k in REQUIRED_METADATA + _OPTIONAL_METADATA if model.has_rt_info(["framework", k])}
+        meta = {
+            k: model.get_rt_info(["framework", k]).astype(str)
+            for k in REQUIRED_METADATA + _OPTIONAL_METADATA
+            if model.has_rt_info(["framework", k])
+        }
         shape = model.inputs[0].get_partial_shape()
         self.set_graph_info(meta, [d.get_length() if d.is_static else None for d in shape])
         config = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[dtype], "PERFORMANCE_HINT": "LATENCY"}
@@ -74,8 +80,13 @@ class OpenVINODetector(GraphDetector):
         self.dtype, self.device, self.version = dtype, device, ov.__version__.split("-")[0]
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS")) or threads  # 0: OpenVINO's choice
         self._outputs = [self.compiled.output(name) for name in ("boxes", "scores", "labels")]
-        log.debug("OpenVINO %s on %s: precision %s, %s threads", self.version, device,
-                  self.compiled.get_property("INFERENCE_PRECISION_HINT"), self.threads)
+        log.debug(
+            "OpenVINO %s on %s: precision %s, %s threads",
+            self.version,
+            device,
+            self.compiled.get_property("INFERENCE_PRECISION_HINT"),
+            self.threads,
+        )
 
     def run_graph(self, images: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = self.request.infer({"images": images, "image_sizes": image_sizes})  # copies the outputs

@@ -27,7 +27,9 @@ class OnnxDetector(GraphDetector):
     runtime = "onnxruntime"
     dtype = "fp32"
 
-    def __init__(self, path: Union[str, Path], *, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None) -> None:
+    def __init__(
+        self, path: Union[str, Path], *, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None
+    ) -> None:
         from .backends import import_runtime
 
         ort = import_runtime("onnxruntime")
@@ -37,12 +39,17 @@ class OnnxDetector(GraphDetector):
             options.intra_op_num_threads = threads
         self.threads, self.version = threads, ort.__version__
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=list(providers or ort.get_available_providers()))
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=list(providers or ort.get_available_providers())
+            )
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
-            raise ValueError(f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+            raise ValueError(
+                f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {str(e).splitlines()[0]})"
+            ) from None
         shape = self.session.get_inputs()[0].shape
-        self.set_graph_info(self.session.get_modelmeta().custom_metadata_map,
-                            [d if isinstance(d, int) else None for d in shape])
+        self.set_graph_info(
+            self.session.get_modelmeta().custom_metadata_map, [d if isinstance(d, int) else None for d in shape]
+        )
 
     def run_graph(self, images: np.ndarray, image_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         boxes, scores, labels = self.session.run(None, {"images": images, "image_sizes": image_sizes})

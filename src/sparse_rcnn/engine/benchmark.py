@@ -82,9 +82,18 @@ def _peak_mem_mb(device: torch.device) -> Optional[float]:
 
 
 def run_benchmark(
-    model: torch.nn.Module, *, size: tuple[int, int] = (800, 1333), batch_size: int = 1, iters: int = 5,
-    warmup: int = 1, train: bool = False, device: str | torch.device = "cpu", dtype: str = "fp32",
-    lr: float = 2.5e-5, weight_decay: float = 1e-4, clip_grad_norm: float = 1.0,
+    model: torch.nn.Module,
+    *,
+    size: tuple[int, int] = (800, 1333),
+    batch_size: int = 1,
+    iters: int = 5,
+    warmup: int = 1,
+    train: bool = False,
+    device: str | torch.device = "cpu",
+    dtype: str = "fp32",
+    lr: float = 2.5e-5,
+    weight_decay: float = 1e-4,
+    clip_grad_norm: float = 1.0,
 ) -> dict:
     """Time ``model`` (already on ``device``, and already optimised for ``dtype`` at inference) on
     synthetic inputs of ``size`` (H, W). Training uses autocast when ``dtype`` is not fp32.
@@ -96,8 +105,8 @@ def run_benchmark(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if train:
-        from .schedule import build_optimizer
         from ..ops import PRECISIONS
+        from .schedule import build_optimizer
 
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
@@ -126,17 +135,27 @@ def run_benchmark(
     return result
 
 
-def benchmark_detector(detector, *, size: tuple[int, int] = (800, 1333), batch_size: int = 1, iters: int = 5,
-                       warmup: int = 1) -> dict:
+def benchmark_detector(
+    detector, *, size: tuple[int, int] = (800, 1333), batch_size: int = 1, iters: int = 5, warmup: int = 1
+) -> dict:
     """Time an exported graph's runtime (``deploy.OnnxDetector``, ``deploy.OpenVINODetector``) as
     ``run_benchmark`` times the PyTorch model: on the same synthetic uint8 images of ``size``
     (H, W), the whole call (resize, normalise, pad, graph, boxes back to image pixels)."""
     images, _ = synthetic_inputs(batch_size, size, detector.num_classes)
     arrays = [img.permute(1, 2, 0).contiguous().numpy() for img in images]  # (H, W, 3) as a user passes them
     times = _time(lambda: detector(arrays, batch_size=batch_size), iters, warmup, torch.device("cpu"))
-    result = _summary(times, warmup, batch_size=batch_size, device=torch.device(getattr(detector, "device", "cpu").lower()))
-    result.update(mode="inference", dtype=detector.dtype, size=list(size), threads=detector.threads,
-                  runtime=detector.runtime, runtime_version=detector.version, onnx=str(detector.path))
+    result = _summary(
+        times, warmup, batch_size=batch_size, device=torch.device(getattr(detector, "device", "cpu").lower())
+    )
+    result.update(
+        mode="inference",
+        dtype=detector.dtype,
+        size=list(size),
+        threads=detector.threads,
+        runtime=detector.runtime,
+        runtime_version=detector.version,
+        onnx=str(detector.path),
+    )
     return result
 
 

@@ -70,7 +70,9 @@ def wrap_model(model: torch.nn.Module, device: torch.device, procs: Processes) -
     """``model`` itself for one process, else its DistributedDataParallel wrapper."""
     if not procs.distributed:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def all_reduce_mean(values: list[float], device: torch.device, procs: Processes) -> list[float]:

@@ -22,16 +22,22 @@ FREEZE = {"none": (), "backbone": ("body",), "backbone+fpn": ("body", "fpn")}
 
 
 def build_initial_model(
-    cfg: Config, class_names: Sequence[str], *, init_weights: Union[str, Path, Pretrained, None] = None,
-    resuming: bool = False, device: Union[str, torch.device] = "cpu",
+    cfg: Config,
+    class_names: Sequence[str],
+    *,
+    init_weights: Union[str, Path, Pretrained, None] = None,
+    resuming: bool = False,
+    device: Union[str, torch.device] = "cpu",
 ) -> tuple[nn.Module, Optional[InitReport]]:
     """Build the model of ``cfg`` for ``class_names``; load ``init_weights`` (a zoo name, file, URL
     or ``Pretrained``) unless the run resumes from its own checkpoint; freeze ``cfg.train.freeze``.
     Returns the model (on ``device``, train mode) and what loading did (None when nothing was loaded)."""
     report = None
     if init_weights is not None and resuming:
-        log.info("resuming this run's own checkpoint: initial weights %s not loaded (resume wins)",
-                 getattr(init_weights, "source", init_weights))
+        log.info(
+            "resuming this run's own checkpoint: initial weights %s not loaded (resume wins)",
+            getattr(init_weights, "source", init_weights),
+        )
     elif init_weights is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_backbone=False))
     model = build_model(cfg.model, class_names)

@@ -49,9 +49,17 @@ class PredictionSummary:
 
 
 def predict_files(
-    detector: Detector, paths: Sequence[str], output: Union[str, Path, None] = None, *, batch_size: int = 1,
-    workers: int = 0, score_thr: Union[float, torch.Tensor] = 0.0, coco_ids: Optional[CocoIds] = None,
-    vis_dir: Union[str, Path, None] = None, processes: Optional[Processes] = None, stream: Optional[IO[str]] = None,
+    detector: Detector,
+    paths: Sequence[str],
+    output: Union[str, Path, None] = None,
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    score_thr: Union[float, torch.Tensor] = 0.0,
+    coco_ids: Optional[CocoIds] = None,
+    vis_dir: Union[str, Path, None] = None,
+    processes: Optional[Processes] = None,
+    stream: Optional[IO[str]] = None,
     progress: bool = False,
 ) -> PredictionSummary:
     """Predict ``paths`` and write their records (``to_record``), or COCO results with
@@ -65,8 +73,17 @@ def predict_files(
     Raises ``PredictionStopped`` on SIGINT / SIGTERM (between two images).
     """
     procs = processes or Processes()
-    records = _Records(detector, paths, list(procs.shard(len(paths))), batch_size=batch_size, workers=workers,
-                       score_thr=score_thr, coco_ids=coco_ids, vis_dir=vis_dir, progress=progress)
+    records = _Records(
+        detector,
+        paths,
+        list(procs.shard(len(paths))),
+        batch_size=batch_size,
+        workers=workers,
+        score_thr=score_thr,
+        coco_ids=coco_ids,
+        vis_dir=vis_dir,
+        progress=progress,
+    )
     with StopSignals(announce=False) as signals:
         if procs.distributed:
             ordered = gather_in_order(list(records.iterate(signals)), procs)
@@ -81,8 +98,9 @@ def predict_files(
             except BaseException:
                 if target is not None:
                     target.keep_as(f"{output}.partial")
-                    log.error("stopped early: %s is unchanged; the records written so far are in %s.partial",
-                              output, output)
+                    log.error(
+                        "stopped early: %s is unchanged; the records written so far are in %s.partial", output, output
+                    )
                 raise
     return PredictionSummary(len(paths), records.failed)
 
@@ -116,7 +134,9 @@ class _Records:
     """The records of the images ``indices`` of ``paths`` (all of them, or one process's share);
     ``failed`` counts the images that failed."""
 
-    def __init__(self, detector, paths, indices, *, batch_size, workers, score_thr, coco_ids, vis_dir, progress) -> None:
+    def __init__(
+        self, detector, paths, indices, *, batch_size, workers, score_thr, coco_ids, vis_dir, progress
+    ) -> None:
         self.detector, self.paths, self.indices = detector, paths, indices
         self.batch_size, self.workers, self.score_thr = batch_size, workers, score_thr
         self.coco_ids, self.vis_dir = coco_ids, Path(vis_dir) if vis_dir is not None else None
@@ -126,10 +146,18 @@ class _Records:
     def iterate(self, signals: StopSignals) -> Iterator[tuple[int, str]]:
         """(input index, record as JSON text) in input order; raises PredictionStopped at the first
         image after SIGINT / SIGTERM."""
-        bar = tqdm(total=len(self.indices), unit="img", file=sys.stderr, disable=not (self.progress and sys.stderr.isatty()))
+        bar = tqdm(
+            total=len(self.indices), unit="img", file=sys.stderr, disable=not (self.progress and sys.stderr.isatty())
+        )
         with torch.no_grad():  # nothing per image is kept: each result is yielded, then dropped
-            for pred in iter_predictions(self.detector, [self.paths[i] for i in self.indices], batch_size=self.batch_size,
-                                         workers=self.workers, score_thr=self.score_thr, keep_images=self.vis_dir is not None):
+            for pred in iter_predictions(
+                self.detector,
+                [self.paths[i] for i in self.indices],
+                batch_size=self.batch_size,
+                workers=self.workers,
+                score_thr=self.score_thr,
+                keep_images=self.vis_dir is not None,
+            ):
                 if signals.signum is not None:
                     raise PredictionStopped(signals.signum)
                 bar.update(1)
@@ -146,8 +174,9 @@ class _Records:
                     yield index, json.dumps(record)
                 if self.vis_dir is not None:
                     det = pred.detections
-                    drawn = draw_detections(pred.image, det["boxes"], det["labels"].tolist(), self.detector.class_names,
-                                            det["scores"])
+                    drawn = draw_detections(
+                        pred.image, det["boxes"], det["labels"].tolist(), self.detector.class_names, det["scores"]
+                    )
                     save_png(drawn, self.vis_dir / self.vis_names[index])
             if signals.signum is not None:
                 raise PredictionStopped(signals.signum)

@@ -26,7 +26,9 @@ ScoreThr = Union[float, str, Sequence[float]]  # a number, "auto", or one per cl
 
 
 class Detector(Protocol):
-    """What prediction needs of a detector. ``SparseRCNN``, ``deploy.OnnxDetector`` and ``deploy.OpenVINODetector`` are each one."""
+    """What prediction needs of a detector.
+
+    ``SparseRCNN``, ``deploy.OnnxDetector`` and ``deploy.OpenVINODetector`` are each one."""
 
     class_names: list[str]
     test_scale: tuple[int, int]
@@ -82,10 +84,17 @@ def resolve_score_thr(detector, score_thr: ScoreThr) -> Union[float, list[float]
     values = thresholds_per_label(stored, list(detector.class_names))
     where = f" ({stored['source']})" if stored.get("source") else ""
     if len(values) <= 12:
-        log.info("score thresholds%s: %s", where, ", ".join(f"{n} >= {t:.3f}" for n, t in zip(detector.class_names, values)))
+        log.info(
+            "score thresholds%s: %s", where, ", ".join(f"{n} >= {t:.3f}" for n, t in zip(detector.class_names, values))
+        )
     else:
-        log.info("score thresholds%s: per class %.3f-%.3f (global %.3f); -v lists them", where, min(values), max(values),
-                 stored["global"])
+        log.info(
+            "score thresholds%s: per class %.3f-%.3f (global %.3f); -v lists them",
+            where,
+            min(values),
+            max(values),
+            stored["global"],
+        )
         log.debug("score thresholds: %s", ", ".join(f"{n} >= {t:.3f}" for n, t in zip(detector.class_names, values)))
     return values
 
@@ -114,7 +123,12 @@ def predict(model, inputs: Any, *, batch_size: int = 1, score_thr: ScoreThr = 0.
 
 
 def iter_predictions(
-    detector: Detector, inputs: Sequence[str], *, batch_size: int = 1, workers: int = 0, score_thr: ScoreThr = 0.0,
+    detector: Detector,
+    inputs: Sequence[str],
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    score_thr: ScoreThr = 0.0,
     keep_images: bool = False,
 ) -> Iterator[Prediction]:
     """Predict every image of ``inputs`` (files, and folders: their images), in input order.
@@ -126,8 +140,11 @@ def iter_predictions(
     score_thr = resolve_score_thr(detector, score_thr)
     paths = expand_image_paths(inputs)
     loader = torch.utils.data.DataLoader(
-        _ResizedImages(paths, detector.test_scale), batch_size=batch_size, num_workers=workers,
-        collate_fn=list, prefetch_factor=2 if workers else None,
+        _ResizedImages(paths, detector.test_scale),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+        prefetch_factor=2 if workers else None,
     )
     for batch in loader:
         ok = [item for item in batch if item[2] is not None]
@@ -138,8 +155,14 @@ def iter_predictions(
                 yield Prediction(index, path, error=error)
                 continue
             h, w = original.shape[-2:]
-            yield Prediction(index, path, int(w), int(h), keep_scores(found[index], score_thr),
-                             image=original if keep_images else None)
+            yield Prediction(
+                index,
+                path,
+                int(w),
+                int(h),
+                keep_scores(found[index], score_thr),
+                image=original if keep_images else None,
+            )
 
 
 def to_record(image: str, width: int, height: int, det: dict[str, Any], class_names: Sequence[str]) -> dict:

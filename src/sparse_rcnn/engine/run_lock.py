@@ -43,7 +43,8 @@ class RunLock:
             self._file.close()
             self._file = None
             raise OutputError(
-                f"{str(folder)!r} is in use by another training ({holder}); wait for it to end, or choose another `output_dir`"
+                f"{str(folder)!r} is in use by another training ({holder}); wait for it to end, or choose "
+                "another `output_dir`"
             ) from None
         self._file.seek(0)
         self._file.truncate()

@@ -29,8 +29,14 @@ class TrainStep:
     (``{"skipped": 1}`` for a skipped step). ``net`` is ``model`` or its DDP wrapper."""
 
     def __init__(
-        self, model: nn.Module, net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-        train: TrainConfig, procs: Processes, hooks: TrainingHooks,
+        self,
+        model: nn.Module,
+        net: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        train: TrainConfig,
+        procs: Processes,
+        hooks: TrainingHooks,
     ) -> None:
         self.model, self.net, self.optimizer, self.scaler = model, net, optimizer, scaler
         self.t, self.procs, self.hooks = train, procs, hooks
@@ -42,11 +48,19 @@ class TrainStep:
     def load_state(self, ckpt: dict) -> None:
         self.skipped_steps, self.bad_in_row = ckpt["skipped_steps"], ckpt["bad_in_row"]
 
-    def __call__(self, group: list, iteration: int, epoch: int, device: torch.device, ckpt_dir: Path) -> dict[str, float]:
+    def __call__(
+        self, group: list, iteration: int, epoch: int, device: torch.device, ckpt_dir: Path
+    ) -> dict[str, float]:
         """One optimiser step over ``group`` (``accumulate`` batches); skipped if not finite."""
         t = self.t
-        lr = t.lr * lr_factor(iteration, epoch, warmup_iters=t.warmup_iters, warmup_factor=t.warmup_factor,
-                              steps=t.lr_steps, gamma=t.lr_gamma)
+        lr = t.lr * lr_factor(
+            iteration,
+            epoch,
+            warmup_iters=t.warmup_iters,
+            warmup_factor=t.warmup_factor,
+            steps=t.lr_steps,
+            gamma=t.lr_gamma,
+        )
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -91,8 +105,12 @@ class TrainStep:
         if self.scaler.is_enabled():
             self.scaler.update(self.scaler.get_scale() / 2)
         if self.procs.is_main:
-            log.warning("non-finite loss or gradient at iteration %d: step skipped (%d in a row, %d in all)",
-                        iteration + 1, self.bad_in_row, self.skipped_steps)
+            log.warning(
+                "non-finite loss or gradient at iteration %d: step skipped (%d in a row, %d in all)",
+                iteration + 1,
+                self.bad_in_row,
+                self.skipped_steps,
+            )
         if self.bad_in_row >= self.t.max_bad_steps:
             good = list_checkpoints(ckpt_dir)
             where = f"the last good checkpoint is {good[0]}" if good else "no checkpoint was written yet"
@@ -103,7 +121,9 @@ class TrainStep:
             )
         return {"skipped": 1.0}
 
-    def log_window(self, window: dict[str, float], run_log: RunLog, iteration: int, epoch: int, device: torch.device) -> None:
+    def log_window(
+        self, window: dict[str, float], run_log: RunLog, iteration: int, epoch: int, device: torch.device
+    ) -> None:
         """Average a logging window's sums (losses over processes too) and write the record."""
         n = window.pop("n")
         good = n - window.pop("skipped", 0.0)
@@ -112,9 +132,19 @@ class TrainStep:
             window.update(zip(keys, all_reduce_mean([window[k] for k in keys], device, self.procs)))
         if not self.procs.is_main:
             return
-        means = {key: window[key] / good if good else None for key in ("loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "grad_norm")}
-        run_log.train(iteration, epoch, means, time=window["time"] / n, data_time=window["data_time"] / n,
-                      memory_mb=round(_memory_mb(device), 1), skipped_steps=self.skipped_steps)
+        means = {
+            key: window[key] / good if good else None
+            for key in ("loss", "loss_cls", "loss_bbox", "loss_iou", "lr", "grad_norm")
+        }
+        run_log.train(
+            iteration,
+            epoch,
+            means,
+            time=window["time"] / n,
+            data_time=window["data_time"] / n,
+            memory_mb=round(_memory_mb(device), 1),
+            skipped_steps=self.skipped_steps,
+        )
 
 
 def _memory_mb(device: torch.device) -> float:

@@ -41,7 +41,7 @@ def prune(folder: Path, keep: int, *, newest: int) -> None:
     """Keep the ``keep`` newest checkpoints up to iteration ``newest`` (the one just written);
     higher-numbered ones (not resumable: see ``newest_good``'s warnings) are left alone."""
     mine = [p for p in list_checkpoints(folder) if int(_NAME.match(p.name).group(1)) <= newest]
-    for old in mine[max(keep, 1):]:
+    for old in mine[max(keep, 1) :]:
         old.unlink(missing_ok=True)
 
 
@@ -72,8 +72,12 @@ def restore(ckpt: dict, *, optimizer: torch.optim.Optimizer, scaler: torch.amp.G
 def rng_state() -> dict:
     """torch, CUDA, numpy and python RNG states, in types ``torch.load(weights_only=True)`` accepts."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-            "python": random.getstate(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -123,6 +127,8 @@ def checkpoint_to_resume(folder: Path, model: nn.Module, *, clean: bool = True) 
         return None
     found = newest_good(folder, model, clean=clean)
     if found is None:
-        raise CheckpointError(f"no checkpoint in {folder} can be resumed (unreadable, or written with another config: "
-                              "see the warnings above); start anew with another `output_dir`")
+        raise CheckpointError(
+            f"no checkpoint in {folder} can be resumed (unreadable, or written with another config: "
+            "see the warnings above); start anew with another `output_dir`"
+        )
     return found

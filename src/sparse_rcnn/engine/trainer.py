@@ -45,7 +45,12 @@ from .run_log import RunLog
 from .schedule import build_optimizer
 from .step import TrainStep
 from .train_state import (
-    checkpoint_to_resume, list_checkpoints, restore, rng_state, seed_everything, write_training_checkpoint,
+    checkpoint_to_resume,
+    list_checkpoints,
+    restore,
+    rng_state,
+    seed_everything,
+    write_training_checkpoint,
 )
 
 log = logging.getLogger(__name__)
@@ -59,8 +64,10 @@ def _datasets(cfg: Config, train: Any, val: Any, world_size: int) -> tuple[Any, 
         val = val if val is not None else built_val
     step = cfg.data.batch_size * world_size
     if len(train) < step:
-        raise ConfigError(f"`data.batch_size` {cfg.data.batch_size} x {world_size} process(es) is more than the "
-                          f"{len(train)} training images; lower `data.batch_size` (a batch would repeat images)")
+        raise ConfigError(
+            f"`data.batch_size` {cfg.data.batch_size} x {world_size} process(es) is more than the "
+            f"{len(train)} training images; lower `data.batch_size` (a batch would repeat images)"
+        )
     num_classes = len(train.class_names)
     if cfg.model.num_classes != num_classes:
         log.info("num_classes %d -> %d (the training set's categories)", cfg.model.num_classes, num_classes)
@@ -78,9 +85,17 @@ class Trainer:
     ``init_weights``: see ``initial_model`` (``resume`` wins)."""
 
     def __init__(
-        self, cfg: Config, *, output_dir: str | Path, resume: bool = False, device: Optional[str] = None,
-        progress: bool = True, train_dataset: Any = None, val_dataset: Any = None,
-        hooks: Optional[TrainingHooks] = None, init_weights: Any = None,
+        self,
+        cfg: Config,
+        *,
+        output_dir: str | Path,
+        resume: bool = False,
+        device: Optional[str] = None,
+        progress: bool = True,
+        train_dataset: Any = None,
+        val_dataset: Any = None,
+        hooks: Optional[TrainingHooks] = None,
+        init_weights: Any = None,
     ) -> None:
         check_values(cfg)  # a Config built in Python has not been through load_config's checks
         self.procs = Processes.from_env()
@@ -92,19 +107,31 @@ class Trainer:
         self._show_progress = progress and self.is_main and sys.stderr.isatty()
         self.hooks = hooks or TrainingHooks()
 
-        self.train_dataset, self.val_dataset, self.cfg = _datasets(cfg, train_dataset, val_dataset, self.procs.world_size)
+        self.train_dataset, self.val_dataset, self.cfg = _datasets(
+            cfg, train_dataset, val_dataset, self.procs.world_size
+        )
         cfg, class_names = self.cfg, list(self.train_dataset.class_names)
         t = cfg.train
 
         seed_everything(t.seed)
-        self.model, self.init_report = build_initial_model(cfg, class_names, init_weights=init_weights, device=self.device,
-                                                           resuming=resume and bool(list_checkpoints(self.ckpt_dir)))
+        self.model, self.init_report = build_initial_model(
+            cfg,
+            class_names,
+            init_weights=init_weights,
+            device=self.device,
+            resuming=resume and bool(list_checkpoints(self.ckpt_dir)),
+        )
         net = wrap_model(self.model, self.device, self.procs)
         self.optimizer = build_optimizer(self.model, lr=t.lr, weight_decay=t.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         self.step = TrainStep(self.model, net, self.optimizer, self.scaler, t, self.procs, self.hooks)
-        self.sampler = GroupedBatchSampler(self.train_dataset.aspect_ratios(), cfg.data.batch_size, seed=t.seed,
-                                           rank=self.procs.rank, world_size=self.procs.world_size)
+        self.sampler = GroupedBatchSampler(
+            self.train_dataset.aspect_ratios(),
+            cfg.data.batch_size,
+            seed=t.seed,
+            rank=self.procs.rank,
+            world_size=self.procs.world_size,
+        )
         self.batches_per_epoch = len(self.sampler)
         self.iters_per_epoch = -(-self.batches_per_epoch // t.accumulate)
         self.max_iters = t.max_iters if t.max_iters is not None else t.epochs * self.iters_per_epoch
@@ -118,7 +145,10 @@ class Trainer:
             if resume:
                 self._resume()
             elif list_checkpoints(self.ckpt_dir):
-                raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; continue that run with `resume`, or choose another `output_dir`")
+                raise ConfigError(
+                    f"{self.ckpt_dir} already holds checkpoints; continue that run with `resume`, or choose "
+                    "another `output_dir`"
+                )
 
     @property
     def skipped_steps(self) -> int:
@@ -139,12 +169,21 @@ class Trainer:
         if self.is_main:
             self.run_log.open()
             images = self.cfg.data.batch_size * self.procs.world_size * self.cfg.train.accumulate
-            log.info("training %s: %d iterations (%d per epoch, %d images/step over %d process(es)) -> %s", self.cfg.name,
-                     self.max_iters, self.iters_per_epoch, images, self.procs.world_size, self.output_dir)
+            log.info(
+                "training %s: %d iterations (%d per epoch, %d images/step over %d process(es)) -> %s",
+                self.cfg.name,
+                self.max_iters,
+                self.iters_per_epoch,
+                images,
+                self.procs.world_size,
+                self.output_dir,
+            )
         if self.init_report is not None and self.iter == 0:  # where the initial weights start, per class
             self.run_log.append(self.init_report.record())
             self._evaluate(classwise=True)
-        bar = tqdm(total=self.max_iters, initial=self.iter, disable=not self._show_progress, dynamic_ncols=True, unit="it")
+        bar = tqdm(
+            total=self.max_iters, initial=self.iter, disable=not self._show_progress, dynamic_ncols=True, unit="it"
+        )
         while self.iter < self.max_iters:
             if self._train_epoch(bar):  # a whole epoch done
                 self._save()
@@ -170,8 +209,11 @@ class Trainer:
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(self.epoch)
         loader = DataLoader(
-            self.train_dataset, batch_sampler=self.sampler, collate_fn=collate,
-            num_workers=self.cfg.data.workers, pin_memory=self.device.type == "cuda",
+            self.train_dataset,
+            batch_sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=self.cfg.data.workers,
+            pin_memory=self.device.type == "cuda",
         )
         batches = iter(loader)
         window: dict[str, float] = defaultdict(float)
@@ -221,15 +263,24 @@ class Trainer:
         stop = None if self.procs.distributed else (lambda: self.signals.signum is not None)
         try:
             metrics, self.val_results = evaluate(
-                self.model, self.val_dataset, batch_size=self.cfg.data.batch_size, device=self.device,
-                workers=self.cfg.data.workers, progress=self._show_progress, stop=stop, classwise=classwise)
+                self.model,
+                self.val_dataset,
+                batch_size=self.cfg.data.batch_size,
+                device=self.device,
+                workers=self.cfg.data.workers,
+                progress=self._show_progress,
+                stop=stop,
+                classwise=classwise,
+            )
         except EvaluationStopped:
             self._stop()
         metrics = {k: float(v) for k, v in metrics.items()}
         self.metrics = {**metrics, "iter": self.iter, "epoch": self.epoch}
         if self.is_main:
             self.run_log.val(self.iter, self.epoch, metrics)
-            log.info("epoch %d iteration %d: bbox_mAP %.4f", self.epoch, self.iter, metrics.get("bbox_mAP", float("nan")))
+            log.info(
+                "epoch %d iteration %d: bbox_mAP %.4f", self.epoch, self.iter, metrics.get("bbox_mAP", float("nan"))
+            )
 
     def _save(self) -> None:
         if self.iter == self.last_saved_iter:
@@ -237,11 +288,23 @@ class Trainer:
         self.last_saved_iter = self.iter
         if not self.is_main:
             return
-        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "epoch": self.epoch,
-                 "iter": self.iter, "iter_in_epoch": self.iter_in_epoch, **self.step.state(), "metrics": self.metrics,
-                 "rng": rng_state(), **self.hooks.checkpoint_extra(self.iter)}
-        write_training_checkpoint(self.ckpt_dir, model_checkpoint(self.model, self.cfg, **state),
-                                  iteration=self.iter, keep=self.cfg.train.keep_checkpoints)
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "iter": self.iter,
+            "iter_in_epoch": self.iter_in_epoch,
+            **self.step.state(),
+            "metrics": self.metrics,
+            "rng": rng_state(),
+            **self.hooks.checkpoint_extra(self.iter),
+        }
+        write_training_checkpoint(
+            self.ckpt_dir,
+            model_checkpoint(self.model, self.cfg, **state),
+            iteration=self.iter,
+            keep=self.cfg.train.keep_checkpoints,
+        )
 
     def _resume(self) -> None:
         found = checkpoint_to_resume(self.ckpt_dir, self.model, clean=self.is_main)
@@ -253,7 +316,10 @@ class Trainer:
         self.step.load_state(ckpt)
         self.metrics, self.last_saved_iter = dict(ckpt.get("metrics") or {}), self.iter
         if self.iter_in_epoch >= self.iters_per_epoch:
-            raise ConfigError(f"{path} was written with another batch size or dataset ({self.iter_in_epoch} iterations into an epoch of {self.iters_per_epoch}); resume with the same data and batch size")
+            raise ConfigError(
+                f"{path} was written with another batch size or dataset ({self.iter_in_epoch} iterations "
+                f"into an epoch of {self.iters_per_epoch}); resume with the same data and batch size"
+            )
         self.run_log.keep_until(self.iter)
         if self.is_main:
             log.info("resumed from %s (epoch %d, iteration %d)", path, self.epoch, self.iter)
@@ -264,5 +330,7 @@ class Trainer:
             torch.distributed.barrier()
         signum = self.signals.signum
         raise TrainingInterrupted(
-            signum, f"{signal.Signals(signum).name}: stopped at iteration {self.iter}; checkpoint in {self.ckpt_dir}; continue with `resume`"
+            signum,
+            f"{signal.Signals(signum).name}: stopped at iteration {self.iter}; checkpoint in "
+            f"{self.ckpt_dir}; continue with `resume`",
         )

@@ -3,8 +3,16 @@ error analysis behind the report (matches, confusion matrix, worst images, F1-op
 
 from .analysis import Analysis, analyse
 from .coco import (
-    METRICS, EvaluationStopped, coco_category_ids, coco_evaluate, cocoeval_metrics, detect_dataset, detections_to_coco, evaluate,
-    match_categories, run_cocoeval,
+    METRICS,
+    EvaluationStopped,
+    coco_category_ids,
+    coco_evaluate,
+    cocoeval_metrics,
+    detect_dataset,
+    detections_to_coco,
+    evaluate,
+    match_categories,
+    run_cocoeval,
 )
 from .errors import ImageErrors, analyse_errors, worst_images
 from .matches import Matches, matches_from_cocoeval
@@ -13,8 +21,26 @@ from .thresholds import choose_thresholds, thresholds_per_label
 from .voc import voc_evaluate
 
 __all__ = [
-    "METRICS", "EvaluationStopped", "coco_category_ids", "coco_evaluate", "cocoeval_metrics", "detect_dataset", "detections_to_coco",
-    "evaluate", "match_categories", "run_cocoeval", "Analysis", "analyse", "ImageErrors", "analyse_errors",
-    "worst_images", "Matches", "matches_from_cocoeval", "choose_thresholds", "thresholds_per_label",
-    "analyse_results", "evaluate_with_report", "voc_evaluate",
+    "METRICS",
+    "EvaluationStopped",
+    "coco_category_ids",
+    "coco_evaluate",
+    "cocoeval_metrics",
+    "detect_dataset",
+    "detections_to_coco",
+    "evaluate",
+    "match_categories",
+    "run_cocoeval",
+    "Analysis",
+    "analyse",
+    "ImageErrors",
+    "analyse_errors",
+    "worst_images",
+    "Matches",
+    "matches_from_cocoeval",
+    "choose_thresholds",
+    "thresholds_per_label",
+    "analyse_results",
+    "evaluate_with_report",
+    "voc_evaluate",
 ]

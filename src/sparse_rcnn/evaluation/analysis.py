@@ -55,8 +55,14 @@ class Analysis:
         return {
             **self.metrics,
             "per_class": [
-                {"class": name, "ap": _num(self.ap_all[k]), "ap_50": _num(self.ap[0.5][k]), "ap_75": _num(self.ap[0.75][k]),
-                 "num_gt": int(self.num_gt[k]), "score_thr": self.applied_thresholds()[k] if self.thresholds else None}
+                {
+                    "class": name,
+                    "ap": _num(self.ap_all[k]),
+                    "ap_50": _num(self.ap[0.5][k]),
+                    "ap_75": _num(self.ap[0.75][k]),
+                    "num_gt": int(self.num_gt[k]),
+                    "score_thr": self.applied_thresholds()[k] if self.thresholds else None,
+                }
                 for k, name in enumerate(self.class_names)
             ],
             "score_thresholds": self.thresholds,
@@ -98,16 +104,30 @@ def analyse(coco_eval, *, class_names: Optional[Sequence[str]] = None, source: s
     applied = thresholds["per_class"] if thresholds else 1.0
     confusion, images = analyse_errors(matches, applied)
     return Analysis(
-        class_names=names, metrics=metrics, recall=np.asarray(coco_eval.params.recThrs), pr=pr, ap=ap, ap_all=ap_all,
-        num_gt=matches.num_gt(), matches=matches, f1_global=global_table(matches), f1_per_class=class_tables(matches),
-        thresholds=thresholds, confusion=confusion, images=images,
+        class_names=names,
+        metrics=metrics,
+        recall=np.asarray(coco_eval.params.recThrs),
+        pr=pr,
+        ap=ap,
+        ap_all=ap_all,
+        num_gt=matches.num_gt(),
+        matches=matches,
+        f1_global=global_table(matches),
+        f1_per_class=class_tables(matches),
+        thresholds=thresholds,
+        confusion=confusion,
+        images=images,
     )
 
 
 def confusion_json(matrix: np.ndarray, class_names: Sequence[str], thresholds: Sequence[float]) -> dict:
     """The confusion matrix as JSON: labels (classes + "background"), counts and row-normalised."""
     return {
-        "rows": "ground truth", "columns": "prediction", "iou": 0.5, "labels": [*class_names, "background"],
-        "score_thresholds": [float(t) for t in thresholds], "counts": matrix.tolist(),
+        "rows": "ground truth",
+        "columns": "prediction",
+        "iou": 0.5,
+        "labels": [*class_names, "background"],
+        "score_thresholds": [float(t) for t in thresholds],
+        "counts": matrix.tolist(),
         "normalised": np.round(normalise_rows(matrix), 4).tolist(),
     }

@@ -23,9 +23,9 @@ from torch import Tensor
 
 from ..checkpoints.zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from ..data.coco import CocoDetection
+from ..data.resize import resize_for_test
 from ..data.validation import DataError
 from ..engine.distributed import Processes, all_gather_lists
-from ..data.resize import resize_for_test
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,24 @@ log = logging.getLogger(__name__)
 MAX_DETS = (100, 300, 1000)
 # Our key -> index in COCOeval.stats (MMDetection's names, without its "coco/" prefix).
 METRICS = {
-    "bbox_mAP": 0, "bbox_mAP_50": 1, "bbox_mAP_75": 2, "bbox_mAP_s": 3, "bbox_mAP_m": 4, "bbox_mAP_l": 5,
-    "bbox_AR_100": 6, "bbox_AR_300": 7, "bbox_AR_1000": 8, "bbox_AR_s": 9, "bbox_AR_m": 10, "bbox_AR_l": 11,
+    "bbox_mAP": 0,
+    "bbox_mAP_50": 1,
+    "bbox_mAP_75": 2,
+    "bbox_mAP_s": 3,
+    "bbox_mAP_m": 4,
+    "bbox_mAP_l": 5,
+    "bbox_AR_100": 6,
+    "bbox_AR_300": 7,
+    "bbox_AR_1000": 8,
+    "bbox_AR_s": 9,
+    "bbox_AR_m": 10,
+    "bbox_AR_l": 11,
 }
 
 
-def run_cocoeval(coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None,
-                 cat_ids: Optional[Sequence[int]] = None):
+def run_cocoeval(
+    coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None, cat_ids: Optional[Sequence[int]] = None
+):
     """pycocotools' ``COCOeval`` of ``results`` against ``coco_gt`` after ``evaluate``,
     ``accumulate`` and ``summarize`` (prints silenced), with MMDetection's ``MAX_DETS``; None when
     there are no results. Its ``eval["precision"]`` (IoU, recall, category, area, max dets) and
@@ -82,8 +93,12 @@ def cocoeval_metrics(coco_eval, *, classwise: bool = False) -> dict[str, float]:
 
 
 def coco_evaluate(
-    coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None,
-    cat_ids: Optional[Sequence[int]] = None, classwise: bool = False,
+    coco_gt,
+    results: list[dict],
+    *,
+    image_ids: Optional[Sequence[int]] = None,
+    cat_ids: Optional[Sequence[int]] = None,
+    classwise: bool = False,
 ) -> dict[str, float]:
     """COCO bbox metrics of ``results`` ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}])
     against the pycocotools ``coco_gt``, on a 0-1 scale: ``bbox_mAP`` (AP@[.5:.95]), ``bbox_mAP_50``,
@@ -131,7 +146,9 @@ def coco_category_ids(
         raise DataError(f"{ann_file}: not a readable COCO annotation file ({type(e).__name__}: {e})") from None
     cat_ids = match_categories(class_names, [(c["id"], c.get("name")) for c in categories], ann_file)
     if cat_ids is None:
-        raise DataError(f"{ann_file} has {len(categories)} categories but the model predicts {len(class_names)} classes")
+        raise DataError(
+            f"{ann_file} has {len(categories)} categories but the model predicts {len(class_names)} classes"
+        )
     for name, image_id in list(image_ids.items()):  # images given with a folder prefix are found too
         image_ids.setdefault(Path(name).name, image_id)
     return cat_ids, image_ids
@@ -145,8 +162,14 @@ def detections_to_coco(image_id: int, det: dict[str, Tensor], cat_ids: Sequence[
     labels = det["labels"].detach().cpu().tolist()
     out = []
     for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores, labels):
-        out.append({"image_id": int(image_id), "category_id": int(cat_ids[label]),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+        out.append(
+            {
+                "image_id": int(image_id),
+                "category_id": int(cat_ids[label]),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
+            }
+        )
     return out
 
 
@@ -167,8 +190,15 @@ class EvaluationStopped(Exception):
 
 @torch.no_grad()
 def detect_dataset(
-    model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
-    progress: bool = True, cat_ids: Optional[Sequence[int]] = None, stop: Optional[Callable[[], bool]] = None,
+    model,
+    dataset: CocoDetection,
+    *,
+    batch_size: int = 1,
+    device: Any = None,
+    workers: int = 0,
+    progress: bool = True,
+    cat_ids: Optional[Sequence[int]] = None,
+    stop: Optional[Callable[[], bool]] = None,
 ) -> list[dict]:
     """Run ``model`` (eval mode; or any ``engine.predictor.Detector``, e.g. an exported graph on
     ``deploy.OpenVINODetector``) over ``dataset`` (built with ``train=False``) -> the COCO results
@@ -186,7 +216,9 @@ def detect_dataset(
     procs = Processes.current()
     indices = list(procs.shard(len(dataset)))
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=workers,
+        torch.utils.data.Subset(dataset, indices),
+        batch_size=batch_size,
+        num_workers=workers,
         collate_fn=functools.partial(_resize_batch, test_scale=tuple(net.test_scale)),
     )
     if progress and procs.is_main:
@@ -212,8 +244,15 @@ def detect_dataset(
 
 @torch.no_grad()
 def evaluate(
-    model, dataset: CocoDetection, *, batch_size: int = 1, device: Any = None, workers: int = 0,
-    progress: bool = True, classwise: bool = False, cat_ids: Optional[Sequence[int]] = None,
+    model,
+    dataset: CocoDetection,
+    *,
+    batch_size: int = 1,
+    device: Any = None,
+    workers: int = 0,
+    progress: bool = True,
+    classwise: bool = False,
+    cat_ids: Optional[Sequence[int]] = None,
     stop: Optional[Callable[[], bool]] = None,
 ) -> tuple[dict[str, float], list[dict]]:
     """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
@@ -225,7 +264,15 @@ def evaluate(
     training/eval mode is restored afterwards. ``stop``: see ``detect_dataset``.
     """
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
-    results = detect_dataset(model, dataset, batch_size=batch_size, device=device, workers=workers,
-                             progress=progress, cat_ids=cat_ids, stop=stop)
+    results = detect_dataset(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        progress=progress,
+        cat_ids=cat_ids,
+        stop=stop,
+    )
     metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, cat_ids=cat_ids, classwise=classwise)
     return metrics, results

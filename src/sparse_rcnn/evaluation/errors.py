@@ -84,8 +84,13 @@ def analyse_errors(matches: Matches, threshold: Union[float, Sequence[float]]) -
             ious = mask_utils.iou(matches.det_box[rest].tolist(), matches.gt_box[free].tolist(), [0] * len(free))
             ious = np.asarray(ious, dtype=np.float64).reshape(len(rest), len(free))
             for i, d in enumerate(rest):
-                ok = [j for j in range(len(free)) if free[j] is not None and ious[i, j] >= matches.iou
-                      and matches.gt_label[free[j]] != matches.det_label[d]]
+                ok = [
+                    j
+                    for j in range(len(free))
+                    if free[j] is not None
+                    and ious[i, j] >= matches.iou
+                    and matches.gt_label[free[j]] != matches.det_label[d]
+                ]
                 if ok:
                     j = max(ok, key=lambda j: ious[i, j])
                     errors.confused.append((d, free[j]))

@@ -60,7 +60,11 @@ def matches_from_cocoeval(coco_eval, *, iou: float = 0.5, class_names: Optional[
     if abs(p.iouThrs[t] - iou) > 1e-9:
         raise ValueError(f"IoU {iou} is not one of the evaluation's thresholds {list(p.iouThrs)}")
     cat_ids = list(p.catIds)
-    names = list(class_names) if class_names is not None else [str(coco_eval.cocoGt.cats[c].get("name", c)) for c in cat_ids]
+    names = (
+        list(class_names)
+        if class_names is not None
+        else [str(coco_eval.cocoGt.cats[c].get("name", c)) for c in cat_ids]
+    )
     gt_anns, dt_anns = coco_eval.cocoGt.anns, coco_eval.cocoDt.anns
     n_img, n_area = len(p.imgIds), len(p.areaRng)
     gts: dict[int, int] = {}  # annotation id -> row
@@ -79,15 +83,19 @@ def matches_from_cocoeval(coco_eval, *, iou: float = 0.5, class_names: Optional[
     det_gt = np.asarray([gts[m] if m else -1 for *_, m, _ in det_rows], dtype=np.int64)
     det_ignored = np.asarray([r[5] for r in det_rows], dtype=bool)
     return Matches(
-        class_names=names, cat_ids=cat_ids, image_ids=list(p.imgIds), iou=float(p.iouThrs[t]),
+        class_names=names,
+        cat_ids=cat_ids,
+        image_ids=list(p.imgIds),
+        iou=float(p.iouThrs[t]),
         det_image=np.asarray([r[0] for r in det_rows], dtype=np.int64),
         det_label=np.asarray([r[1] for r in det_rows], dtype=np.int64),
         det_score=np.asarray([r[2] for r in det_rows], dtype=np.float64),
         det_box=np.asarray([r[3] for r in det_rows], dtype=np.float64).reshape(-1, 4),
-        det_gt=det_gt, det_tp=(det_gt >= 0) & ~det_ignored, det_ignored=det_ignored,
+        det_gt=det_gt,
+        det_tp=(det_gt >= 0) & ~det_ignored,
+        det_ignored=det_ignored,
         gt_image=np.asarray([r[0] for r in gt_rows], dtype=np.int64),
         gt_label=np.asarray([r[1] for r in gt_rows], dtype=np.int64),
         gt_box=np.asarray([r[2] for r in gt_rows], dtype=np.float64).reshape(-1, 4),
         gt_ignored=np.asarray([r[3] for r in gt_rows], dtype=bool),
     )
-

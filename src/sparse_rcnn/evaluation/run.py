@@ -14,9 +14,15 @@ log = logging.getLogger(__name__)
 
 
 def analyse_results(
-    dataset, results: list[dict], *, cat_ids: Optional[Sequence[int]] = None,
-    class_names: Optional[Sequence[str]] = None, report_dir: Union[str, Path, None] = None,
-    save_thresholds: Union[str, Path, None] = None, info: Optional[dict[str, Any]] = None, worst: int = 12,
+    dataset,
+    results: list[dict],
+    *,
+    cat_ids: Optional[Sequence[int]] = None,
+    class_names: Optional[Sequence[str]] = None,
+    report_dir: Union[str, Path, None] = None,
+    save_thresholds: Union[str, Path, None] = None,
+    info: Optional[dict[str, Any]] = None,
+    worst: int = 12,
 ) -> tuple[dict[str, float], Optional[Analysis]]:
     """Score COCO ``results`` on ``dataset`` (a ``CocoDetection``, train=False) once with COCOeval and
     analyse it -> (metrics with per-class AP, ``Analysis`` or None when there are no results).
@@ -50,9 +56,18 @@ def analyse_results(
 
 
 def evaluate_with_report(
-    model, dataset, *, cat_ids: Optional[Sequence[int]] = None, batch_size: int = 1, device: Any = None,
-    workers: int = 0, progress: bool = True, report_dir: Union[str, Path, None] = None,
-    save_thresholds: Union[str, Path, None] = None, info: Optional[dict[str, Any]] = None, worst: int = 12,
+    model,
+    dataset,
+    *,
+    cat_ids: Optional[Sequence[int]] = None,
+    batch_size: int = 1,
+    device: Any = None,
+    workers: int = 0,
+    progress: bool = True,
+    report_dir: Union[str, Path, None] = None,
+    save_thresholds: Union[str, Path, None] = None,
+    info: Optional[dict[str, Any]] = None,
+    worst: int = 12,
 ) -> tuple[dict[str, float], list[dict], Optional[Analysis]]:
     """``evaluate`` plus ``analyse_results``: (metrics, COCO results, ``Analysis`` or None). A
     ``save_thresholds`` file that cannot take them fails before the detections are computed; the
@@ -61,10 +76,19 @@ def evaluate_with_report(
         from ..checkpoints.files import check_thresholds_target
 
         check_thresholds_target(save_thresholds)
-    results = detect_dataset(model, dataset, batch_size=batch_size, device=device, workers=workers,
-                             progress=progress, cat_ids=cat_ids)
-    metrics, result = analyse_results(dataset, results, cat_ids=cat_ids, class_names=getattr(model, "class_names", None),
-                                      report_dir=report_dir, save_thresholds=save_thresholds, info=info, worst=worst)
+    results = detect_dataset(
+        model, dataset, batch_size=batch_size, device=device, workers=workers, progress=progress, cat_ids=cat_ids
+    )
+    metrics, result = analyse_results(
+        dataset,
+        results,
+        cat_ids=cat_ids,
+        class_names=getattr(model, "class_names", None),
+        report_dir=report_dir,
+        save_thresholds=save_thresholds,
+        info=info,
+        worst=worst,
+    )
     if save_thresholds and result is not None and result.thresholds is not None:
         getattr(model, "module", model).score_thresholds = result.thresholds
     return metrics, results, result

@@ -88,9 +88,16 @@ def choose_thresholds(matches: Matches, *, source: str = "") -> Optional[dict]:
         if row is None:
             fallback.append(name)
     return {
-        "global": top["threshold"], "per_class": per_class, "class_names": list(matches.class_names),
-        "f1": top["f1"], "precision": top["precision"], "recall": top["recall"], "per_class_f1": per_f1,
-        "fallback": fallback, "iou": matches.iou, "source": source,
+        "global": top["threshold"],
+        "per_class": per_class,
+        "class_names": list(matches.class_names),
+        "f1": top["f1"],
+        "precision": top["precision"],
+        "recall": top["recall"],
+        "per_class_f1": per_f1,
+        "fallback": fallback,
+        "iou": matches.iou,
+        "source": source,
     }
 
 

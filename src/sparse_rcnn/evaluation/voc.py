@@ -82,8 +82,12 @@ def match_image(
 
 
 def voc_evaluate(
-    coco_gt, results: list[dict], *, image_ids: Optional[Sequence[int]] = None,
-    cat_ids: Optional[Sequence[int]] = None, iou_thr: float = 0.5,
+    coco_gt,
+    results: list[dict],
+    *,
+    image_ids: Optional[Sequence[int]] = None,
+    cat_ids: Optional[Sequence[int]] = None,
+    iou_thr: float = 0.5,
 ) -> dict[str, float]:
     """VOC AP of COCO ``results`` ([{"image_id", "category_id", "bbox": [x, y, w, h], "score"}])
     against the pycocotools ``coco_gt`` (``iscrowd`` boxes: ignored, as VOC's difficult ones).
@@ -121,8 +125,10 @@ def voc_evaluate(
             metrics[f"voc_{key}{suffix}_{name}"] = ap
             if num_gt:
                 per_class[mode].append(ap)
-    means = {f"voc_{key}": float(np.mean(per_class["area"])) if per_class["area"] else 0.0,
-             f"voc_{key}_11pt": float(np.mean(per_class["11pt"])) if per_class["11pt"] else 0.0}
+    means = {
+        f"voc_{key}": float(np.mean(per_class["area"])) if per_class["area"] else 0.0,
+        f"voc_{key}_11pt": float(np.mean(per_class["11pt"])) if per_class["11pt"] else 0.0,
+    }
     return {**means, **metrics}
 
 

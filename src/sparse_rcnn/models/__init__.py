@@ -9,6 +9,14 @@ from .postprocess import TopKPostProcess
 from .sparse_rcnn import ImageBatcher, SparseRCNN, build_model
 
 __all__ = [
-    "SparseRCNN", "build_model", "ResNetFPN", "ImageBatcher", "MultiLevelRoIAlign", "DynamicStage", "decode_boxes",
-    "HungarianMatcher", "SetCriterion", "TopKPostProcess",
+    "SparseRCNN",
+    "build_model",
+    "ResNetFPN",
+    "ImageBatcher",
+    "MultiLevelRoIAlign",
+    "DynamicStage",
+    "decode_boxes",
+    "HungarianMatcher",
+    "SetCriterion",
+    "TopKPostProcess",
 ]

@@ -69,7 +69,9 @@ class ResNetFPN(nn.Module):
             from ..checkpoints.download import pretrained_state_dict
             from ..checkpoints.load import load_state_strict
 
-            load_state_strict(body, pretrained_state_dict(weights.url, pretrained_path), source=f"{depth_name} ImageNet weights")
+            load_state_strict(
+                body, pretrained_state_dict(weights.url, pretrained_path), source=f"{depth_name} ImageNet weights"
+            )
         body.maxpool = StemMaxPool()
         self.body = IntermediateLayerGetter(
             body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}

@@ -33,8 +33,14 @@ class SetCriterion(nn.Module):
     """Losses of all stages: ``{"s{k}.loss_cls", "s{k}.loss_bbox", "s{k}.loss_iou"}`` (weighted)."""
 
     def __init__(
-        self, *, num_classes: int, matcher: HungarianMatcher, class_weight: float = 2.0,
-        l1_weight: float = 5.0, giou_weight: float = 2.0, focal_alpha: float = 0.25,
+        self,
+        *,
+        num_classes: int,
+        matcher: HungarianMatcher,
+        class_weight: float = 2.0,
+        l1_weight: float = 5.0,
+        giou_weight: float = 2.0,
+        focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
     ) -> None:
         super().__init__()
@@ -45,8 +51,11 @@ class SetCriterion(nn.Module):
         self.last_matches: list[list[tuple[Tensor, Tensor]]] = []  # per stage, for inspection
 
     def forward(
-        self, stage_logits: list[Tensor], stage_boxes: list[Tensor],
-        targets: list[dict[str, Tensor]], image_sizes: Tensor,
+        self,
+        stage_logits: list[Tensor],
+        stage_boxes: list[Tensor],
+        targets: list[dict[str, Tensor]],
+        image_sizes: Tensor,
     ) -> dict[str, Tensor]:
         """stage_logits[k] (B, N, C); stage_boxes[k] (B, N, 4) xyxy (with grad); targets in the
         same pixel frame; image_sizes (B, 2) unpadded (h, w)."""
@@ -62,8 +71,13 @@ class SetCriterion(nn.Module):
         return losses
 
     def stage_losses(
-        self, logits: Tensor, boxes: Tensor, targets: list[dict[str, Tensor]],
-        matches: list[tuple[Tensor, Tensor]], whwh: Tensor, normaliser: Tensor,
+        self,
+        logits: Tensor,
+        boxes: Tensor,
+        targets: list[dict[str, Tensor]],
+        matches: list[tuple[Tensor, Tensor]],
+        whwh: Tensor,
+        normaliser: Tensor,
     ) -> dict[str, Tensor]:
         b, n, c = logits.shape
         batch_idx = torch.cat([torch.full_like(p, i) for i, (p, _) in enumerate(matches)])

@@ -72,8 +72,16 @@ class DynamicStage(nn.Module):
     """One refinement stage: (proposal features, RoI features) -> logits, deltas, new features."""
 
     def __init__(
-        self, *, num_classes: int = 80, dim: int = 256, num_heads: int = 8, ffn_dim: int = 2048,
-        dynamic_dim: int = 64, pooler_size: int = 7, num_cls_fcs: int = 1, num_reg_fcs: int = 3,
+        self,
+        *,
+        num_classes: int = 80,
+        dim: int = 256,
+        num_heads: int = 8,
+        ffn_dim: int = 2048,
+        dynamic_dim: int = 64,
+        pooler_size: int = 7,
+        num_cls_fcs: int = 1,
+        num_reg_fcs: int = 3,
         prior_prob: float = 0.01,
     ) -> None:
         super().__init__()

@@ -26,8 +26,13 @@ class HungarianMatcher(nn.Module):
     """One-to-one assignment of N predictions per image to its M ground-truth boxes."""
 
     def __init__(
-        self, *, class_weight: float = 2.0, l1_weight: float = 5.0, giou_weight: float = 2.0,
-        focal_alpha: float = 0.25, focal_gamma: float = 2.0,
+        self,
+        *,
+        class_weight: float = 2.0,
+        l1_weight: float = 5.0,
+        giou_weight: float = 2.0,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
     ) -> None:
         super().__init__()
         self.class_weight, self.l1_weight, self.giou_weight = class_weight, l1_weight, giou_weight

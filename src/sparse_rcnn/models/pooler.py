@@ -46,8 +46,12 @@ class MultiLevelRoIAlign(nn.Module):
     """Pool (B, N, 4) boxes from the FPN maps into (B*N, C, S, S) features, image-major."""
 
     def __init__(
-        self, *, strides: tuple[int, ...] = (4, 8, 16, 32), output_size: int = 7,
-        sampling_ratio: int = 2, finest_scale: float = 56.0,
+        self,
+        *,
+        strides: tuple[int, ...] = (4, 8, 16, 32),
+        output_size: int = 7,
+        sampling_ratio: int = 2,
+        finest_scale: float = 56.0,
     ) -> None:
         super().__init__()
         self.scales = [1.0 / s for s in strides]

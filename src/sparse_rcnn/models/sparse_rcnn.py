@@ -14,14 +14,14 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from .backbone import STRIDES, ResNetFPN
 from ..config import ModelConfig
+from ..data.resize import padded_size, resize_for_test
+from .backbone import STRIDES, ResNetFPN
 from .criterion import SetCriterion
 from .head import DynamicStage, decode_boxes
 from .matcher import HungarianMatcher
 from .pooler import MultiLevelRoIAlign
 from .postprocess import TopKPostProcess
-from ..data.resize import padded_size, resize_for_test
 
 
 class ImageBatcher(nn.Module):
@@ -32,8 +32,11 @@ class ImageBatcher(nn.Module):
     """
 
     def __init__(
-        self, *, mean: tuple[float, float, float] = (123.675, 116.28, 103.53),
-        std: tuple[float, float, float] = (58.395, 57.12, 57.375), size_divisor: int = 32,
+        self,
+        *,
+        mean: tuple[float, float, float] = (123.675, 116.28, 103.53),
+        std: tuple[float, float, float] = (58.395, 57.12, 57.375),
+        size_divisor: int = 32,
     ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
@@ -57,9 +60,17 @@ class ImageBatcher(nn.Module):
 
 class SparseRCNN(nn.Module):
     def __init__(
-        self, *, backbone: nn.Module, stages: Sequence[DynamicStage], pooler: MultiLevelRoIAlign,
-        batcher: ImageBatcher, criterion: SetCriterion, postprocess: TopKPostProcess,
-        num_proposals: int = 100, dim: int = 256, test_scale: tuple[int, int] = (1333, 800),
+        self,
+        *,
+        backbone: nn.Module,
+        stages: Sequence[DynamicStage],
+        pooler: MultiLevelRoIAlign,
+        batcher: ImageBatcher,
+        criterion: SetCriterion,
+        postprocess: TopKPostProcess,
+        num_proposals: int = 100,
+        dim: int = 256,
+        test_scale: tuple[int, int] = (1333, 800),
         class_names: Optional[Sequence[str]] = None,
     ) -> None:
         super().__init__()
@@ -108,18 +119,17 @@ class SparseRCNN(nn.Module):
         resized, factors = zip(*(resize_for_test(img, self.test_scale) for img in images))
         return self.detect_resized(list(resized), list(factors))
 
-    def detect_resized(
-        self, images: list[Tensor], scale_factors: list[tuple[float, float]]
-    ) -> list[dict[str, Tensor]]:
+    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
         """Images already resized to the test scale, each with its (sx, sy) -> detections in the
         original pixels (boxes divided by the per-axis scale factor)."""
         batch, sizes = self.batcher(images)
         # made before detect: on a GPU, copying it in afterwards would wait for detect to finish
-        factors = torch.tensor([[sx, sy, sx, sy] for sx, sy in scale_factors], device=batch.device,
-                               dtype=self.proposal_boxes.weight.dtype)
+        factors = torch.tensor(
+            [[sx, sy, sx, sy] for sx, sy in scale_factors], device=batch.device, dtype=self.proposal_boxes.weight.dtype
+        )
         boxes, scores, labels = self.detect(batch, sizes)
         boxes = boxes / factors[:, None]
-        return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels)]
+        return [{"boxes": b, "scores": s, "labels": lab} for b, s, lab in zip(boxes, scores, labels)]
 
     def detect(self, batch: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Normalised padded (B, 3, Hp, Wp) batch, (B, 2) unpadded (h, w) -> top-k boxes (B, k, 4)
@@ -182,27 +192,43 @@ def build_model(cfg: ModelConfig, class_names: Optional[Sequence[str]] = None) -
         raise ValueError(f"{len(class_names)} class names for num_classes={cfg.num_classes}")
     dim = cfg.fpn_channels
     matcher = HungarianMatcher(
-        class_weight=cfg.class_weight, l1_weight=cfg.l1_weight, giou_weight=cfg.giou_weight,
-        focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma,
+        class_weight=cfg.class_weight,
+        l1_weight=cfg.l1_weight,
+        giou_weight=cfg.giou_weight,
+        focal_alpha=cfg.focal_alpha,
+        focal_gamma=cfg.focal_gamma,
     )
     return SparseRCNN(
         backbone=ResNetFPN(
-            depth_name=cfg.backbone, out_channels=dim, norm=cfg.norm,
-            frozen_stages=cfg.frozen_stages, pretrained=cfg.pretrained_backbone, pretrained_path=cfg.backbone_weights,
+            depth_name=cfg.backbone,
+            out_channels=dim,
+            norm=cfg.norm,
+            frozen_stages=cfg.frozen_stages,
+            pretrained=cfg.pretrained_backbone,
+            pretrained_path=cfg.backbone_weights,
         ),
         stages=[
             DynamicStage(
-                num_classes=cfg.num_classes, dim=dim, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim,
-                dynamic_dim=cfg.dynamic_dim, pooler_size=cfg.pooler_size,
-                num_cls_fcs=cfg.num_cls_fcs, num_reg_fcs=cfg.num_reg_fcs,
+                num_classes=cfg.num_classes,
+                dim=dim,
+                num_heads=cfg.num_heads,
+                ffn_dim=cfg.ffn_dim,
+                dynamic_dim=cfg.dynamic_dim,
+                pooler_size=cfg.pooler_size,
+                num_cls_fcs=cfg.num_cls_fcs,
+                num_reg_fcs=cfg.num_reg_fcs,
             )
             for _ in range(cfg.num_stages)
         ],
         pooler=MultiLevelRoIAlign(strides=STRIDES, output_size=cfg.pooler_size),
         batcher=ImageBatcher(mean=cfg.pixel_mean, std=cfg.pixel_std, size_divisor=cfg.size_divisor),
         criterion=SetCriterion(
-            num_classes=cfg.num_classes, matcher=matcher, class_weight=cfg.class_weight,
-            l1_weight=cfg.l1_weight, giou_weight=cfg.giou_weight, focal_alpha=cfg.focal_alpha,
+            num_classes=cfg.num_classes,
+            matcher=matcher,
+            class_weight=cfg.class_weight,
+            l1_weight=cfg.l1_weight,
+            giou_weight=cfg.giou_weight,
+            focal_alpha=cfg.focal_alpha,
             focal_gamma=cfg.focal_gamma,
         ),
         postprocess=TopKPostProcess(max_per_image=cfg.max_per_image or cfg.num_proposals),

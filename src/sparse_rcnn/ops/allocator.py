@@ -42,4 +42,3 @@ def keep_freed_memory() -> bool:
     applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, -1) == 1
     log.debug("malloc keeps freed memory: %s", applied)
     return applied
-

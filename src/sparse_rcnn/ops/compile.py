@@ -33,7 +33,11 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def compile_detect(
-    model: SparseRCNN, *, mode: str = "default", dynamic: Optional[bool] = None, backend: str = "inductor",
+    model: SparseRCNN,
+    *,
+    mode: str = "default",
+    dynamic: Optional[bool] = None,
+    backend: str = "inductor",
 ) -> SparseRCNN:
     """Compile ``model.detect`` with ``torch.compile(fullgraph=True)``, in place; returns the model
     in eval mode. Compilation happens on the first call. The weights are not copied: the state
@@ -60,7 +64,10 @@ def compile_detect(
 
     # An instance attribute shadows the method: detect_resized, forward and predict call it.
     model.detect = compiled_detect
-    log.info("compiling detect on its first call (torch.compile %s, mode %s, %s shapes)", backend, mode,
-             "dynamic" if dynamic else "static")
+    log.info(
+        "compiling detect on its first call (torch.compile %s, mode %s, %s shapes)",
+        backend,
+        mode,
+        "dynamic" if dynamic else "static",
+    )
     return model
-

@@ -12,7 +12,7 @@ def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
 
     Returns the module; every ``conv -> bn`` pair of the ResNet body becomes one conv with bias.
     """
-    for name, child in list(module.named_children()):
+    for child in list(module.children()):
         fold_frozen_batchnorm(child)
     pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
     for conv_name, bn_name in pairs:
@@ -30,8 +30,14 @@ def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
     ).to(conv.weight.device, conv.weight.dtype)
     fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)

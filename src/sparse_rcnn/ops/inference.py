@@ -19,8 +19,14 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 
 def optimize_for_inference(
-    model: SparseRCNN, *, dtype: str = "fp32", fold_bn: bool = False, channels_last: Optional[bool] = None,
-    head_dtype: Optional[str] = None, scope: str = "backbone", winograd: bool = False,
+    model: SparseRCNN,
+    *,
+    dtype: str = "fp32",
+    fold_bn: bool = False,
+    channels_last: Optional[bool] = None,
+    head_dtype: Optional[str] = None,
+    scope: str = "backbone",
+    winograd: bool = False,
 ) -> SparseRCNN:
     """Opt-in fast inference, in place; returns the model in eval mode (do not train it afterwards).
 
@@ -50,8 +56,10 @@ def optimize_for_inference(
     if channels_last is None:
         channels_last = dtype != "fp32" and not winograd
     if winograd and (channels_last or (dtype != "fp32" and scope == "backbone")):
-        raise ValueError("winograd=True applies to fp32 NCHW convolutions: use it without "
-                         "channels_last, with dtype='fp32' or scope='fpn'")
+        raise ValueError(
+            "winograd=True applies to fp32 NCHW convolutions: use it without "
+            "channels_last, with dtype='fp32' or scope='fpn'"
+        )
     model.eval()
     if fold_bn:
         fold_frozen_batchnorm(model.backbone.body)

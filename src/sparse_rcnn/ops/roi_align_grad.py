@@ -45,8 +45,11 @@ def _scatter_plan(rois: Tensor, scale: float, out: int, ratio: int, height: int,
         groups = [(ratio, ratio, torch.arange(rois.shape[0]))]
     else:  # adaptive grid: ceil(roi_size / pooled) per roi and axis; <= 0 means no samples
         grids = torch.ceil(size / out).long().flip(1)  # (gh, gw)
-        groups = [(gh, gw, torch.nonzero((grids[:, 0] == gh) & (grids[:, 1] == gw)).squeeze(1))
-                  for gh, gw in torch.unique(grids, dim=0).tolist() if gh > 0 and gw > 0]
+        groups = [
+            (gh, gw, torch.nonzero((grids[:, 0] == gh) & (grids[:, 1] == gw)).squeeze(1))
+            for gh, gw in torch.unique(grids, dim=0).tolist()
+            if gh > 0 and gw > 0
+        ]
     rows, pixels, weights = [], [], []
     for gh, gw, sel in groups:
         ypos, yw, yin = _axis_taps(start[sel, 1], bin_h[sel], out, gh, height)  # (K, Ty)
@@ -111,7 +114,10 @@ class RoIAlignCPUGrad(torch.autograd.Function):
         slot[used] = torch.arange(used.numel())
         bins = grad_out.to(acc).permute(0, 2, 3, 1).reshape(-1, c)  # (K*out*out, C)
         taps = torch.sparse_coo_tensor(
-            torch.stack([slot[pixels], rows]), weights, (used.numel(), bins.shape[0]), check_invariants=False,
+            torch.stack([slot[pixels], rows]),
+            weights,
+            (used.numel(), bins.shape[0]),
+            check_invariants=False,
         )
         summed = torch.sparse.mm(taps, bins)  # (touched pixels, C)
         grad.view(b, c, h * w).transpose(1, 2)[used // (h * w), used % (h * w)] = summed.to(ctx.feat_dtype)

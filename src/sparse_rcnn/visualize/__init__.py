@@ -1,9 +1,17 @@
 """Pictures for people: detections drawn on images, grids, training curves, the evaluation report."""
 
 from .curves import plot_training_curves
-from .draw import class_color, draw_detections, draw_predictions, save_grid, save_png
 from .dataset import show_dataset
+from .draw import class_color, draw_detections, draw_predictions, save_grid, save_png
 from .report import write_report
 
-__all__ = ["class_color", "draw_detections", "draw_predictions", "save_grid", "save_png", "plot_training_curves",
-           "write_report", "show_dataset"]
+__all__ = [
+    "class_color",
+    "draw_detections",
+    "draw_predictions",
+    "save_grid",
+    "save_png",
+    "plot_training_curves",
+    "write_report",
+    "show_dataset",
+]

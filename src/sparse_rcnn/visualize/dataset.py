@@ -49,8 +49,9 @@ def save_samples(dataset, path: Path, indices: list[int], *, columns: int = 4) -
         scale = TILE / max(h, w)
         image = resize_tensor(image, (max(1, round(w * scale)), max(1, round(h * scale))))
         boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4) * scale
-        image = draw_detections(image, boxes, torch.as_tensor(target["labels"]).tolist(), dataset.class_names,
-                                font_size=max(11, TILE // 30))
+        image = draw_detections(
+            image, boxes, torch.as_tensor(target["labels"]).tolist(), dataset.class_names, font_size=max(11, TILE // 30)
+        )
         ax.imshow(image.permute(1, 2, 0).numpy())
         name = dataset.file_name(i) if hasattr(dataset, "file_name") else f"item {i}"
         ax.set_title(f"{Path(name).name}: {len(boxes)} boxes, {w}x{h} px", fontsize=10)
@@ -94,7 +95,10 @@ def plot_box_sizes(boxes: list[np.ndarray], path: Path) -> Path:
         bins = np.geomspace(max(1.0, size.min()), max(size.max(), 2.0), 40)
         ax.hist(size, bins=bins, color="#4363d8")
         ax2.hist(aspect, bins=np.geomspace(max(aspect.min(), 1e-2), max(aspect.max(), 1.01), 40), color="#3cb44b")
-        for a, ticks in ((ax, [2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024]), (ax2, [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 4, 10])):
+        for a, ticks in (
+            (ax, [2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024]),
+            (ax2, [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 4, 10]),
+        ):
             a.set_xscale("log")
             lo, hi = a.get_xlim()
             a.xaxis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi]))
@@ -104,7 +108,9 @@ def plot_box_sizes(boxes: list[np.ndarray], path: Path) -> Path:
             if bins[0] < limit < bins[-1]:
                 ax.axvline(limit, color="black", ls="--", lw=1)
                 ax.text(limit, ax.get_ylim()[1] * 0.95, f" {text}", fontsize=8, va="top")
-    ax.set(title=f"box size ({len(size)} boxes)", xlabel="sqrt(width x height), pixels of the image file", ylabel="boxes")
+    ax.set(
+        title=f"box size ({len(size)} boxes)", xlabel="sqrt(width x height), pixels of the image file", ylabel="boxes"
+    )
     ax2.set(title="box aspect ratio", xlabel="width / height", ylabel="boxes")
     fig.tight_layout()
     return save_figure(fig, path)
@@ -118,7 +124,11 @@ def show_dataset(dataset, out_dir: str | Path, *, count: int = 16, seed: Optiona
     out.mkdir(parents=True, exist_ok=True)
     boxes, labels = _annotations(dataset)
     n = min(count, len(dataset))
-    indices = sorted(np.random.default_rng(seed).choice(len(dataset), n, replace=False).tolist()) if seed is not None else list(range(n))
+    indices = (
+        sorted(np.random.default_rng(seed).choice(len(dataset), n, replace=False).tolist())
+        if seed is not None
+        else list(range(n))
+    )
     save_samples(dataset, out / "samples.png", indices)
     plot_class_counts(dataset.class_names, labels, out / "classes.png")
     plot_box_sizes(boxes, out / "box_sizes.png")
@@ -128,18 +138,39 @@ def show_dataset(dataset, out_dir: str | Path, *, count: int = 16, seed: Optiona
     per_class = np.bincount(np.concatenate(labels) if labels else np.zeros(0, np.int64), minlength=c)[:c]
     rows = [(swatch(class_color(k), name), int(per_class[k])) for k, name in enumerate(dataset.class_names)]
     listed = "".join(f"<li>{p}</li>" for p in _escape(problems[:SHOW_PROBLEMS]))
-    more = f"<p>... and {len(problems) - SHOW_PROBLEMS} more in problems.txt</p>" if len(problems) > SHOW_PROBLEMS else ""
+    more = (
+        f"<p>... and {len(problems) - SHOW_PROBLEMS} more in problems.txt</p>" if len(problems) > SHOW_PROBLEMS else ""
+    )
     sections = [
-        (f"Problems the validator found ({len(problems)})",
-         (f"<p>These annotations/images are left out (<code>data.bad_annotations=skip</code>); all of them are in "
-          f"problems.txt.</p><ul>{listed}</ul>{more}") if problems else "<p>None.</p>"),
+        (
+            f"Problems the validator found ({len(problems)})",
+            (
+                "<p>These annotations/images are left out (<code>data.bad_annotations=skip</code>); all of "
+                "them are in "
+                f"problems.txt.</p><ul>{listed}</ul>{more}"
+            )
+            if problems
+            else "<p>None.</p>",
+        ),
         (f"{n} images with their ground truth", figure("samples.png", "sample images with ground-truth boxes")),
-        ("Classes", table(["class", "boxes"], rows, raw_first=True) + figure("classes.png", "boxes and images per class")),
-        ("Box sizes", figure("box_sizes.png", "box size and aspect ratio histograms",
-                             "Crowd and ignored boxes are left out, as in training.")),
+        (
+            "Classes",
+            table(["class", "boxes"], rows, raw_first=True) + figure("classes.png", "boxes and images per class"),
+        ),
+        (
+            "Box sizes",
+            figure(
+                "box_sizes.png",
+                "box size and aspect ratio histograms",
+                "Crowd and ignored boxes are left out, as in training.",
+            ),
+        ),
     ]
-    intro = (f"{len(dataset)} images, {sum(len(b) for b in boxes)} boxes, {c} classes"
-             + (f"; annotations: {dataset.ann_file}" if getattr(dataset, "ann_file", None) else "") + ".")
+    intro = (
+        f"{len(dataset)} images, {sum(len(b) for b in boxes)} boxes, {c} classes"
+        + (f"; annotations: {dataset.ann_file}" if getattr(dataset, "ann_file", None) else "")
+        + "."
+    )
     page = write_page(out / "index.html", "Dataset overview", sections, intro=intro)
     log.info("wrote %s", page)
     return page

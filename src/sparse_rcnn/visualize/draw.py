@@ -15,8 +15,22 @@ from torchvision.utils import draw_bounding_boxes, make_grid
 # read as a line on white and as a box on a photo (Sasha Trubetskoy's 20 distinct colours, the
 # pale ones left out).
 _PALETTE = [
-    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
-    "#808000", "#469990", "#800000", "#000075", "#bfef45", "#dcbeff", "#ffe119", "#a9a9a9",
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#9a6324",
+    "#808000",
+    "#469990",
+    "#800000",
+    "#000075",
+    "#bfef45",
+    "#dcbeff",
+    "#ffe119",
+    "#a9a9a9",
 ]
 
 
@@ -41,9 +55,15 @@ def _font() -> Optional[str]:
 
 
 def draw_detections(
-    image: Tensor, boxes: Tensor, labels: Sequence[int], class_names: Sequence[str],
-    scores: Optional[Tensor] = None, width: int = 2, color: Optional[str] = None,
-    captions: Optional[Sequence[str]] = None, font_size: Optional[int] = None,
+    image: Tensor,
+    boxes: Tensor,
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    scores: Optional[Tensor] = None,
+    width: int = 2,
+    color: Optional[str] = None,
+    captions: Optional[Sequence[str]] = None,
+    font_size: Optional[int] = None,
 ) -> Tensor:
     """(3, H, W) uint8 image + (k, 4) xyxy boxes -> (3, H, W) uint8 with boxes and captions
     (default: class name and score) in the class colours (or all in ``color``)."""
@@ -51,15 +71,22 @@ def draw_detections(
         return image
     if captions is None:
         captions = [
-            class_names[int(l)] + (f" {float(s):.2f}" if scores is not None else "")
-            for l, s in zip(labels, scores if scores is not None else [None] * len(labels))
+            class_names[int(lab)] + (f" {float(s):.2f}" if scores is not None else "")
+            for lab, s in zip(labels, scores if scores is not None else [None] * len(labels))
         ]
-    colors = [color or class_color(l) for l in labels]
+    colors = [color or class_color(lab) for lab in labels]
     font = _font()
     size = font_size or max(10, min(image.shape[1:]) // 40)
     return draw_bounding_boxes(
-        image, boxes.float(), labels=list(captions), colors=colors, width=width, font=font, font_size=size,
-        fill_labels=True, label_colors=[text_color(c) if c.startswith("#") else "black" for c in colors],
+        image,
+        boxes.float(),
+        labels=list(captions),
+        colors=colors,
+        width=width,
+        font=font,
+        font_size=size,
+        fill_labels=True,
+        label_colors=[text_color(c) if c.startswith("#") else "black" for c in colors],
         label_background_colors=colors,
     )
 
@@ -98,8 +125,12 @@ def draw_predictions(
         keep = det["scores"] > score_thr
         h, w = image.shape[1:]
         side = max(side, h * zoom, w * zoom)
-        big = draw_bounding_boxes(resize_tensor(image, (w * zoom, h * zoom)), target["boxes"] * zoom,
-                                  colors="white", width=1)
-        tiles.append(draw_detections(big, det["boxes"][keep] * zoom, det["labels"][keep].tolist(),
-                                     model.class_names, det["scores"][keep]))
+        big = draw_bounding_boxes(
+            resize_tensor(image, (w * zoom, h * zoom)), target["boxes"] * zoom, colors="white", width=1
+        )
+        tiles.append(
+            draw_detections(
+                big, det["boxes"][keep] * zoom, det["labels"][keep].tolist(), model.class_names, det["scores"][keep]
+            )
+        )
     save_grid(tiles, path, nrow=4, size=side)

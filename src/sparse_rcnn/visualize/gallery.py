@@ -41,16 +41,33 @@ def draw_image_errors(image: torch.Tensor, errors: ImageErrors, matches: Matches
     gt += [(g, f"MISSED {names[matches.gt_label[g]]}", "#ffffff") for g in errors.missed]
     gt += [(g, None, "#ffffff") for _, g in errors.confused]
     for g, caption, color in gt:
-        image = draw_detections(image, _xyxy(matches.gt_box[g]) * scale, [0], names, color=color, width=2,
-                                captions=[caption or ""], font_size=font)
+        image = draw_detections(
+            image,
+            _xyxy(matches.gt_box[g]) * scale,
+            [0],
+            names,
+            color=color,
+            width=2,
+            captions=[caption or ""],
+            font_size=font,
+        )
     preds = [(d, f"{names[matches.det_label[d]]} {matches.det_score[d]:.2f}") for d in errors.correct]
     preds += [(d, f"FP {names[matches.det_label[d]]} {matches.det_score[d]:.2f}") for d in errors.false_alarms]
-    preds += [(d, f"{names[matches.det_label[d]]} {matches.det_score[d]:.2f} (is {names[matches.gt_label[g]]})")
-              for d, g in errors.confused]
+    preds += [
+        (d, f"{names[matches.det_label[d]]} {matches.det_score[d]:.2f} (is {names[matches.gt_label[g]]})")
+        for d, g in errors.confused
+    ]
     if preds:
         idx = [d for d, _ in preds]
-        image = draw_detections(image, _xyxy(matches.det_box[idx]) * scale, matches.det_label[idx].tolist(), names,
-                                captions=[c for _, c in preds], width=2, font_size=font)
+        image = draw_detections(
+            image,
+            _xyxy(matches.det_box[idx]) * scale,
+            matches.det_label[idx].tolist(),
+            names,
+            captions=[c for _, c in preds],
+            width=2,
+            font_size=font,
+        )
     return image
 
 
@@ -68,9 +85,16 @@ def save_gallery(images: Sequence[ImageErrors], matches: Matches, dataset, path:
         drawn = draw_image_errors(image, errors, matches)
         ax.imshow(drawn.permute(1, 2, 0).numpy())
         name = Path(files.get(errors.image_id, str(errors.image_id))).name
-        parts = [f"{len(errors.missed)} missed", f"{len(errors.false_alarms)} false", f"{len(errors.confused)} wrong class"]
+        parts = [
+            f"{len(errors.missed)} missed",
+            f"{len(errors.false_alarms)} false",
+            f"{len(errors.confused)} wrong class",
+        ]
         ax.set_title(f"{name}\n" + ", ".join(parts), fontsize=10)
-    fig.suptitle("worst images: white = ground truth (MISSED: not found), colour = prediction "
-                 "(FP: false alarm, 'is X': wrong class)", fontsize=11)
+    fig.suptitle(
+        "worst images: white = ground truth (MISSED: not found), colour = prediction "
+        "(FP: false alarm, 'is X': wrong class)",
+        fontsize=11,
+    )
     fig.tight_layout()
     return save_figure(fig, path)

@@ -39,8 +39,11 @@ def figure(src: str, alt: str, note: Optional[str] = None) -> str:
 
 def write_page(path: Path, title: str, sections: Sequence[tuple[str, str]], intro: str = "") -> Path:
     """``sections``: (heading, HTML body) pairs, in order."""
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     if intro:
         parts.append(f'<p class="note">{html.escape(intro)}</p>')
     for heading, body in sections:

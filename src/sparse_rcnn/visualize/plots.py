@@ -86,7 +86,11 @@ def plot_pr_curves(result: Analysis, path: Path) -> Path:
         for k, name in enumerate(result.class_names):
             if (p[:, k] > -1).any():
                 ax.plot(result.recall, p[:, k], color=class_color(k), lw=1.3, label=f"{name} {result.ap[iou][k]:.3f}")
-        mean_ap = float(np.nanmean(np.where(result.ap[iou] >= 0, result.ap[iou], np.nan))) if (result.ap[iou] >= 0).any() else 0.0
+        mean_ap = (
+            float(np.nanmean(np.where(result.ap[iou] >= 0, result.ap[iou], np.nan)))
+            if (result.ap[iou] >= 0).any()
+            else 0.0
+        )
         ax.plot(result.recall, _mean_curve(p), color="black", lw=3, label=f"all classes {mean_ap:.3f}")
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", title=f"precision-recall at IoU {iou} (AP in legend)")
         ax.grid(alpha=0.3)
@@ -115,7 +119,9 @@ def plot_pr_per_class(result: Analysis, path: Path) -> Path:
         for iou, style in ((0.5, "-"), (0.75, "--")):
             p = result.pr[iou][:, k]
             if (p > -1).any():
-                ax.plot(result.recall, p, style, color=class_color(k), lw=2, label=f"IoU {iou}: AP {result.ap[iou][k]:.3f}")
+                ax.plot(
+                    result.recall, p, style, color=class_color(k), lw=2, label=f"IoU {iou}: AP {result.ap[iou][k]:.3f}"
+                )
         ax.set_title(f"{result.class_names[k]} ({int(result.num_gt[k])} boxes)", fontsize=10)
         ax.set(xlim=(0, 1), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
@@ -150,8 +156,15 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, *
                     continue
                 v = values[i, j]
                 text = (f"{v:.2f}" if v else "0") if normalised else str(int(v))
-                ax.text(j, i, text, ha="center", va="center", fontsize=9 if n <= 12 else 7,
-                        color="white" if top and v > 0.6 * top else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=9 if n <= 12 else 7,
+                    color="white" if top and v > 0.6 * top else "black",
+                )
     ax.set_xticks(range(n), labels, rotation=45, ha="right")
     ax.set_yticks(range(n), labels)
     for tick, k in zip(ax.get_xticklabels(), range(n)):
@@ -177,16 +190,31 @@ def plot_f1(result: Analysis, path: Path) -> Path:
         row = best(table)
         if row is None:
             continue
-        ax.plot(grid, f1_at(table, grid), color=class_color(k), lw=1.3,
-                label=f"{name}: best {row['f1']:.2f} at {row['threshold']:.2f}")
+        ax.plot(
+            grid,
+            f1_at(table, grid),
+            color=class_color(k),
+            lw=1.3,
+            label=f"{name}: best {row['f1']:.2f} at {row['threshold']:.2f}",
+        )
         ax.plot([row["threshold"]], [row["f1"]], "o", color=class_color(k), markeredgecolor="black")
     top = best(result.f1_global)
     if top is not None:
-        ax.plot(grid, f1_at(result.f1_global, grid), color="black", lw=3,
-                label=f"all classes: best {top['f1']:.2f} at {top['threshold']:.2f}")
+        ax.plot(
+            grid,
+            f1_at(result.f1_global, grid),
+            color="black",
+            lw=3,
+            label=f"all classes: best {top['f1']:.2f} at {top['threshold']:.2f}",
+        )
         ax.plot([top["threshold"]], [top["f1"]], "*", color="gold", markersize=18, markeredgecolor="black")
-    ax.set(xlim=(0, hi), ylim=(0, 1.02), xlabel="score threshold (keep score >= t)", ylabel="F1 at IoU 0.5",
-           title="F1 against the score threshold (markers: the chosen thresholds)")
+    ax.set(
+        xlim=(0, hi),
+        ylim=(0, 1.02),
+        xlabel="score threshold (keep score >= t)",
+        ylabel="F1 at IoU 0.5",
+        title="F1 against the score threshold (markers: the chosen thresholds)",
+    )
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if result.num_classes > LEGEND_MAX:
