@@ -108,12 +108,12 @@ def test_pruning_keeps_checkpoints_newer_than_the_one_written(tmp_path):
 
 
 def test_failing_final_evaluation_keeps_the_trained_model(data, tmp_path, monkeypatch):
-    import sparse_rcnn.evaluation as evaluation
+    import sparse_rcnn.engine.validation as validation
 
     def broken(*a, **k):
         raise DataError("annotation 7: area must be a number, got None")
 
-    monkeypatch.setattr(evaluation, "evaluate", broken)
+    monkeypatch.setattr(validation, "evaluate", broken)
     with pytest.raises(DataError):
         Trainer(config(data, val=True, max_iters=2), output_dir=tmp_path, progress=False).fit()
     assert (tmp_path / "model_final.pth").is_file()

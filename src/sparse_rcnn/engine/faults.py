@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -31,6 +32,14 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, message: str) -> None:
         super().__init__(message)
         self.signum = signum
+
+    @classmethod
+    def at(cls, signum: int, iteration: int, ckpt_dir: Path) -> TrainingInterrupted:
+        """The interruption at ``iteration``, its checkpoint in ``ckpt_dir``."""
+        name = signal.Signals(signum).name
+        return cls(
+            signum, f"{name}: stopped at iteration {iteration}; checkpoint in {ckpt_dir}; continue with `resume`"
+        )
 
 
 def all_finite(value: torch.Tensor, world_size: int = 1) -> bool:

@@ -56,6 +56,8 @@ class RunLog:
             self._scalar(f"train/{key}", record.get(key), iteration)
 
     def val(self, iteration: int, epoch: int, metrics: dict[str, float]) -> None:
+        if self.enabled:
+            log.info("epoch %d iteration %d: bbox_mAP %.4f", epoch, iteration, metrics.get("bbox_mAP", float("nan")))
         self._append({"type": "val", **metrics, "iter": iteration, "epoch": epoch})
         for key, value in metrics.items():
             self._scalar(f"val/{key}", value, iteration)
@@ -100,3 +102,12 @@ class RunLog:
     def _scalar(self, tag: str, value: Optional[float], step: int) -> None:
         if self._writer is not None and value is not None:
             self._writer.add_scalar(tag, float(value), step)
+
+
+def add_to_window(window: dict[str, float], stats: dict[str, float], *, data_time: float, time: float) -> None:
+    """Add one step's ``stats`` and times to a logging window's sums (``n`` counts the steps)."""
+    for key, value in stats.items():
+        window[key] += value
+    window["data_time"] += data_time
+    window["time"] += time
+    window["n"] += 1

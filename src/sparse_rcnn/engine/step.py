@@ -9,16 +9,14 @@ import math
 import resource
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from ..config import TrainConfig
-from ..ops import PRECISIONS
 from .distributed import Processes, all_reduce_mean
 from .faults import TrainingError, TrainingHooks, all_finite
 from .run_log import RunLog
-from .schedule import lr_factor
 from .train_state import list_checkpoints
 
 log = logging.getLogger(__name__)
@@ -26,7 +24,12 @@ log = logging.getLogger(__name__)
 
 class TrainStep:
     """``step(group, iteration, epoch, device, ckpt_dir)`` -> the step's loss terms, lr and grad norm
-    (``{"skipped": 1}`` for a skipped step). ``net`` is ``model`` or its DDP wrapper."""
+    (``{"skipped": 1}`` for a skipped step). ``net`` is ``model`` or its DDP wrapper.
+
+    lr_at: the learning rate at a 0-based (iteration, epoch) (``schedule.learning_rate``).
+    amp: the autocast dtype, None for fp32. clip_grad_norm: the L2 norm gradients are clipped to
+    before the update (0: no clipping). max_bad_steps: non-finite steps in a row that stop training.
+    """
 
     def __init__(
         self,
@@ -34,12 +37,17 @@ class TrainStep:
         net: nn.Module,
         optimizer: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler,
-        train: TrainConfig,
+        *,
+        lr_at: Callable[[int, int], float],
+        amp: Optional[torch.dtype],
+        clip_grad_norm: float,
+        max_bad_steps: int,
         procs: Processes,
         hooks: TrainingHooks,
     ) -> None:
         self.model, self.net, self.optimizer, self.scaler = model, net, optimizer, scaler
-        self.t, self.procs, self.hooks = train, procs, hooks
+        self.lr_at, self.amp, self.clip_grad_norm, self.max_bad_steps = lr_at, amp, clip_grad_norm, max_bad_steps
+        self.procs, self.hooks = procs, hooks
         self.skipped_steps = self.bad_in_row = 0
 
     def state(self) -> dict[str, int]:
@@ -52,19 +60,11 @@ class TrainStep:
         self, group: list, iteration: int, epoch: int, device: torch.device, ckpt_dir: Path
     ) -> dict[str, float]:
         """One optimiser step over ``group`` (``accumulate`` batches); skipped if not finite."""
-        t = self.t
-        lr = t.lr * lr_factor(
-            iteration,
-            epoch,
-            warmup_iters=t.warmup_iters,
-            warmup_factor=t.warmup_factor,
-            steps=t.lr_steps,
-            gamma=t.lr_gamma,
-        )
+        lr = self.lr_at(iteration, epoch)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        amp = PRECISIONS.get(t.amp)
+        amp = self.amp
         total, names = None, []
         for m, (images, targets) in enumerate(group):
             images = [im.to(device, non_blocking=True) for im in images]
@@ -89,7 +89,7 @@ class TrainStep:
             terms[name.split(".")[-1]] += value
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
-        max_norm = t.clip_grad_norm if t.clip_grad_norm > 0 else float("inf")
+        max_norm = self.clip_grad_norm if self.clip_grad_norm > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         if not math.isfinite(grad_norm) and not self.scaler.is_enabled():  # fp16: the scaler skips the step
             self.optimizer.zero_grad(set_to_none=True)
@@ -111,7 +111,7 @@ class TrainStep:
                 self.bad_in_row,
                 self.skipped_steps,
             )
-        if self.bad_in_row >= self.t.max_bad_steps:
+        if self.bad_in_row >= self.max_bad_steps:
             good = list_checkpoints(ckpt_dir)
             where = f"the last good checkpoint is {good[0]}" if good else "no checkpoint was written yet"
             raise TrainingError(

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint
+from ..checkpoints import CheckpointError, load_state_strict, model_checkpoint, read_checkpoint, save_checkpoint
+from ..config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^iter_(\d+)\.pth$")
@@ -132,3 +133,50 @@ def checkpoint_to_resume(folder: Path, model: nn.Module, *, clean: bool = True) 
             "see the warnings above); start anew with another `output_dir`"
         )
     return found
+
+
+class RunCheckpoints:
+    """The checkpoints of one run in ``folder``: ``save`` writes the model, optimiser, scaler, RNG
+    states and the given counters (once per iteration, on the writing process only, the newest
+    ``keep`` kept); ``resume`` restores the newest good one."""
+
+    def __init__(
+        self,
+        folder: Path,
+        model: nn.Module,
+        cfg: Config,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        *,
+        keep: int,
+        writer: bool,
+    ) -> None:
+        self.folder, self.model, self.cfg, self.optimizer, self.scaler = folder, model, cfg, optimizer, scaler
+        self.keep, self.writer, self.last_saved_iter = keep, writer, -1
+
+    def save(self, iteration: int, counters: dict) -> None:
+        """Checkpoint iteration ``iteration`` with ``counters`` (epoch, metrics, ...), unless saved already."""
+        if iteration == self.last_saved_iter:
+            return
+        self.last_saved_iter = iteration
+        if not self.writer:
+            return
+        state = dict(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), rng=rng_state())
+        ckpt = model_checkpoint(self.model, self.cfg, iter=iteration, **counters, **state)
+        write_training_checkpoint(self.folder, ckpt, iteration=iteration, keep=self.keep)
+
+    def resume(self, iters_per_epoch: int) -> Optional[tuple[Path, dict]]:
+        """Restore the newest good checkpoint into the model, optimiser and scaler: (path, checkpoint),
+        or None when there is none yet. Refuses one written with another epoch length."""
+        found = checkpoint_to_resume(self.folder, self.model, clean=self.writer)
+        if found is None:
+            return None
+        path, ckpt = found
+        restore(ckpt, optimizer=self.optimizer, scaler=self.scaler)
+        if ckpt["iter_in_epoch"] >= iters_per_epoch:
+            raise ConfigError(
+                f"{path} was written with another batch size or dataset ({ckpt['iter_in_epoch']} iterations "
+                f"into an epoch of {iters_per_epoch}); resume with the same data and batch size"
+            )
+        self.last_saved_iter = ckpt["iter"]
+        return path, ckpt
