@@ -29,8 +29,7 @@ import sys
 import torch
 from torchvision.ops import box_iou
 
-from sparse_rcnn.checkpoints import load_model
-from sparse_rcnn.engine.predictor import predict, to_record
+from sparse_rcnn.models import load_model, predict, to_record
 from sparse_rcnn.ops import compile_detect
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", osp.expanduser("~/.cache/sparse-rcnn-oracle"))

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.engine import synthetic_inputs
+from sparse_rcnn.models import load_model
 from sparse_rcnn.ops import compile_detect, keep_freed_memory
 
 ORACLE_DIR = os.environ.get("ORACLE_DIR", os.path.expanduser("~/.cache/sparse-rcnn-oracle"))

@@ -28,9 +28,9 @@ from collections import defaultdict
 import torch
 
 from check_fast_modes import MODES, RUNTIME_MODES, runtime_detector, topk_agreement
-from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.data import CocoDetection
 from sparse_rcnn.evaluation import evaluate
+from sparse_rcnn.models import load_model
 
 
 def per_image(results: list[dict]) -> dict[int, dict[str, torch.Tensor]]:

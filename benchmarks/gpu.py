@@ -90,11 +90,10 @@ def run_mmdet(variant: Variant, batch: int, size: tuple[int, int], iters: int, w
 def run_ours(
     variant: Variant, batch: int, size: tuple[int, int], iters: int, warmup: int, device: str, compile_backend: str
 ) -> dict:
-    from sparse_rcnn.checkpoints import load_model
     from sparse_rcnn.config import load_config
     from sparse_rcnn.engine import run_benchmark
     from sparse_rcnn.engine.benchmark import synthetic_inputs
-    from sparse_rcnn.models import build_model
+    from sparse_rcnn.models import build_model, load_model
     from sparse_rcnn.ops import compile_detect, optimize_for_inference
 
     if device.startswith("cuda"):

@@ -12,7 +12,7 @@ summary: images/s in the steady state (from the first record written to the last
 at the start (first record), middle and end of the run. Flat memory means end ~= start.
 
     python benchmarks/predict_folder.py [--images 3000] [--workers 2] [--batch-size 8]
-        [--scale 320x256] [--backend torch|onnxruntime] [--threads 2] [--output results/predict_folder.json]
+        [--scale 320x256] [--runtime torch|onnxruntime|openvino] [--threads 2] [--output results/predict_folder.json]
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main() -> int:
     parser.add_argument("--max-side", type=int, default=320)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"), default="torch")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the predict process")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--scale", default="320x256", help="test scale of the model, LONGxSHORT")
@@ -121,7 +121,9 @@ def main() -> int:
 
     out = workdir / "out.json"
     out.unlink(missing_ok=True)
-    model_args = ["--weights", str(ckpt)] if args.backend == "torch" else ["--onnx", str(onnx_path)]
+    model_args = (
+        ["--weights", str(ckpt)] if args.runtime == "torch" else ["--onnx", str(onnx_path), "--runtime", args.runtime]
+    )
     cmd = [
         sys.executable,
         "-m",
@@ -168,7 +170,7 @@ def main() -> int:
     summary = {
         "images": args.images,
         "written": written,
-        "backend": args.backend,
+        "runtime": args.runtime,
         "workers": args.workers,
         "batch_size": args.batch_size,
         "threads": args.threads,

@@ -12,15 +12,8 @@ import torch
 from PIL import Image
 
 from sparse_rcnn import cli
-from sparse_rcnn.checkpoints import (
-    CheckpointError,
-    download,
-    load_model,
-    model_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-)
-from sparse_rcnn.models import build_model
+from sparse_rcnn.checkpoints import CheckpointError, download, model_checkpoint, read_checkpoint, save_checkpoint
+from sparse_rcnn.models import build_model, load_model
 from test_images import scene
 from tiny import tiny_config
 
@@ -90,7 +83,7 @@ def test_mmdet_v2_and_v3_checkpoints_load_strictly(tiny, tmp_path, meta, monkeyp
     cfg, model = tiny
     path = tmp_path / "mmdet.pth"
     torch.save({"meta": meta, "state_dict": to_mmdet(model.state_dict())}, path)
-    import sparse_rcnn.checkpoints.load as ck
+    import sparse_rcnn.models.build as ck
 
     monkeypatch.setattr(ck, "load_config", lambda name: cfg)
     loaded = load_model("tiny", str(path))
@@ -100,7 +93,7 @@ def test_mmdet_v2_and_v3_checkpoints_load_strictly(tiny, tmp_path, meta, monkeyp
 
 def test_converter_errors_list_keys(tiny, tmp_path, monkeypatch):
     cfg, model = tiny
-    import sparse_rcnn.checkpoints.load as ck
+    import sparse_rcnn.models.build as ck
 
     monkeypatch.setattr(ck, "load_config", lambda name: cfg)
     state = to_mmdet(model.state_dict())
@@ -137,7 +130,7 @@ def test_unreadable_and_foreign_files(tmp_path):
 
 def test_convert_command(tiny, tmp_path, monkeypatch):
     cfg, model = tiny
-    import sparse_rcnn.checkpoints.load as ck
+    import sparse_rcnn.models.build as ck
 
     monkeypatch.setattr(ck, "load_config", lambda name: cfg)
     torch.save(

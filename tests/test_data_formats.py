@@ -168,7 +168,7 @@ def test_train_on_a_yolo_dataset_from_the_command_line(setup, tmp_path, caplog):
         )
     assert code == 0
     assert "YOLO dataset" in caplog.text  # the format detected is logged
-    from sparse_rcnn.checkpoints import load_model
+    from sparse_rcnn.models import load_model
 
     assert load_model(None, str(out / "model_final.pth")).class_names == CLASSES
     assert "bbox_mAP" in json.loads((out / "metrics.json").read_text())  # validated on the val split

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from sparse_rcnn import cli
-from sparse_rcnn.checkpoints import load_model, read_checkpoint
+from sparse_rcnn.checkpoints import read_checkpoint
 from sparse_rcnn.config import config_from_dict
 from sparse_rcnn.data.sampler import GroupedBatchSampler
 from sparse_rcnn.engine import Trainer, build_optimizer, lr_factor
-from sparse_rcnn.models import build_model
+from sparse_rcnn.models import build_model, load_model
 from tiny import tiny_model_config
 from train_fixtures import LANDSCAPE, PORTRAIT, make_coco, tiny_config_dict, write_yaml
 

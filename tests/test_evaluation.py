@@ -106,6 +106,8 @@ class GroundTruthModel(nn.Module):
     def __init__(self, dataset):
         super().__init__()
         self.test_scale = (160, 128)
+        self.size_divisor = 32
+        self.class_names = list(dataset.class_names)
         self.dataset = dataset
         self.index = {(img["height"], img["width"]): i for i, img in enumerate(dataset._images)}
         self.calls = []

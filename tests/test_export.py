@@ -168,5 +168,5 @@ def test_cli_export_then_predict_with_onnxruntime_gives_the_torch_records(model,
     assert_same_records(torch_json, onnx_json, 3)
     # The ONNX backend takes no checkpoint; a missing --onnx is a one-line usage error.
     assert cli.main(["predict", str(folder), "--onnx", str(onnx_path), "--weights", str(ckpt)]) == 2
-    assert cli.main(["predict", str(folder), "--backend", "onnxruntime"]) == 2
+    assert cli.main(["predict", str(folder), "--runtime", "onnxruntime"]) == 2
     assert "needs --onnx" in caplog.text

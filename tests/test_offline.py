@@ -41,7 +41,7 @@ def _serve_resnet18(root):
 
 
 def _point_resnet18_at(monkeypatch, url):
-    monkeypatch.setitem(backbone._RESNETS, "resnet18", (resnet.resnet18, SimpleNamespace(url=url)))
+    monkeypatch.setitem(backbone.RESNET_WEIGHTS, "resnet18", SimpleNamespace(url=url))
 
 
 def test_download_cache_is_keyed_by_url(http_dir, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sparse_rcnn.deploy import MissingPackageError, OpenVINODetector, export_onnx, load_detector
-from sparse_rcnn.deploy.openvino import supports_bf16
+from sparse_rcnn.deploy.openvino_runtime import supports_bf16
 from test_export import CLASSES, _assert_same, _images, assert_same_records, exported_with_images, spread_model
 from train_fixtures import make_coco
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
-from sparse_rcnn.outputs import OutputError, atomic_write, check_outputs, unique_names
+from sparse_rcnn.common import OutputError, atomic_write, check_outputs, unique_names
 from train_fixtures import make_coco, subprocess_env
 
 
@@ -168,11 +168,11 @@ def test_output_dir_that_is_a_file(run_cli, tmp_path):
 def test_predict_late_error_keeps_previous_output_and_writes_partial(
     run_cli, tiny_weights, photos, tmp_path, monkeypatch
 ):
-    import sparse_rcnn.engine.predict_many as predict_many
+    import sparse_rcnn.engine.file_prediction as file_prediction
 
     out = tmp_path / "result.json"
     out.write_text('["previous"]')
-    real = predict_many.to_record
+    real = file_prediction.to_record
     calls = []
 
     def failing(*args):
@@ -181,7 +181,7 @@ def test_predict_late_error_keeps_previous_output_and_writes_partial(
             raise RuntimeError("late failure")  # e.g. a fixed-shape ONNX graph given another size
         return real(*args)
 
-    monkeypatch.setattr(predict_many, "to_record", failing)
+    monkeypatch.setattr(file_prediction, "to_record", failing)
     with pytest.raises(RuntimeError, match="late failure"):
         run_cli(["predict", str(photos), "--weights", tiny_weights, "--output", str(out)])
     assert out.read_text() == '["previous"]'
@@ -192,7 +192,7 @@ def test_predict_late_error_keeps_previous_output_and_writes_partial(
 
 _SLOW_PREDICT = """
 import sys, time
-import sparse_rcnn.engine.predict_many as p
+import sparse_rcnn.engine.file_prediction as p
 real = p.to_record
 def slow(*a):
     print("record", flush=True, file=sys.stderr)

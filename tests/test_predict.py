@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from sparse_rcnn import cli
-from sparse_rcnn.checkpoints import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, load_model
+from sparse_rcnn.checkpoints import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from sparse_rcnn.data import expand_image_paths
 from sparse_rcnn.engine import PredictionSummary, predict_files
 from sparse_rcnn.evaluation import coco_category_ids
+from sparse_rcnn.models import load_model
 from test_images import make_bad_files, save_with_orientation, scene
 from tiny import save_tiny_checkpoint
 

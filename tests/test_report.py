@@ -11,7 +11,7 @@ import sparse_rcnn
 from sparse_rcnn.checkpoints import read_checkpoint, store_score_thresholds
 from sparse_rcnn.cli import main
 from sparse_rcnn.data import CocoDetection
-from sparse_rcnn.evaluation import run as eval_run
+from sparse_rcnn.engine import evaluate_report as eval_run
 from sparse_rcnn.visualize.report import FILES
 from test_data import write_coco
 from test_evaluation import make_set

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from sparse_rcnn.checkpoints import CheckpointError
+from sparse_rcnn.common import OutputError
 from sparse_rcnn.config import ConfigError, config_from_dict
 from sparse_rcnn.data import CocoDetection, DataError
 from sparse_rcnn.engine import Trainer, TrainingInterrupted
@@ -20,7 +21,6 @@ from sparse_rcnn.engine.run_log import RunLog
 from sparse_rcnn.engine.train_state import list_checkpoints, write_training_checkpoint
 from sparse_rcnn.evaluation.coco import EvaluationStopped, evaluate
 from sparse_rcnn.models import SparseRCNN
-from sparse_rcnn.outputs import OutputError
 from train_fixtures import LANDSCAPE, make_coco, subprocess_env, tiny_config_dict
 
 

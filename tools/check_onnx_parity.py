@@ -30,10 +30,10 @@ import numpy as np
 import onnx
 import torch
 
-from sparse_rcnn.checkpoints import load_model
 from sparse_rcnn.data.images import read_image
 from sparse_rcnn.deploy import OnnxDetector, export_onnx
 from sparse_rcnn.deploy.export import EXPORTERS, default_exporter
+from sparse_rcnn.models import load_model
 
 SCORE_TOL, BOX_TOL = 1e-4, 0.1
 CONFIGS = [

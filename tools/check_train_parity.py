@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
-from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_model
+from sparse_rcnn.checkpoints import convert_mmdet_state_dict
 from sparse_rcnn.data import CocoDetection, collate
 from sparse_rcnn.data.transforms import build_train_transform
+from sparse_rcnn.models import load_model
 
 CONFIG = "sparse_rcnn_r50_fpn_1x_coco"
 LOSS_TOL, GRAD_TOL = 1e-4, 1e-3

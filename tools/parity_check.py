@@ -36,7 +36,8 @@ from pathlib import Path
 
 import torch
 
-from sparse_rcnn.checkpoints import ZOO, convert_mmdet_state_dict, load_model
+from sparse_rcnn.checkpoints import ZOO, convert_mmdet_state_dict
+from sparse_rcnn.models import load_model
 from sparse_rcnn.models.head import decode_boxes
 
 COMPARE_PY = (

@@ -10,9 +10,9 @@ The package mirrors the architecture: ``models`` (the paper's detector), ``ops``
 ``visualize`` and ``cli``; docs/architecture.md draws the data flow.
 """
 
-from .checkpoints import load_model as load
 from .config import Config, load_config
 from .models import SparseRCNN, build_model
+from .models import load_model as load
 
 __version__ = "0.1.0"
 __all__ = ["load", "Config", "load_config", "SparseRCNN", "build_model", "__version__"]

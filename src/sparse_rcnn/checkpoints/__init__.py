@@ -1,7 +1,8 @@
-"""Checkpoints: our format and MMDetection's, the published zoo, downloads, loading a model,
-starting a training run from a whole detector (``finetune``)."""
+"""Checkpoints: our format and MMDetection's, the published zoo, downloads (the only place anything
+is downloaded), strict state-dict loading, starting a training run from a whole detector
+(``finetune``). Models are built from them one layer up, in ``models.build``."""
 
-from .download import download, resolve_weights
+from .download import download, pretrained_state_dict, resolve_weights
 from .files import (
     FORMAT,
     CheckpointError,
@@ -12,8 +13,8 @@ from .files import (
     store_score_thresholds,
 )
 from .finetune import InitReport, Pretrained, init_from_checkpoint, match_classes, pretrained_config, read_pretrained
-from .load import load_model, load_state_strict
-from .mmdet import convert_mmdet_state_dict
+from .mmdet import convert_mmdet_state_dict, infer_mmdet_config, is_mmdet_checkpoint, mmdet_class_names
+from .state_dict import load_state_strict
 from .zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, ZOO
 
 __all__ = [
@@ -22,11 +23,14 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
     "model_checkpoint",
-    "load_model",
     "store_score_thresholds",
     "check_thresholds_target",
     "load_state_strict",
     "convert_mmdet_state_dict",
+    "infer_mmdet_config",
+    "is_mmdet_checkpoint",
+    "mmdet_class_names",
+    "pretrained_state_dict",
     "download",
     "resolve_weights",
     "ZOO",

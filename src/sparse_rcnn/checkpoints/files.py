@@ -3,7 +3,7 @@
 Our format is a dict ``{"format": "sparse-rcnn", "version": 1, "config": <resolved config>,
 "class_names": [...], "model": state_dict}`` plus, for training checkpoints, the trainer's state.
 MMDetection checkpoints (``{"meta", "state_dict"}``, v2 or v3) are read here too and converted by
-``checkpoints.mmdet``; loading into a model (``checkpoints.load``) is strict and any mismatch is
+``checkpoints.mmdet``; loading into a model (``checkpoints.state_dict``) is strict and any mismatch is
 reported key by key.
 """
 
@@ -17,8 +17,8 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from ..common import atomic_write
 from ..config import Config
-from ..outputs import atomic_write
 
 FORMAT = "sparse-rcnn"
 log = logging.getLogger(__name__)

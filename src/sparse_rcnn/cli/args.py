@@ -11,6 +11,7 @@ import yaml
 from ..config import ConfigError, config_from_dict
 from ..data import FORMATS, CocoDetection, load_split
 from ..deploy import RUNTIMES, MissingPackageError, load_detector
+from ..models import load_model
 from ..ops import PRECISIONS, compile_detect, optimize_for_inference
 
 
@@ -101,25 +102,44 @@ def add_runtime_args(p: argparse.ArgumentParser, *, threads: bool = True) -> Non
     )
     p.add_argument(
         "--runtime",
-        choices=RUNTIMES,
-        help="what runs --onnx: onnxruntime (default), or openvino "
-        '(--dtype fp32|bf16; bf16 needs AVX512_BF16 or AMX); see README "Speed"',
+        choices=("torch", *RUNTIMES),
+        help="what runs the model: torch (default; --model/--weights), or an --onnx file on onnxruntime (default "
+        'with --onnx) or openvino (--dtype fp32|bf16; bf16 needs AVX512_BF16 or AMX); see README "Speed"',
     )
     if threads:
         p.add_argument("--threads", type=positive_int, help="CPU threads of the runtime (default: its own choice)")
 
 
+def runtime_of(args: argparse.Namespace) -> str:
+    """--runtime, or its default: torch, onnxruntime with --onnx."""
+    return args.runtime or ("onnxruntime" if args.onnx else "torch")
+
+
+def detector_from_args(args: argparse.Namespace):
+    """The PyTorch model (--model/--weights on --device, with its fast modes), or with --onnx the
+    exported file on --runtime: each is a ``models.Detector``."""
+    if runtime_of(args) == "torch":
+        if args.onnx:
+            raise UsageError("--onnx runs on --runtime onnxruntime or openvino, not torch")
+        model = load_model(args.model, args.weights, device=getattr(args, "device", "cpu"))
+        apply_fast_mode(model, args)
+        return model
+    if args.model or args.weights:
+        raise UsageError("--model/--weights are not used with --onnx: the .onnx file holds the model")
+    return onnx_detector(args)
+
+
 def onnx_detector(args: argparse.Namespace):
     """The --onnx file on --runtime in --dtype with --threads: a ``Detector`` like the PyTorch model."""
-    if args.runtime and not args.onnx:
+    if not args.onnx:
         raise UsageError(
-            f"--runtime {args.runtime} runs an exported file: add --onnx MODEL.onnx (make one with "
+            f"--runtime {args.runtime} needs --onnx MODEL.onnx, the exported file it runs (make one with "
             "`sparse-rcnn export`)"
         )
     if getattr(args, "winograd", False):
         raise UsageError("--winograd is a PyTorch mode; with --onnx choose --runtime and --dtype")
     try:
-        return load_detector(args.onnx, runtime=args.runtime or "onnxruntime", dtype=args.dtype, threads=args.threads)
+        return load_detector(args.onnx, runtime=runtime_of(args), dtype=args.dtype, threads=args.threads)
     except (ValueError, MissingPackageError) as e:
         raise UsageError(str(e)) from None
 

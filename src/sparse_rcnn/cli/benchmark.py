@@ -10,12 +10,11 @@ import os
 
 import torch
 
-from ..checkpoints import load_model
 from ..config import load_config
 from ..engine import benchmark_detector, run_benchmark
-from ..models import build_model
+from ..models import build_model, load_model
 from ..ops import COMPILE_MODES, PRECISIONS, compile_detect, optimize_for_inference
-from .args import UsageError, add_runtime_args, onnx_detector, parse_size
+from .args import UsageError, add_runtime_args, onnx_detector, parse_size, runtime_of
 
 
 def add_parser(sub) -> None:
@@ -103,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--proposals only applies to a random-init model; drop --weights or --proposals")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.onnx or args.runtime:
+    if runtime_of(args) != "torch":
         return _print(_run_exported(args), args.output)
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():

@@ -9,22 +9,22 @@ import logging
 import sys
 from pathlib import Path
 
-from ..checkpoints import check_thresholds_target, load_model
+from ..checkpoints import check_thresholds_target
+from ..common import atomic_write, check_output_dir, check_outputs
 from ..config import ConfigError
-from ..evaluation import evaluate_with_report, match_categories, voc_evaluate
-from ..outputs import atomic_write, check_output_dir, check_outputs
+from ..engine import evaluate_with_report
+from ..evaluation import match_categories, voc_evaluate
 from .args import (
     UsageError,
     add_data_args,
     add_fast_mode_args,
     add_model_args,
     add_runtime_args,
-    apply_fast_mode,
     data_config,
     dataset_from_args,
+    detector_from_args,
     device_arg,
     non_negative_int,
-    onnx_detector,
     positive_int,
     print_metrics,
 )
@@ -68,17 +68,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _detector(args: argparse.Namespace):
-    """The PyTorch model, or with --onnx the exported file on --runtime: each is a ``Detector``."""
-    if not (args.onnx or args.runtime):
-        model = load_model(args.model, args.weights, device=args.device)
-        apply_fast_mode(model, args)
-        return model
-    if args.model or args.weights:
-        raise UsageError("--model/--weights are not used with --onnx: the .onnx file holds the model")
-    return onnx_detector(args)
-
-
 def run(args: argparse.Namespace) -> int:
     data_cfg = data_config(args.set, "eval")
     weights = args.weights if args.weights and not args.weights.startswith(("http://", "https://")) else None
@@ -91,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(folder)  # before the (long) evaluation, not after it
     dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val")
     source = dataset.ann_file
-    model = _detector(args)  # after the data: its errors come first
+    model = detector_from_args(args)  # after the data: its errors come first
     cat_ids = match_categories(model.class_names, list(zip(dataset.cat_ids, dataset.class_names)), source)
     if cat_ids is None:
         raise ConfigError(

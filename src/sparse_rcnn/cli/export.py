@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checkpoints import load_model
+from ..common import check_output_dir, check_outputs
 from ..deploy import EXPORTERS, export_onnx
-from ..outputs import check_output_dir, check_outputs
+from ..models import load_model
 from .args import UsageError, add_model_args, parse_size, positive_int
 
 

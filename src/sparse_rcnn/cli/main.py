@@ -13,10 +13,10 @@ import re
 import sys
 
 from ..checkpoints import CheckpointError
+from ..common import OutputError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
-from ..outputs import OutputError
 from . import benchmark, dataset, evaluate, export, predict, train, zoo
 from .args import UsageError, as_flags
 

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import load_model
+from ..common import Processes, check_output_dir, check_outputs, init_process_group, pick_device
 from ..data import expand_image_paths
-from ..engine import PredictionStopped, Processes, init_process_group, pick_device, predict_files
+from ..engine import PredictionStopped, predict_files
 from ..evaluation import coco_category_ids
-from ..outputs import check_output_dir, check_outputs
+from ..inference import PAD_MODES
 from .args import (
     UsageError,
     add_fast_mode_args,
     add_model_args,
     add_runtime_args,
-    apply_fast_mode,
+    detector_from_args,
     device_arg,
     non_negative_int,
-    onnx_detector,
     positive_int,
+    runtime_of,
     score_thr_arg,
 )
 
@@ -58,7 +58,13 @@ def add_parser(sub) -> None:
         help="records: one entry per image (default); coco: COCO results [{image_id, category_id, bbox, score}]",
     )
     p.add_argument("--ann", help="COCO annotation JSON: image ids by file name, category ids by name (--format coco)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), help="default: torch, or onnxruntime with --onnx")
+    p.add_argument(
+        "--pad",
+        choices=PAD_MODES,
+        default="bucket",
+        help="bucket (default): batch only images of one padded shape, so each answer equals batch 1's; "
+        "largest: pad every batch to its largest image, as MMDetection (parity checks)",
+    )
     add_runtime_args(p)
     add_fast_mode_args(p)
     p.set_defaults(func=run)
@@ -85,23 +91,6 @@ def _inputs(args: argparse.Namespace) -> list[str]:
     return items
 
 
-def _detector(args: argparse.Namespace):
-    """The PyTorch model, or with --onnx the exported file on --runtime: each is a ``Detector``."""
-    backend = args.backend or ("onnxruntime" if args.onnx or args.runtime else "torch")
-    if backend == "torch":
-        if args.onnx or args.runtime:
-            raise UsageError("--onnx/--runtime need --backend onnxruntime")
-        model = load_model(args.model, args.weights, device=args.device)
-        apply_fast_mode(model, args)
-        return model
-    if not args.onnx:
-        given = f"--runtime {args.runtime}" if args.runtime else "--backend onnxruntime"
-        raise UsageError(f"{given} needs --onnx MODEL.onnx (make one with `sparse-rcnn export`)")
-    if args.model or args.weights:
-        raise UsageError("--model/--weights are not used with --onnx: the .onnx file holds the model")
-    return onnx_detector(args)
-
-
 def _check_paths(args: argparse.Namespace, paths: list[str]) -> None:
     """Before any work: no output over an input, and every destination writable."""
     lists = [item[1:] for item in args.images if item.startswith("@")] + list(args.list or [])
@@ -123,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_image_paths(_inputs(args))
     _check_paths(args, paths)
     procs = Processes.from_env()  # under torchrun: this process's share of the images
-    if procs.distributed and (args.backend or ("onnxruntime" if args.onnx else "torch")) == "torch":
+    if procs.distributed and runtime_of(args) == "torch":
         args.device = str(pick_device(args.device, procs))  # one GPU per process
-    detector = _detector(args)
+    detector = detector_from_args(args)
     owns_group = init_process_group(torch.device(args.device if not args.onnx else "cpu"), procs)
     try:
         return _predict(args, detector, paths, procs)
@@ -143,6 +132,7 @@ def _predict(args: argparse.Namespace, detector, paths: list[str], procs: Proces
             args.output,
             batch_size=args.batch_size,
             workers=args.workers,
+            pad=args.pad,
             score_thr=args.score_thr,
             coco_ids=coco_ids,
             vis_dir=args.save_vis,

@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 from ..checkpoints import pretrained_config, read_pretrained
+from ..common import claim_folder
 from ..config import load_config
 from ..data import FORMATS, SyntheticSpec, default_coco_images, detect_format, generate_shapes
-from ..engine import Trainer, TrainingError, TrainingInterrupted
-from ..evaluation import analyse_results
-from ..outputs import claim_folder
+from ..engine import Trainer, TrainingError, TrainingInterrupted, analyse_results
 from ..visualize import draw_predictions
 from .args import UsageError, device_arg, non_negative_int, positive_int, print_metrics
 

@@ -6,9 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..checkpoints import ZOO, load_model, model_checkpoint, save_checkpoint
+from ..checkpoints import ZOO, model_checkpoint, save_checkpoint
+from ..common import check_output_dir, check_outputs
 from ..config import named_configs
-from ..outputs import check_output_dir, check_outputs
+from ..models import load_model
 
 log = logging.getLogger("sparse_rcnn")
 

@@ -6,7 +6,8 @@ from .coco import CocoDetection, collate
 from .convert import convert_dataset
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageError, expand_image_paths, read_image, to_image_tensor
 from .resize import resize_for_test
-from .sources import FORMATS, DatasetSplit, default_coco_images, detect_format, load_split
+from .sources import FORMATS, default_coco_images, detect_format, load_split
+from .split import DatasetSplit
 from .synthetic import SyntheticSpec
 from .synthetic import generate as generate_shapes
 from .validation import AnnotationProblem, DataError

@@ -13,36 +13,19 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
+from .split import YOLO_FILES, DatasetSplit
 from .validation import AnnotationProblem, DataError, read_coco_json, report_problems, validate_coco
+from .voc import read_voc, voc_split_names
+from .yolo import read_yolo, yolo_split_names
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("coco", "yolo", "voc")
-YOLO_FILES = ("data.yaml", "dataset.yaml", "data.yml")  # looked for in a folder given as a YOLO dataset
-
-
-@dataclass
-class DatasetSplit:
-    """One split of a dataset, read into COCO form (not yet validated: see ``check_split``).
-
-    ``locations``: ``("ann", id)`` or ``("image", id)`` -> (file, where) of the entry in the
-    user's files, for messages. ``reload``: reads the split again (a training dataset does not keep
-    the dict; its ``coco`` index is rebuilt on demand).
-    """
-
-    dataset: dict
-    image_dir: Path
-    source: str
-    format: str
-    problems: list[AnnotationProblem] = field(default_factory=list)
-    locations: dict = field(default_factory=dict)
-    reload: Optional[Callable[[], "DatasetSplit"]] = None
 
 
 def detect_format(path: Union[str, Path]) -> str:
@@ -80,12 +63,8 @@ def split_names(path: Union[str, Path], format: Optional[str] = None) -> list[st
     ImageSets/Main, or ``train`` when there are none; COCO: one file, ``train``)."""
     format = resolve_format(path, format)
     if format == "yolo":
-        from .yolo import yolo_split_names
-
         return yolo_split_names(path)
     if format == "voc":
-        from .voc import voc_split_names
-
         return voc_split_names(path)
     return ["train"]
 
@@ -109,11 +88,7 @@ def load_split(
     if images is not None:
         raise DataError(f"{path}: a {format.upper()} dataset names its own images; do not pass `images` with it")
     if format == "yolo":
-        from .yolo import read_yolo
-
         return read_yolo(path, split)
-    from .voc import read_voc
-
     return read_voc(path, split)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .images import IMAGE_EXTENSIONS, ImageError, image_size
-from .sources import DatasetSplit
+from .split import DatasetSplit
 from .validation import BORDER_TOLERANCE, AnnotationProblem, DataError
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")

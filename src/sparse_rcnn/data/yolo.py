@@ -25,7 +25,7 @@ from typing import Union
 import yaml
 
 from .images import IMAGE_EXTENSIONS, ImageError, image_size
-from .sources import YOLO_FILES, DatasetSplit
+from .split import YOLO_FILES, DatasetSplit
 from .validation import BORDER_TOLERANCE, AnnotationProblem, DataError
 
 _SPLITS = ("train", "val", "test")

@@ -1,10 +1,11 @@
 """Deployment: ONNX export, and the exported graph on ONNX Runtime or OpenVINO."""
 
-from .backends import RUNTIMES, MissingPackageError, load_detector
+from .backends import RUNTIMES, load_detector
 from .export import EXPORTERS, export_onnx
 from .graph import GraphDetector
-from .openvino import OpenVINODetector
-from .runtime import OnnxDetector
+from .onnx_runtime import OnnxDetector
+from .openvino_runtime import OpenVINODetector
+from .packages import MissingPackageError
 
 __all__ = [
     "export_onnx",

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Optional, Union
 
 from .graph import GraphDetector
+from .onnx_runtime import OnnxDetector
+from .openvino_runtime import OpenVINODetector
 
 RUNTIMES = ("onnxruntime", "openvino")
-
-
-class MissingPackageError(ImportError):
-    """An optional runtime is not installed; the message says how to install it."""
-
-
-def import_runtime(name: str):
-    """``import name``, or a one-line ``MissingPackageError`` saying how to install it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise MissingPackageError(
-            f'{name} is not installed: pip install -e ".[deploy]" (or pip install {name})'
-        ) from None
 
 
 def load_detector(
@@ -33,11 +20,7 @@ def load_detector(
     if runtime == "onnxruntime":
         if dtype != "fp32":
             raise ValueError(f"ONNX Runtime runs the exported fp32 graph: `dtype` {dtype} needs `runtime=openvino`")
-        from .runtime import OnnxDetector
-
         return OnnxDetector(path, threads=threads)
     if runtime == "openvino":
-        from .openvino import OpenVINODetector
-
         return OpenVINODetector(path, dtype=dtype, threads=threads)
     raise ValueError(f"unknown `runtime` {runtime!r}: one of {', '.join(RUNTIMES)}")

@@ -30,7 +30,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..outputs import atomic_write
+from ..common import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data.images import read_image
 from ..data.resize import padded_size, resize_for_test
+from ..models.detector import resolve_score_thr
 
 REQUIRED_METADATA = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor")
 
@@ -32,7 +33,7 @@ def check_model_file(path: Union[str, Path]) -> Path:
 
 
 class GraphDetector:
-    """An exported Sparse R-CNN graph with its pre- and post-processing; the ``engine.predictor.Detector``
+    """An exported Sparse R-CNN graph with its pre- and post-processing; the ``models.detector.Detector``
     interface. Subclasses load the graph, call ``set_graph_info`` and implement ``run_graph``."""
 
     path: Path
@@ -95,7 +96,7 @@ class GraphDetector:
     ) -> list[dict[str, np.ndarray]]:
         """(3, H, W) uint8 images already resized to the test scale, each with its (sx, sy) -> per
         image ``boxes`` (k, 4) xyxy in original pixels, ``scores`` (k,) sorted high to low,
-        ``labels`` (k,). The ``engine.predictor.Detector`` interface."""
+        ``labels`` (k,). The ``models.detector.Detector`` interface."""
         results: list[dict[str, np.ndarray]] = []
         step = self.fixed_batch or len(images)
         for start in range(0, len(images), step):
@@ -123,8 +124,6 @@ class GraphDetector:
         ``labels``, plus ``categories`` (class names). ``score_thr="auto"``: the per-class
         thresholds in the file's metadata (``score_thresholds``).
         """
-        from ..engine.predictor import resolve_score_thr
-
         thr = np.asarray(resolve_score_thr(self, score_thr), dtype=np.float64)
         single = isinstance(inputs, (str, Path, np.ndarray))
         items = [inputs] if single else list(inputs)

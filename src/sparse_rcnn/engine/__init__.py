@@ -1,24 +1,22 @@
-"""Running the model: training, prediction over many images, benchmarks."""
+"""Running the model end to end: training, prediction over many files, benchmarks, evaluation with
+its report. The top library layer: the CLI, the service and video call these."""
 
 from .benchmark import benchmark_detector, run_benchmark, synthetic_inputs
-from .distributed import Processes, all_gather_lists, gather_in_order, init_process_group, pick_device
+from .evaluate_report import analyse_results, evaluate_with_report
 from .faults import StopSignals, TrainingError, TrainingInterrupted
-from .predict_many import PredictionStopped, PredictionSummary, predict_files
-from .predictor import Detector, Prediction, iter_predictions, predict, to_record
-from .schedule import build_optimizer, lr_factor
+from .file_prediction import PredictionStopped, PredictionSummary, predict_files
+from .schedule import build_optimizer, learning_rate, lr_factor
 from .trainer import Trainer
 
 __all__ = [
     "Trainer",
+    "analyse_results",
+    "evaluate_with_report",
     "TrainingError",
     "TrainingInterrupted",
     "build_optimizer",
+    "learning_rate",
     "lr_factor",
-    "Detector",
-    "Prediction",
-    "iter_predictions",
-    "predict",
-    "to_record",
     "run_benchmark",
     "benchmark_detector",
     "synthetic_inputs",
@@ -26,9 +24,4 @@ __all__ = [
     "predict_files",
     "PredictionStopped",
     "PredictionSummary",
-    "Processes",
-    "all_gather_lists",
-    "gather_in_order",
-    "init_process_group",
-    "pick_device",
 ]

@@ -21,6 +21,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..common import PRECISIONS
+from .schedule import build_optimizer
+
 log = logging.getLogger(__name__)
 
 # Relative (x1, y1, x2, y2) and labels of the GT boxes of every synthetic image.
@@ -105,9 +108,6 @@ def run_benchmark(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if train:
-        from ..ops import PRECISIONS
-        from .schedule import build_optimizer
-
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = build_optimizer(model, lr=lr, weight_decay=weight_decay)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..common import Processes
 from ..config import TrainConfig
 from ..ops import PRECISIONS
-from .distributed import Processes
 from .faults import TrainingHooks
 from .schedule import build_optimizer, learning_rate
 from .step import TrainStep

@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ..outputs import OutputError
+from ..common import OutputError
 
 try:
     import fcntl

@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from ..outputs import atomic_write
+from ..common import atomic_write
+from ..visualize import plot_training_curves
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ class RunLog:
         with atomic_write(self.path.parent / "metrics.json") as out:
             out.file.write(json.dumps(metrics, indent=1) + "\n")
         if self.path.exists():
-            from ..visualize import plot_training_curves
-
             plot_training_curves(self.path, self.path.parent / "curves.png")
 
     def append(self, record: dict) -> None:

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .distributed import Processes, all_reduce_mean
+from ..common import Processes, all_reduce_mean
 from .faults import TrainingError, TrainingHooks, all_finite
 from .run_log import RunLog
 from .train_state import list_checkpoints

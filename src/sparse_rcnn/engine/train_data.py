@@ -10,10 +10,10 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from ..common import Processes
 from ..config import Config, ConfigError
 from ..data import build_datasets, collate
 from ..data.sampler import GroupedBatchSampler
-from .distributed import Processes
 
 log = logging.getLogger(__name__)
 

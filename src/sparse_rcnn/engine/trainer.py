@@ -22,9 +22,8 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoints import model_checkpoint, save_checkpoint
+from ..common import Processes, check_output_dir, init_process_group, pick_device, wrap_model
 from ..config import Config, ConfigError, check_values
-from ..outputs import check_output_dir
-from .distributed import Processes, init_process_group, pick_device, wrap_model
 from .faults import StopSignals, TrainingHooks, TrainingInterrupted
 from .initial_model import build_initial_model
 from .recipe import build_step

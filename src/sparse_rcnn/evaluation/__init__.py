@@ -16,8 +16,7 @@ from .coco import (
 )
 from .errors import ImageErrors, analyse_errors, worst_images
 from .matches import Matches, matches_from_cocoeval
-from .run import analyse_results, evaluate_with_report
-from .thresholds import choose_thresholds, thresholds_per_label
+from .thresholds import choose_thresholds
 from .voc import voc_evaluate
 
 __all__ = [
@@ -39,8 +38,5 @@ __all__ = [
     "Matches",
     "matches_from_cocoeval",
     "choose_thresholds",
-    "thresholds_per_label",
-    "analyse_results",
-    "evaluate_with_report",
     "voc_evaluate",
 ]

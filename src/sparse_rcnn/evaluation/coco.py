@@ -10,7 +10,6 @@ results are gathered to all ranks before scoring.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import logging
@@ -22,10 +21,10 @@ import torch
 from torch import Tensor
 
 from ..checkpoints.zoo import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from ..common import Processes, all_gather_lists
 from ..data.coco import CocoDetection
-from ..data.resize import resize_for_test
 from ..data.validation import DataError
-from ..engine.distributed import Processes, all_gather_lists
+from ..inference import DatasetImages, iter_predictions
 
 log = logging.getLogger(__name__)
 
@@ -173,22 +172,10 @@ def detections_to_coco(image_id: int, det: dict[str, Tensor], cat_ids: Sequence[
     return out
 
 
-def _resize_batch(batch: list[tuple[Tensor, dict]], test_scale: tuple[int, int]):
-    """Collate for evaluation: resize each original image to the test scale (CPU, OpenCV)."""
-    images, factors, ids = [], [], []
-    for image, target in batch:
-        resized, factor = resize_for_test(image, test_scale)
-        images.append(resized)
-        factors.append(factor)
-        ids.append(target["image_id"])
-    return images, factors, ids
-
-
 class EvaluationStopped(Exception):
     """``evaluate``'s ``stop`` asked it to stop before the end (e.g. SIGTERM during training)."""
 
 
-@torch.no_grad()
 def detect_dataset(
     model,
     dataset: CocoDetection,
@@ -199,10 +186,12 @@ def detect_dataset(
     progress: bool = True,
     cat_ids: Optional[Sequence[int]] = None,
     stop: Optional[Callable[[], bool]] = None,
+    pad: str = "bucket",
 ) -> list[dict]:
-    """Run ``model`` (eval mode; or any ``engine.predictor.Detector``, e.g. an exported graph on
+    """Run ``model`` (eval mode; or any ``models.detector.Detector``, e.g. an exported graph on
     ``deploy.OpenVINODetector``) over ``dataset`` (built with ``train=False``) -> the COCO results
-    of all images (under ``torch.distributed``: gathered from every rank). Arguments as ``evaluate``.
+    of all images (under ``torch.distributed``: gathered from every rank), through the one
+    inference loop (``inference.iter_predictions``). Arguments as ``evaluate``.
     ``stop``: asked before each batch; True raises ``EvaluationStopped`` (a signal handler's flag,
     so a stop takes one batch, not the whole pass)."""
     if dataset.transform is not None:
@@ -210,36 +199,51 @@ def detect_dataset(
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
     net = getattr(model, "module", model)
     is_module = isinstance(net, torch.nn.Module)  # else another Detector, e.g. deploy.OpenVINODetector
-    if device is None:
-        param = next(net.parameters(), None) if is_module else None
-        device = param.device if param is not None else "cpu"
+    detector = _OnDevice(net, device) if is_module else net
     procs = Processes.current()
-    indices = list(procs.shard(len(dataset)))
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, indices),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=functools.partial(_resize_batch, test_scale=tuple(net.test_scale)),
-    )
-    if progress and procs.is_main:
-        from tqdm import tqdm
 
-        loader = tqdm(loader, desc="eval", unit="batch", leave=False)
+    def check_stop() -> None:
+        if stop is not None and stop():
+            raise EvaluationStopped
+
     was_training = is_module and net.training
     if is_module:
         net.eval()
     results: list[dict] = []
     try:
-        for images, factors, ids in loader:
-            if stop is not None and stop():
-                raise EvaluationStopped
-            dets = net.detect_resized([img.to(device) for img in images], factors)
-            for image_id, det in zip(ids, dets):
-                results += detections_to_coco(image_id, {k: torch.as_tensor(v) for k, v in det.items()}, cat_ids)
+        for pred in iter_predictions(
+            detector,
+            DatasetImages(dataset, net.test_scale),
+            batch_size=batch_size,
+            workers=workers,
+            pad=pad,
+            processes=procs,
+            stop=check_stop,
+            progress=progress and procs.is_main,
+            desc="eval",
+        ):
+            if pred.error is not None:
+                raise DataError(pred.error)
+            results += detections_to_coco(pred.key, pred.detections, cat_ids)
     finally:
         if is_module:
             net.train(was_training)
     return all_gather_lists(results, procs)
+
+
+class _OnDevice:
+    """A module detector whose resized images go to ``device`` first (default: its parameters')."""
+
+    def __init__(self, net: torch.nn.Module, device: Any) -> None:
+        if device is None:
+            param = next(net.parameters(), None)
+            device = param.device if param is not None else "cpu"
+        self.net, self.device = net, device
+        self.class_names, self.test_scale, self.size_divisor = net.class_names, net.test_scale, net.size_divisor
+        self.score_thresholds = None
+
+    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict]:
+        return self.net.detect_resized([img.to(self.device) for img in images], scale_factors)
 
 
 @torch.no_grad()
@@ -254,6 +258,7 @@ def evaluate(
     classwise: bool = False,
     cat_ids: Optional[Sequence[int]] = None,
     stop: Optional[Callable[[], bool]] = None,
+    pad: str = "bucket",
 ) -> tuple[dict[str, float], list[dict]]:
     """Run ``model`` (eval mode) over ``dataset`` (built with ``train=False``) and score it.
 
@@ -261,7 +266,8 @@ def evaluate(
     of all images). ``cat_ids``: COCO category id of each model label (default: the dataset's,
     ``dataset.cat_ids``); only those categories are scored. ``device``: where the images go
     (default: the model's). The model may be wrapped in DistributedDataParallel; its
-    training/eval mode is restored afterwards. ``stop``: see ``detect_dataset``.
+    training/eval mode is restored afterwards. ``stop``: see ``detect_dataset``. ``pad``: as
+    ``inference.iter_predictions`` (``"largest"``: MMDetection's batches, for parity checks).
     """
     cat_ids = list(dataset.cat_ids if cat_ids is None else cat_ids)
     results = detect_dataset(
@@ -273,6 +279,7 @@ def evaluate(
         progress=progress,
         cat_ids=cat_ids,
         stop=stop,
+        pad=pad,
     )
     metrics = coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, cat_ids=cat_ids, classwise=classwise)
     return metrics, results

@@ -99,10 +99,3 @@ def choose_thresholds(matches: Matches, *, source: str = "") -> Optional[dict]:
         "iou": matches.iou,
         "source": source,
     }
-
-
-def thresholds_per_label(thresholds: dict, class_names: list[str]) -> list[float]:
-    """Stored ``choose_thresholds`` output -> one threshold per label of ``class_names``: by name,
-    the global threshold for a class not in it."""
-    by_name = dict(zip(thresholds.get("class_names", []), thresholds.get("per_class", [])))
-    return [float(by_name.get(name, thresholds["global"])) for name in class_names]

@@ -16,13 +16,21 @@ from torchvision.models import resnet
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FeaturePyramidNetwork
 
+from ..checkpoints import load_state_strict
 from ..ops.stem_pool import StemMaxPool
 
-_RESNETS: dict[str, tuple[Callable[..., resnet.ResNet], object]] = {
-    "resnet18": (resnet.resnet18, resnet.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet34": (resnet.resnet34, resnet.ResNet34_Weights.IMAGENET1K_V1),
-    "resnet50": (resnet.resnet50, resnet.ResNet50_Weights.IMAGENET1K_V1),
-    "resnet101": (resnet.resnet101, resnet.ResNet101_Weights.IMAGENET1K_V1),
+_RESNETS: dict[str, Callable[..., resnet.ResNet]] = {
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet50": resnet.resnet50,
+    "resnet101": resnet.resnet101,
+}
+# torchvision's ImageNet weights of each body (their URL carries the sha256 prefix we check)
+RESNET_WEIGHTS = {
+    "resnet18": resnet.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet34": resnet.ResNet34_Weights.IMAGENET1K_V1,
+    "resnet50": resnet.ResNet50_Weights.IMAGENET1K_V1,
+    "resnet101": resnet.ResNet101_Weights.IMAGENET1K_V1,
 }
 STRIDES = (4, 8, 16, 32)
 
@@ -45,9 +53,8 @@ class ResNetFPN(nn.Module):
             parameters trainable: MMDetection's ``norm_eval=True``); ``bn`` trains it; ``gn`` uses
             GroupNorm(32), which suits training from scratch with small batches.
         frozen_stages: 0 freezes nothing, 1 freezes the stem and layer1, k freezes up to layer k.
-        pretrained: start from torchvision's IMAGENET1K_V1 weights, downloaded once into the torch
-            hub cache by ``checkpoints.download`` (one-line error offline), or read from
-            ``pretrained_path`` (a local copy of torchvision's file).
+        body_weights: a torchvision ResNet ``state_dict`` to start from (the builder passes
+            ``RESNET_WEIGHTS[depth_name]``'s IMAGENET1K_V1 file, as torchvision's builders do).
     """
 
     def __init__(
@@ -57,21 +64,14 @@ class ResNetFPN(nn.Module):
         out_channels: int = 256,
         norm: str = "frozen_bn",
         frozen_stages: int = 1,
-        pretrained: bool = False,
-        pretrained_path: Optional[str] = None,
+        body_weights: Optional[dict[str, torch.Tensor]] = None,
     ) -> None:
         super().__init__()
         if depth_name not in _RESNETS:
             raise ValueError(f"unknown backbone {depth_name!r}; choose from {sorted(_RESNETS)}")
-        factory, weights = _RESNETS[depth_name]
-        body = factory(weights=None, norm_layer=_norm_layer(norm))
-        if pretrained:  # what factory(weights=...) does, with our download (torchvision's URL and hash)
-            from ..checkpoints.download import pretrained_state_dict
-            from ..checkpoints.load import load_state_strict
-
-            load_state_strict(
-                body, pretrained_state_dict(weights.url, pretrained_path), source=f"{depth_name} ImageNet weights"
-            )
+        body = _RESNETS[depth_name](weights=None, norm_layer=_norm_layer(norm))
+        if body_weights is not None:
+            load_state_strict(body, body_weights, source=f"{depth_name} ImageNet weights")
         body.maxpool = StemMaxPool()
         self.body = IntermediateLayerGetter(
             body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}

@@ -14,12 +14,11 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from ..config import ModelConfig
 from ..data.resize import padded_size, resize_for_test
-from .backbone import STRIDES, ResNetFPN
+from ..ops import optimize_for_inference
 from .criterion import SetCriterion
+from .detector import predict
 from .head import DynamicStage, decode_boxes
-from .matcher import HungarianMatcher
 from .pooler import MultiLevelRoIAlign
 from .postprocess import TopKPostProcess
 
@@ -119,6 +118,11 @@ class SparseRCNN(nn.Module):
         resized, factors = zip(*(resize_for_test(img, self.test_scale) for img in images))
         return self.detect_resized(list(resized), list(factors))
 
+    @property
+    def size_divisor(self) -> int:
+        """Padded inputs are a multiple of this many pixels (``ImageBatcher``)."""
+        return self.batcher.size_divisor
+
     def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
         """Images already resized to the test scale, each with its (sx, sy) -> detections in the
         original pixels (boxes divided by the per-axis scale factor)."""
@@ -170,8 +174,6 @@ class SparseRCNN(nn.Module):
 
     def optimize_for_inference(self, **options) -> "SparseRCNN":
         """Opt-in fast inference modes, in place: ``sparse_rcnn.ops.optimize_for_inference``."""
-        from ..ops.inference import optimize_for_inference
-
         return optimize_for_inference(self, **options)
 
     def predict(self, inputs, *, batch_size: int = 1, score_thr: Union[float, str] = 0.0):
@@ -179,61 +181,6 @@ class SparseRCNN(nn.Module):
 
         Returns one dict per input: ``boxes`` (k, 4) in original pixels, ``scores``, ``labels``,
         and ``categories`` (class names). ``score_thr="auto"``: the per-class thresholds stored
-        with the checkpoint (``score_thresholds``). See ``sparse_rcnn.engine.predictor``.
+        with the checkpoint (``score_thresholds``). See ``models.detector.predict``.
         """
-        from ..engine.predictor import predict
-
         return predict(self, inputs, batch_size=batch_size, score_thr=score_thr)
-
-
-def build_model(cfg: ModelConfig, class_names: Optional[Sequence[str]] = None) -> SparseRCNN:
-    """The only place that reads a ``ModelConfig``."""
-    if class_names is not None and len(class_names) != cfg.num_classes:
-        raise ValueError(f"{len(class_names)} class names for num_classes={cfg.num_classes}")
-    dim = cfg.fpn_channels
-    matcher = HungarianMatcher(
-        class_weight=cfg.class_weight,
-        l1_weight=cfg.l1_weight,
-        giou_weight=cfg.giou_weight,
-        focal_alpha=cfg.focal_alpha,
-        focal_gamma=cfg.focal_gamma,
-    )
-    return SparseRCNN(
-        backbone=ResNetFPN(
-            depth_name=cfg.backbone,
-            out_channels=dim,
-            norm=cfg.norm,
-            frozen_stages=cfg.frozen_stages,
-            pretrained=cfg.pretrained_backbone,
-            pretrained_path=cfg.backbone_weights,
-        ),
-        stages=[
-            DynamicStage(
-                num_classes=cfg.num_classes,
-                dim=dim,
-                num_heads=cfg.num_heads,
-                ffn_dim=cfg.ffn_dim,
-                dynamic_dim=cfg.dynamic_dim,
-                pooler_size=cfg.pooler_size,
-                num_cls_fcs=cfg.num_cls_fcs,
-                num_reg_fcs=cfg.num_reg_fcs,
-            )
-            for _ in range(cfg.num_stages)
-        ],
-        pooler=MultiLevelRoIAlign(strides=STRIDES, output_size=cfg.pooler_size),
-        batcher=ImageBatcher(mean=cfg.pixel_mean, std=cfg.pixel_std, size_divisor=cfg.size_divisor),
-        criterion=SetCriterion(
-            num_classes=cfg.num_classes,
-            matcher=matcher,
-            class_weight=cfg.class_weight,
-            l1_weight=cfg.l1_weight,
-            giou_weight=cfg.giou_weight,
-            focal_alpha=cfg.focal_alpha,
-            focal_gamma=cfg.focal_gamma,
-        ),
-        postprocess=TopKPostProcess(max_per_image=cfg.max_per_image or cfg.num_proposals),
-        num_proposals=cfg.num_proposals,
-        dim=dim,
-        test_scale=cfg.test_scale,
-        class_names=class_names,
-    )

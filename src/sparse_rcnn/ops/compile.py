@@ -19,13 +19,13 @@ On the CPU the backend is inductor (C++ through the system compiler: ``gcc`` mus
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, TypeVar
 
 import torch
 from torch.fx.experimental import _config as shape_config
 
-if TYPE_CHECKING:
-    from ..models.sparse_rcnn import SparseRCNN
+# a SparseRCNN (models/ sits above ops/ and is not imported here)
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,12 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def compile_detect(
-    model: SparseRCNN,
+    model: Model,
     *,
     mode: str = "default",
     dynamic: Optional[bool] = None,
     backend: str = "inductor",
-) -> SparseRCNN:
+) -> Model:
     """Compile ``model.detect`` with ``torch.compile(fullgraph=True)``, in place; returns the model
     in eval mode. Compilation happens on the first call. The weights are not copied: the state
     dict, ``predict``, ``evaluate`` and the benchmark keep working on the same model.

@@ -4,22 +4,20 @@ channels-last and Winograd convolutions. Plain fp32 with no option stays bit-ide
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, TypeVar
 
 import torch
 
+from ..common import PRECISIONS
 from .fold_bn import fold_frozen_batchnorm
 from .winograd import use_winograd
 
-if TYPE_CHECKING:
-    from ..models.sparse_rcnn import SparseRCNN
-
-# The precisions of inference (``dtype``), training autocast (``train.amp``) and benchmarks.
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# a SparseRCNN (models/ sits above ops/ and is not imported here)
+Model = TypeVar("Model", bound=torch.nn.Module)
 
 
 def optimize_for_inference(
-    model: SparseRCNN,
+    model: Model,
     *,
     dtype: str = "fp32",
     fold_bn: bool = False,
@@ -27,7 +25,7 @@ def optimize_for_inference(
     head_dtype: Optional[str] = None,
     scope: str = "backbone",
     winograd: bool = False,
-) -> SparseRCNN:
+) -> Model:
     """Opt-in fast inference, in place; returns the model in eval mode (do not train it afterwards).
 
     dtype: precision of the convolutions (``fp32``, ``bf16``: oneDNN AVX512-BF16/AMX on CPUs

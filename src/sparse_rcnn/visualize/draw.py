@@ -11,6 +11,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, make_grid
 
+from ..data.resize import resize_tensor
+
 # One colour per class, the same in every picture and plot (``class_color``): saturated enough to
 # read as a line on white and as a box on a photo (Sasha Trubetskoy's 20 distinct colours, the
 # pale ones left out).
@@ -115,7 +117,6 @@ def draw_predictions(
 ) -> None:
     """A grid of the first ``count`` images of ``dataset`` (train=False), enlarged ``zoom`` times:
     ground truth in white, predictions above ``score_thr`` in class colours with their scores."""
-    from ..data.resize import resize_tensor
 
     model.eval()
     tiles, side = [], 0

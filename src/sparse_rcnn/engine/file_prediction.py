@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence, Union
 
 import torch
-from tqdm import tqdm
 
-from ..outputs import atomic_write, unique_names
+from ..common import Processes, all_gather_lists, atomic_write, gather_in_order, unique_names
+from ..data import expand_image_paths
+from ..evaluation import detections_to_coco
+from ..inference import ImageFiles, iter_predictions
+from ..models.detector import Detector, to_record
 from ..visualize import draw_detections, save_png
-from .distributed import Processes, all_gather_lists, gather_in_order
 from .faults import StopSignals
-from .predictor import Detector, iter_predictions, to_record
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def predict_files(
     *,
     batch_size: int = 1,
     workers: int = 0,
+    pad: str = "bucket",
     score_thr: Union[float, torch.Tensor] = 0.0,
     coco_ids: Optional[CocoIds] = None,
     vis_dir: Union[str, Path, None] = None,
@@ -66,6 +68,8 @@ def predict_files(
     ``coco_ids``, as one JSON list to ``output`` (atomically), else to ``stream`` (stdout).
 
     A file that cannot be read or decoded is logged and counted in ``failed``; the others go on.
+    Folders among ``paths`` stand for their images. batch_size, workers, pad: as
+    ``inference.iter_predictions``.
     vis_dir: each image drawn with its detections as ``<stem>.png`` (``-2``, ... when stems repeat).
     processes: this process's place under torchrun (``Processes.from_env()``, with the process
         group initialised): it predicts its share, the first process writes everything.
@@ -73,12 +77,14 @@ def predict_files(
     Raises ``PredictionStopped`` on SIGINT / SIGTERM (between two images).
     """
     procs = processes or Processes()
+    paths = expand_image_paths(paths)
     records = _Records(
         detector,
         paths,
-        list(procs.shard(len(paths))),
+        procs,
         batch_size=batch_size,
         workers=workers,
+        pad=pad,
         score_thr=score_thr,
         coco_ids=coco_ids,
         vis_dir=vis_dir,
@@ -131,14 +137,14 @@ def _write_json(out: IO[str], texts) -> None:
 
 
 class _Records:
-    """The records of the images ``indices`` of ``paths`` (all of them, or one process's share);
-    ``failed`` counts the images that failed."""
+    """The records of ``paths`` (this process's share under torchrun); ``failed`` counts the
+    images that failed."""
 
     def __init__(
-        self, detector, paths, indices, *, batch_size, workers, score_thr, coco_ids, vis_dir, progress
+        self, detector, paths, procs, *, batch_size, workers, pad, score_thr, coco_ids, vis_dir, progress
     ) -> None:
-        self.detector, self.paths, self.indices = detector, paths, indices
-        self.batch_size, self.workers, self.score_thr = batch_size, workers, score_thr
+        self.detector, self.paths, self.procs = detector, paths, procs
+        self.batch_size, self.workers, self.pad, self.score_thr = batch_size, workers, pad, score_thr
         self.coco_ids, self.vis_dir = coco_ids, Path(vis_dir) if vis_dir is not None else None
         self.vis_names = unique_names(paths) if vis_dir is not None else []
         self.progress, self.failed = progress, 0
@@ -146,51 +152,46 @@ class _Records:
     def iterate(self, signals: StopSignals) -> Iterator[tuple[int, str]]:
         """(input index, record as JSON text) in input order; raises PredictionStopped at the first
         image after SIGINT / SIGTERM."""
-        bar = tqdm(
-            total=len(self.indices), unit="img", file=sys.stderr, disable=not (self.progress and sys.stderr.isatty())
+        predictions = iter_predictions(
+            self.detector,
+            ImageFiles(self.paths, self.detector.test_scale),
+            batch_size=self.batch_size,
+            workers=self.workers,
+            pad=self.pad,
+            score_thr=self.score_thr,
+            keep_images=self.vis_dir is not None,
+            processes=self.procs,
+            progress=self.progress,
         )
-        with torch.no_grad():  # nothing per image is kept: each result is yielded, then dropped
-            for pred in iter_predictions(
-                self.detector,
-                [self.paths[i] for i in self.indices],
-                batch_size=self.batch_size,
-                workers=self.workers,
-                score_thr=self.score_thr,
-                keep_images=self.vis_dir is not None,
-            ):
-                if signals.signum is not None:
-                    raise PredictionStopped(signals.signum)
-                bar.update(1)
-                index = self.indices[pred.index]
-                if pred.error is not None:
-                    log.error("skipped %s", pred.error)
-                    self.failed += 1
-                    continue
-                records = self._records(index, pred)
-                if records is None:
-                    self.failed += 1
-                    continue
-                for record in records:
-                    yield index, json.dumps(record)
-                if self.vis_dir is not None:
-                    det = pred.detections
-                    drawn = draw_detections(
-                        pred.image, det["boxes"], det["labels"].tolist(), self.detector.class_names, det["scores"]
-                    )
-                    save_png(drawn, self.vis_dir / self.vis_names[index])
+        for pred in predictions:  # nothing per image is kept: each result is yielded, then dropped
             if signals.signum is not None:
                 raise PredictionStopped(signals.signum)
-        bar.close()
+            if pred.error is not None:
+                log.error("skipped %s", pred.error)
+                self.failed += 1
+                continue
+            records = self._records(pred)
+            if records is None:
+                self.failed += 1
+                continue
+            for record in records:
+                yield pred.index, json.dumps(record)
+            if self.vis_dir is not None:
+                det = pred.detections
+                drawn = draw_detections(
+                    pred.image, det["boxes"], det["labels"].tolist(), self.detector.class_names, det["scores"]
+                )
+                save_png(drawn, self.vis_dir / self.vis_names[pred.index])
+        if signals.signum is not None:
+            raise PredictionStopped(signals.signum)
 
-    def _records(self, index: int, pred) -> Optional[list[dict]]:
+    def _records(self, pred) -> Optional[list[dict]]:
         """One record, or the image's COCO results; None (logged) for an image the annotations lack."""
         if self.coco_ids is None:
-            return [to_record(pred.path, pred.width, pred.height, pred.detections, self.detector.class_names)]
-        from ..evaluation import detections_to_coco  # here: the evaluation package imports the engine
-
+            return [to_record(pred.key, pred.width, pred.height, pred.detections, self.detector.class_names)]
         cat_ids, image_ids = self.coco_ids
-        image_id = index if image_ids is None else image_ids.get(pred.path, image_ids.get(Path(pred.path).name))
+        image_id = pred.index if image_ids is None else image_ids.get(pred.key, image_ids.get(Path(pred.key).name))
         if image_id is None:
-            log.error("skipped %s: not among the images of the annotation file", pred.path)
+            log.error("skipped %s: not among the images of the annotation file", pred.key)
             return None
         return detections_to_coco(image_id, pred.detections, cat_ids)

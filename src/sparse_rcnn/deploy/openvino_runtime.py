@@ -16,6 +16,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .graph import REQUIRED_METADATA, GraphDetector, check_model_file
+from .packages import import_runtime
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ _OPTIONAL_METADATA = ("model_name", "score_thresholds")
 
 def supports_bf16(device: str = "CPU") -> bool:
     """Whether OpenVINO can run bf16 arithmetic on ``device`` (the CPU: AVX512_BF16 or AMX)."""
-    from .backends import import_runtime
-
     core = import_runtime("openvino").Core()
     return "BF16" in core.get_property(device, "OPTIMIZATION_CAPABILITIES")
 
@@ -47,8 +46,6 @@ class OpenVINODetector(GraphDetector):
     def __init__(
         self, path: Union[str, Path], *, dtype: str = "fp32", threads: Optional[int] = None, device: str = "CPU"
     ) -> None:
-        from .backends import import_runtime
-
         ov = import_runtime("openvino")
         if dtype not in PRECISION_HINTS:
             raise ValueError(f"OpenVINO runs `dtype` {' or '.join(PRECISION_HINTS)}, not {dtype!r}")

@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .graph import GraphDetector, check_model_file
+from .packages import import_runtime
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ class OnnxDetector(GraphDetector):
     def __init__(
         self, path: Union[str, Path], *, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None
     ) -> None:
-        from .backends import import_runtime
-
         ort = import_runtime("onnxruntime")
         self.path = check_model_file(path)
         options = ort.SessionOptions()

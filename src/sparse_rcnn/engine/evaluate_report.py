@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from .analysis import Analysis, analyse
-from .coco import cocoeval_metrics, detect_dataset, run_cocoeval
+from ..checkpoints import check_thresholds_target, store_score_thresholds
+from ..evaluation import Analysis, analyse, cocoeval_metrics, detect_dataset, run_cocoeval
+from ..visualize import write_report
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,11 @@ def analyse_results(
     source = f"F1-optimal at IoU 0.5 on {getattr(dataset, 'ann_file', 'the evaluation set')} ({len(dataset)} images)"
     result = analyse(coco_eval, class_names=class_names, source=source)
     if report_dir is not None:
-        from ..visualize.report import write_report
-
         write_report(result, dataset, report_dir, worst=worst, info=info)
     if save_thresholds:
         if result.thresholds is None:
             log.warning("no threshold gives a true positive: none stored in %s", save_thresholds)
         else:
-            from ..checkpoints.files import store_score_thresholds
-
             store_score_thresholds(save_thresholds, result.thresholds)
             log.info("stored score thresholds in %s (global %.3f)", save_thresholds, result.thresholds["global"])
     return metrics, result
@@ -73,8 +70,6 @@ def evaluate_with_report(
     ``save_thresholds`` file that cannot take them fails before the detections are computed; the
     model carries the chosen thresholds afterwards (``model.score_thresholds``)."""
     if save_thresholds:
-        from ..checkpoints.files import check_thresholds_target
-
         check_thresholds_target(save_thresholds)
     results = detect_dataset(
         model, dataset, batch_size=batch_size, device=device, workers=workers, progress=progress, cat_ids=cat_ids
