@@ -97,6 +97,8 @@ def check_cli(name: str, ref: Path, table: Table, workdir: Path) -> None:
             str(out),
             "--batch-size",
             str(batch),
+            "--pad",  # MMDetection pads a batch to its largest image; so does the reference
+            "largest",
         ]
         t0 = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
