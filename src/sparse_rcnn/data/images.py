@@ -147,7 +147,8 @@ def to_image_tensor(x: Any) -> Tensor:
                 f"expected a uint8 (0-255) array, got {x.dtype}; for 0-1 floats pass "
                 "(x * 255).round().astype(np.uint8), or a float (3, H, W) tensor"
             )
-        x = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)
+        x = np.ascontiguousarray(x) if x.flags.writeable else x.copy()  # torch wants a writable buffer
+        x = torch.from_numpy(x).permute(2, 0, 1)
     if isinstance(x, Tensor):
         if x.dim() != 3 or x.shape[0] != 3:
             raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(x.shape)}")

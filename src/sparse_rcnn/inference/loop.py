@@ -5,8 +5,9 @@ Images come from a source (``sources``: files, a dataset, a stream), are decoded
 nothing is kept once yielded, so memory stays flat over any number of images.
 
 Batching (``pad``): ``"bucket"`` (the default) puts into one forward only consecutive images whose
-resized, padded input has the same shape, so every answer equals the image's answer at batch 1:
-zero padding up to a bigger neighbour would change its features near the border. ``"largest"``
+resized, padded input has the same shape, so every answer is the image's answer at batch 1, as
+zero padding up to a bigger neighbour would change its features near the border (equal up to float
+rounding: batched matrix products may round the last bit differently). ``"largest"``
 pads every batch to its largest image, as MMDetection does (kept for the parity checks).
 Under torchrun a map-style source is sharded (``Processes.shard``); ``stop`` is called between
 batches and may raise to end the run; ``progress`` shows a bar on a terminal.
