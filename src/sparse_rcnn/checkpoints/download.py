@@ -121,6 +121,8 @@ def pretrained_state_dict(url: str, path: Optional[str] = None) -> dict[str, tor
 def resolve_weights(weights: Optional[str], name: Optional[str]) -> Path:
     """A local path, an http(s) URL, or None for the published weights of the named config."""
     if weights is None:
+        if name is None:
+            raise CheckpointError("give a model name, a checkpoint, or both")
         if name not in ZOO:
             load_config(name)  # an unknown name raises ConfigError with the closest match
             raise CheckpointError(f"no published weights for {name!r}; pass `weights` with a file")

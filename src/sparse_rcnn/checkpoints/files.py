@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -86,7 +86,7 @@ def model_checkpoint(model: nn.Module, cfg: Config, **extra: Any) -> dict:
         "format": FORMAT,
         "version": 1,
         "config": cfg.to_dict(),
-        "class_names": list(model.class_names),
+        "class_names": list(cast("list[str]", model.class_names)),  # a SparseRCNN's
         "model": model.state_dict(),
         **extra,
     }

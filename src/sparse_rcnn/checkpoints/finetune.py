@@ -27,7 +27,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -179,6 +179,7 @@ def init_from_checkpoint(
     """Load a detector checkpoint into the freshly built ``model`` (in place); see the module doc."""
     pre = read_pretrained(source)
     _check_architecture(model, pre)
+    class_names = cast("list[str]", model.class_names)  # a SparseRCNN's (models/ sits above checkpoints/)
     own = model.state_dict()
     unexpected = [k for k in pre.state if k not in own]
     missing = [k for k in own if k not in pre.state]
@@ -191,8 +192,11 @@ def init_from_checkpoint(
                 if keys
             )
         )
-    matches = match_classes(model.class_names, pre.class_names, class_map)
-    state, rebuilt, skipped, loaded = {}, [], [], 0
+    matches = match_classes(class_names, pre.class_names, class_map)
+    state: dict[str, Tensor] = {}
+    rebuilt: list[str] = []
+    skipped: list[str] = []
+    loaded = 0
     for key, fresh in own.items():
         theirs = pre.state[key]
         if _CLASS_TENSOR.match(key):
@@ -216,7 +220,7 @@ def init_from_checkpoint(
         loaded=loaded,
         rebuilt=tuple(rebuilt),
         skipped=tuple(skipped),
-        classes=tuple(zip(model.class_names, names)),
+        classes=tuple(zip(class_names, names)),
         proposals=(pre.state[_PROPOSAL_TENSORS[0]].shape[0], own[_PROPOSAL_TENSORS[0]].shape[0]),
     )
 
@@ -247,7 +251,8 @@ def architecture(state: Mapping[str, Tensor]) -> dict[str, object]:
 def _check_architecture(model: nn.Module, pre: Pretrained) -> None:
     """One error naming every architecture value in which the checkpoint and the model differ."""
     ours, theirs = architecture(model.state_dict()), architecture(pre.state)
-    ours["num_heads"] = model.stages[0].self_attn.num_heads
+    stages: Any = model.stages  # a SparseRCNN's DynamicStages (models/ sits above checkpoints/)
+    ours["num_heads"] = stages[0].self_attn.num_heads
     if pre.config is not None:  # MMDetection files do not record it (the zoo: 8)
         theirs["num_heads"] = pre.config.model.num_heads
     diff = [k for k in ours if k in theirs and ours[k] != theirs[k]]

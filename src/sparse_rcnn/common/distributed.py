@@ -101,6 +101,6 @@ def gather_in_order(items: list[tuple[int, Any]], procs: Processes) -> list[tupl
         return sorted(items, key=lambda pair: pair[0])
     gathered: Optional[list] = [None] * procs.world_size if procs.is_main else None
     dist.gather_object(items, gathered, dst=0)
-    if not procs.is_main:
+    if gathered is None:  # not the main process
         return []
     return sorted((pair for part in gathered for pair in part), key=lambda pair: pair[0])

@@ -42,12 +42,12 @@ def check_outputs(
     """Refuse output files ``writes`` that are one of ``reads``, each other, or a folder, and
     output folders ``folders`` that are a file or hold one of ``reads`` directly (its drawings
     would sit among, and could replace, the inputs). None entries are ignored."""
-    reads = [Path(p) for p in reads if p is not None]
+    inputs = [Path(p) for p in reads if p is not None]
     seen: list[Path] = []
     for w in (Path(p) for p in writes if p is not None):
         if w.is_dir():
             raise OutputError(f"output {str(w)!r} is a folder; name a file")
-        for r in reads:
+        for r in inputs:
             if _same(w, r):
                 raise OutputError(
                     f"output {str(w)!r} is also an input ({str(r)!r}); writing it would destroy it: choose "
@@ -60,7 +60,7 @@ def check_outputs(
     for d in (Path(p) for p in folders if p is not None):
         if d.exists() and not d.is_dir():
             raise OutputError(f"output folder {str(d)!r} exists and is not a folder")
-        for r in reads:
+        for r in inputs:
             if d.exists() and _same(d, r.parent):
                 raise OutputError(f"output folder {str(d)!r} holds input images ({str(r)!r}); choose another folder")
 

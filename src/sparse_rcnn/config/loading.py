@@ -178,7 +178,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key + ".")
+        return _build(typing.cast(type, tp), value, key + ".")  # a dataclass type, not an instance
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Union:  # Optional[X]

@@ -160,7 +160,7 @@ def write_yolo(out: Path, splits: dict) -> None:
             label.write_text("".join(line + "\n" for line in lines))
     if crowd:
         log.warning("%d crowd/difficult box(es) not written: YOLO has no ignore flag", crowd)
-    data = {name: f"images/{name}" for name in splits if name not in skipped}
+    data: dict[str, object] = {name: f"images/{name}" for name in splits if name not in skipped}
     data["names"] = dict(enumerate(names or []))
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 

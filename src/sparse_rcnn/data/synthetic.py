@@ -171,7 +171,7 @@ def _background(rng: np.random.Generator, s: int) -> np.ndarray:
     """Low-frequency colour blotches + pixel noise, mostly unsaturated."""
     grid = int(rng.integers(2, 7))
     base = rng.uniform(40, 200) + rng.normal(0, 25, size=(grid, grid, 3))
-    coarse = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).resize((s, s), Image.BILINEAR)
+    coarse = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).resize((s, s), Image.Resampling.BILINEAR)
     noise = rng.normal(0, rng.uniform(3, 14), size=(s, s, 1))
     return np.clip(np.asarray(coarse, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
 

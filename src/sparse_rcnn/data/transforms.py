@@ -19,7 +19,7 @@ x2' = W - x1; a crop translates boxes, clips them to the crop and drops the ones
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class RandomResize:
     (MMDetection ``RandomChoiceResize``; with one scale it is the plain ``Resize``)."""
 
     def __init__(self, scales: Sequence[tuple[int, int]]) -> None:
-        self.scales = [tuple(s) for s in scales]
+        self.scales = [cast("tuple[int, int]", tuple(s)) for s in scales]  # lists from a config too
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         image, boxes, labels, (fx, fy) = sample
@@ -150,10 +150,14 @@ def build_train_transform(
     long_max = max(train_scale)
     multiscale = RandomResize([(long_max, s) for s in ms_short_sides])
     if pipeline == "1x":
-        return TrainTransform([RandomResize([tuple(train_scale)]), RandomFlip(flip_prob)])
+        return TrainTransform([RandomResize([cast("tuple[int, int]", tuple(train_scale))]), RandomFlip(flip_prob)])
     if pipeline == "multiscale":
         return TrainTransform([multiscale, RandomFlip(flip_prob)])
     if pipeline == "crop":
-        crop = [RandomResize([(long_max, s) for s in crop_short_sides]), RandomCrop(tuple(crop_size)), multiscale]
+        crop = [
+            RandomResize([(long_max, s) for s in crop_short_sides]),
+            RandomCrop(cast("tuple[int, int]", tuple(crop_size))),
+            multiscale,
+        ]
         return TrainTransform([RandomFlip(flip_prob), RandomChoice([[multiscale], crop])])
     raise ConfigError(f"unknown data.pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")

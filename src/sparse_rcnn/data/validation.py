@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 
@@ -149,7 +149,7 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
     xywh = np.array(bboxes, dtype=np.float64).reshape(-1, 4)
     wh = np.array([sizes[a["image_id"]] for a in candidates], dtype=np.float64).reshape(-1, 2)
     t = BORDER_TOLERANCE
-    finite = np.isfinite(xywh).all(1)
+    finite = cast(np.ndarray, np.isfinite(xywh).all(1))  # (n,) bool (numpy's stubs: or one bool)
     with np.errstate(invalid="ignore", over="ignore"):  # [1e308]*4 overflows to inf: outside the image
         positive = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
         inside = (

@@ -22,7 +22,7 @@ import functools
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .images import IMAGE_EXTENSIONS, ImageError, image_size
 from .split import DatasetSplit
@@ -85,7 +85,8 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
     label_of = {n: k for k, n in enumerate(names)}
     problems: list[AnnotationProblem] = []
     locations: dict = {}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_key in ids:
         xml = f"Annotations/{image_key}.xml"
 
@@ -126,6 +127,7 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
             if problem:
                 bad(problem, where)
                 continue
+            assert name is not None  # else "no <name>" above
             ann_id = len(annotations) + 1
             x1, y1, x2, y2 = box
             annotations.append(
@@ -186,10 +188,12 @@ def _box(obj: ET.Element, size: tuple[int, int]):
     values = {}
     for tag in _CORNERS:
         text = _text(obj, f"bndbox/{tag}")
+        if text is None:
+            return None, f"no <{tag}> in <bndbox>"
         try:
             values[tag] = float(text)
-        except (TypeError, ValueError):
-            return None, f"<{tag}> {text!r} is not a number" if text is not None else f"no <{tag}> in <bndbox>"
+        except ValueError:
+            return None, f"<{tag}> {text!r} is not a number"
         if not math.isfinite(values[tag]):
             return None, f"<{tag}> {text!r} is not a finite number"
     xmin, ymin, xmax, ymax = (values[t] for t in _CORNERS)

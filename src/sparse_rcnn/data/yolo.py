@@ -20,7 +20,7 @@ import functools
 import math
 import os
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import yaml
 
@@ -134,7 +134,8 @@ def read_yolo(path: Union[str, Path], split: str = "train") -> DatasetSplit:
     source = f"{file} ({split})"
     problems: list[AnnotationProblem] = []
     locations: dict = {}
-    coco_images, annotations = [], []
+    coco_images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image in images:
         label = label_path(image)
         shown_label = _shown(label, root)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common import atomic_write
+from ..models import SparseRCNN
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ METADATA_KEYS = (
 class DetectGraph(nn.Module):
     """The exported function: ``model.detect`` with plain tensor inputs and outputs."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: SparseRCNN) -> None:
         super().__init__()
         self.model = model
 
@@ -72,7 +73,7 @@ def default_exporter() -> str:
     return "dynamo" if hasattr(vision, "torchvision_roi_align") else "torchscript"
 
 
-def export_metadata(model: nn.Module, name: Optional[str] = None) -> dict[str, str]:
+def export_metadata(model: SparseRCNN, name: Optional[str] = None) -> dict[str, str]:
     """The ``metadata_props`` of the exported file: class names and pre-processing constants."""
     batcher = model.batcher
     thresholds = getattr(model, "score_thresholds", None)
@@ -95,7 +96,7 @@ def default_input_size(test_scale: tuple[int, int], size_divisor: int = 32) -> t
 
 @torch.no_grad()
 def export_onnx(
-    model: nn.Module,
+    model: SparseRCNN,
     path: Union[str, Path],
     *,
     batch_size: int = 1,
@@ -128,7 +129,7 @@ def export_onnx(
     if getattr(model, "head_autocast", None) is not None or getattr(model.backbone, "compute_dtype", None) is not None:
         raise ValueError("export an fp32 model (do not call optimize_for_inference with a reduced dtype first)")
     divisor = model.batcher.size_divisor
-    hp, wp = size or default_input_size(tuple(model.test_scale), divisor)
+    hp, wp = size or default_input_size(model.test_scale, divisor)
     if hp % divisor or wp % divisor or hp <= 0 or wp <= 0:
         raise ValueError(f"`size` {hp}x{wp}: height and width must be positive multiples of {divisor}")
     if batch_size < 1:
@@ -200,6 +201,7 @@ def _export_dynamo(graph: nn.Module, args: tuple[Tensor, Tensor], opset: int, dy
             verbose=False,
             report=False,
         )
+    assert program is not None  # dynamo=True returns the program
     proto = program.model_proto
     if dynamic:  # name the dims as the torchscript exporter does
         for value in [*proto.graph.input, *proto.graph.output]:

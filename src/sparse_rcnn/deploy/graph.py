@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class GraphDetector:
         exactly its input shape."""
         images = [np.asarray(img) for img in images]
         hp, wp = padded_size([img.shape[1:] for img in images], self.size_divisor)
-        if self.fixed_height is not None:
+        if self.fixed_height is not None and self.fixed_width is not None:  # fixed sizes are both fixed
             if hp > self.fixed_height or wp > self.fixed_width:
                 raise ValueError(
                     f"a resized image of {wp}x{hp} (w x h, padded) does not fit this graph's fixed input "
@@ -126,7 +126,7 @@ class GraphDetector:
         """
         thr = np.asarray(resolve_score_thr(self, score_thr), dtype=np.float64)
         single = isinstance(inputs, (str, Path, np.ndarray))
-        items = [inputs] if single else list(inputs)
+        items = [inputs] if single else list(cast(Sequence[Any], inputs))
         results = []
         for start in range(0, len(items), batch_size):
             arrays = [
@@ -136,9 +136,9 @@ class GraphDetector:
             resized, factors = zip(*(resize_for_test(a, self.test_scale) for a in arrays))
             for det in self.detect_resized([img.transpose(2, 0, 1) for img in resized], factors):
                 keep = det["scores"] >= (thr if thr.ndim == 0 else thr[det["labels"]])
-                det = {k: v[keep] for k, v in det.items()}
-                det["categories"] = [self.class_names[i] for i in det["labels"].tolist()]
-                results.append(det)
+                kept: dict[str, Any] = {k: v[keep] for k, v in det.items()}
+                kept["categories"] = [self.class_names[i] for i in kept["labels"].tolist()]
+                results.append(kept)
         return results[0] if single else results
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..common import PRECISIONS
+from ..models import SparseRCNN
 from .schedule import build_optimizer
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _peak_mem_mb(device: torch.device) -> Optional[float]:
 
 
 def run_benchmark(
-    model: torch.nn.Module,
+    model: SparseRCNN,
     *,
     size: tuple[int, int] = (800, 1333),
     batch_size: int = 1,

@@ -178,6 +178,7 @@ class _Records:
                 yield pred.index, json.dumps(record)
             if self.vis_dir is not None:
                 det = pred.detections
+                assert det is not None and pred.image is not None  # kept for the drawings
                 drawn = draw_detections(
                     pred.image, det["boxes"], det["labels"].tolist(), self.detector.class_names, det["scores"]
                 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, cast
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from torch import nn
 from ..checkpoints import InitReport, Pretrained, init_from_checkpoint
 from ..config import Config
 from ..models import build_model
+from ..models.backbone import ResNetFPN
 
 log = logging.getLogger(__name__)
 
@@ -60,5 +61,6 @@ def freeze(model: nn.Module, what: str) -> int:
         for p in getattr(model.backbone, part).parameters():
             p.requires_grad_(False)
     if "body" in parts:
-        model.backbone.freeze_bn_stats = True  # ResNetFPN.train keeps its BatchNorm layers in eval mode
+        backbone = cast(ResNetFPN, model.backbone)
+        backbone.freeze_bn_stats = True  # ResNetFPN.train keeps its BatchNorm layers in eval mode
     return sum(1 for part in parts for _ in getattr(model.backbone, part).parameters())

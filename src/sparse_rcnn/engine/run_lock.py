@@ -18,7 +18,7 @@ from ..common import OutputError
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # mypy types the name as the module; None: no locking
 
 LOCK_NAME = "train.lock"
 

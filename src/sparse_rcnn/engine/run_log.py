@@ -7,10 +7,13 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..common import atomic_write
 from ..visualize import plot_training_curves
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ class RunLog:
         self.path = Path(output_dir) / "log.jsonl"
         self.enabled = enabled
         self._tensorboard = tensorboard and enabled
-        self._writer = None
+        self._writer: Optional[SummaryWriter] = None
 
     def open(self) -> None:
         if not self.enabled:
@@ -47,7 +50,7 @@ class RunLog:
 
     def train(self, iteration: int, epoch: int, means: dict[str, Optional[float]], **extra: float) -> None:
         """Averages over a logging window; None or non-finite values (fp16 overflow) are logged as null."""
-        record = {"type": "train", "iter": iteration, "epoch": epoch}
+        record: dict[str, Any] = {"type": "train", "iter": iteration, "epoch": epoch}
         for key in TRAIN_KEYS:
             value = means.get(key)
             record[key] = value if value is not None and math.isfinite(value) else None

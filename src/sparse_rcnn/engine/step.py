@@ -9,10 +9,11 @@ import math
 import resource
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..common import Processes, all_reduce_mean
 from .faults import TrainingError, TrainingHooks, all_finite
@@ -70,7 +71,8 @@ class TrainStep:
             images = [im.to(device, non_blocking=True) for im in images]
             targets = [{"boxes": x["boxes"].to(device), "labels": x["labels"].to(device)} for x in targets]
             last = m == len(group) - 1
-            sync = self.net.no_sync() if self.net is not self.model and not last else contextlib.nullcontext()
+            ddp = cast(DistributedDataParallel, self.net)  # when it is not the model itself
+            sync = ddp.no_sync() if self.net is not self.model and not last else contextlib.nullcontext()
             with sync:
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     losses = self.net(images, targets)
@@ -80,12 +82,13 @@ class TrainStep:
                 self.scaler.scale(loss / len(group)).backward()
             values = torch.stack([loss.detach().float(), *(v.detach().float() for v in losses.values())]) / len(group)
             total, names = (values if total is None else total + values), list(losses)
+        assert total is not None  # the group holds at least one batch
         if not all_finite(total[0], self.procs.world_size):
             self.optimizer.zero_grad(set_to_none=True)
             return self._bad_step(iteration, ckpt_dir)
-        values = total.tolist()
-        terms: dict[str, float] = defaultdict(float, loss=values[0])
-        for name, value in zip(names, values[1:]):
+        sums: list[float] = total.tolist()
+        terms: dict[str, float] = defaultdict(float, loss=sums[0])
+        for name, value in zip(names, sums[1:]):
             terms[name.split(".")[-1]] += value
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]

@@ -13,7 +13,7 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 import torch
@@ -41,7 +41,8 @@ def list_checkpoints(folder: Path) -> list[Path]:
 def prune(folder: Path, keep: int, *, newest: int) -> None:
     """Keep the ``keep`` newest checkpoints up to iteration ``newest`` (the one just written);
     higher-numbered ones (not resumable: see ``newest_good``'s warnings) are left alone."""
-    mine = [p for p in list_checkpoints(folder) if int(_NAME.match(p.name).group(1)) <= newest]
+    # list_checkpoints lists only names _NAME matches
+    mine = [p for p in list_checkpoints(folder) if int(cast("re.Match[str]", _NAME.match(p.name)).group(1)) <= newest]
     for old in mine[max(keep, 1) :]:
         old.unlink(missing_ok=True)
 
@@ -72,7 +73,9 @@ def restore(ckpt: dict, *, optimizer: torch.optim.Optimizer, scaler: torch.amp.G
 
 def rng_state() -> dict:
     """torch, CUDA, numpy and python RNG states, in types ``torch.load(weights_only=True)`` accepts."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # the legacy tuple (get_state's default); numpy's stubs return it in a union with the dict form
+    state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+    name, keys, pos, has_gauss, gauss = state
     return {
         "torch": torch.get_rng_state(),
         "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),

@@ -231,6 +231,7 @@ class Trainer:
         self._save()
         if self.procs.distributed:
             torch.distributed.barrier()
+        assert self.signals.signum is not None  # called once a signal came
         raise TrainingInterrupted.at(self.signals.signum, self.iter, self.ckpt_dir)
 
 

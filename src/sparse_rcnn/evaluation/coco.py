@@ -25,6 +25,7 @@ from ..common import Processes, all_gather_lists
 from ..data.coco import CocoDetection
 from ..data.validation import DataError
 from ..inference import DatasetImages, iter_predictions
+from ..models import SparseRCNN
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ def detect_dataset(
         ):
             if pred.error is not None:
                 raise DataError(pred.error)
+            assert pred.detections is not None  # no error
             results += detections_to_coco(pred.key, pred.detections, cat_ids)
     finally:
         if is_module:
@@ -234,7 +236,7 @@ def detect_dataset(
 class _OnDevice:
     """A module detector whose resized images go to ``device`` first (default: its parameters')."""
 
-    def __init__(self, net: torch.nn.Module, device: Any) -> None:
+    def __init__(self, net: SparseRCNN, device: Any) -> None:
         if device is None:
             param = next(net.parameters(), None)
             device = param.device if param is not None else "cpu"

@@ -20,7 +20,7 @@ ground truth.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -62,26 +62,28 @@ def analyse_errors(matches: Matches, threshold: Union[float, Sequence[float]]) -
     matrix = np.zeros((c + 1, c + 1), dtype=np.int64)
     images = {i: ImageErrors(int(i)) for i in matches.image_ids}
     det_by_image: dict[int, list[int]] = {}
-    for d in np.flatnonzero(kept & ~matches.det_ignored):
+    for d in np.flatnonzero(kept & ~matches.det_ignored).tolist():
         det_by_image.setdefault(int(matches.det_image[d]), []).append(int(d))
     gt_by_image: dict[int, list[int]] = {}
-    for g in np.flatnonzero(~matches.gt_ignored):
+    for g in np.flatnonzero(~matches.gt_ignored).tolist():
         gt_by_image.setdefault(int(matches.gt_image[g]), []).append(int(g))
     for image_id in set(det_by_image) | set(gt_by_image):
         errors = images.setdefault(image_id, ImageErrors(image_id))
         dets = sorted(det_by_image.get(image_id, []), key=lambda d: -matches.det_score[d])
         taken = set()
-        rest = []
+        rest: list[int] = []
         for d in dets:  # pass 1: COCO's true positives
             if matches.det_tp[d]:
                 errors.correct.append(d)
                 taken.add(int(matches.det_gt[d]))
             else:
                 rest.append(d)
-        free = [g for g in gt_by_image.get(image_id, []) if g not in taken]
+        free: list[Optional[int]] = [g for g in gt_by_image.get(image_id, []) if g not in taken]
         errors.found = sorted(taken)
         if rest and free:  # pass 2: confusions, greedy by score
-            ious = mask_utils.iou(matches.det_box[rest].tolist(), matches.gt_box[free].tolist(), [0] * len(free))
+            ious = mask_utils.iou(
+                matches.det_box[rest].tolist(), matches.gt_box[cast("list[int]", free)].tolist(), [0] * len(free)
+            )
             ious = np.asarray(ious, dtype=np.float64).reshape(len(rest), len(free))
             for i, d in enumerate(rest):
                 ok = [
@@ -93,7 +95,7 @@ def analyse_errors(matches: Matches, threshold: Union[float, Sequence[float]]) -
                 ]
                 if ok:
                     j = max(ok, key=lambda j: ious[i, j])
-                    errors.confused.append((d, free[j]))
+                    errors.confused.append((d, cast(int, free[j])))  # ok holds only j with free[j] set
                     free[j] = None
                 else:
                     errors.false_alarms.append(d)

@@ -104,7 +104,7 @@ def voc_evaluate(
         dets[r["image_id"], r["category_id"]].append(r)
     key = "AP50" if iou_thr == 0.5 else f"AP{round(iou_thr * 100)}"
     metrics: dict[str, float] = {}
-    per_class = {"area": [], "11pt": []}
+    per_class: dict[str, list[float]] = {"area": [], "11pt": []}
     for cat_id in cat_ids:
         tps, fps, scores, num_gt = [], [], [], 0
         for image_id in image_ids:
@@ -114,7 +114,9 @@ def voc_evaluate(
             found = dets.get((image_id, cat_id), [])
             boxes, score = _xyxy([r["bbox"] for r in found]), np.array([r["score"] for r in found], dtype=np.float64)
             tp, fp = match_image(boxes, score, gt, ignored, iou_thr)
-            tps.append(tp), fps.append(fp), scores.append(score)
+            tps.append(tp)
+            fps.append(fp)
+            scores.append(score)
             num_gt += len(gt)
         order = np.argsort(-np.concatenate(scores), kind="stable")
         tp, fp = np.cumsum(np.concatenate(tps)[order]), np.cumsum(np.concatenate(fps)[order])

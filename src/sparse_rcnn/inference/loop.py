@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Sized, cast
 
 import torch
 from torch import Tensor
@@ -70,13 +70,13 @@ def iter_predictions(
     thr = resolve_score_thr(detector, score_thr)
     stream = isinstance(source, torch.utils.data.IterableDataset)
     if processes is not None and processes.distributed and not stream:
-        source = torch.utils.data.Subset(source, list(processes.shard(len(source))))
+        source = torch.utils.data.Subset(source, list(processes.shard(len(cast(Sized, source)))))
     workers = 0 if stream else workers
     loader = torch.utils.data.DataLoader(
         source, batch_size=None, num_workers=workers, prefetch_factor=2 * batch_size if workers else None
     )
     bar = tqdm(
-        total=None if stream else len(source),
+        total=None if stream else len(cast(Sized, source)),
         desc=desc,
         unit="img",
         leave=False,
@@ -101,7 +101,8 @@ def group_batches(items: Iterable[Item], batch_size: int, *, pad: str, size_divi
     shape = None
     for item in items:
         if item.error is None and pad == "bucket":
-            item_shape = padded_size([tuple(item.resized.shape[-2:])], size_divisor)
+            assert item.resized is not None  # read without error
+            item_shape = padded_size([(item.resized.shape[-2], item.resized.shape[-1])], size_divisor)
             if shape is not None and item_shape != shape and batch:
                 yield batch
                 batch = []
@@ -116,12 +117,15 @@ def group_batches(items: Iterable[Item], batch_size: int, *, pad: str, size_divi
 
 def _predict_batch(detector: Detector, batch: list[Item], thr: Any, keep_images: bool) -> Iterator[Prediction]:
     ok = [item for item in batch if item.error is None]
-    dets = detector.detect_resized([item.resized for item in ok], [item.factor for item in ok]) if ok else []
+    resized = [cast(Tensor, item.resized) for item in ok]  # read without error: resized, with its factor
+    factors = [cast("tuple[float, float]", item.factor) for item in ok]
+    dets = detector.detect_resized(resized, factors) if ok else []
     found = {item.index: det for item, det in zip(ok, dets)}
     for item in batch:
         if item.error is not None:
             yield Prediction(item.index, item.key, error=item.error)
             continue
+        assert item.original is not None  # read without error
         h, w = item.original.shape[-2:]
         image = item.original if keep_images else None
         yield Prediction(item.index, item.key, int(w), int(h), keep_scores(found[item.index], thr), image=image)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Item:
         path = os.fsdecode(self.paths[i])
-        return prepare(i, path, path, self.test_scale)
+        return prepare(i, path, path, cast("tuple[int, int]", self.test_scale))
 
 
 class DatasetImages(torch.utils.data.Dataset):
@@ -77,7 +77,7 @@ class DatasetImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Item:
         image, target = self.dataset[i]
-        return prepare(i, target["image_id"], image, self.test_scale)
+        return prepare(i, target["image_id"], image, cast("tuple[int, int]", self.test_scale))
 
 
 class ImageStream(torch.utils.data.IterableDataset):
@@ -88,4 +88,4 @@ class ImageStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[Item]:
         for index, (key, image) in enumerate(self.pairs):
-            yield prepare(index, key, image, self.test_scale)
+            yield prepare(index, key, image, cast("tuple[int, int]", self.test_scale))

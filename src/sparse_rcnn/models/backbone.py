@@ -8,7 +8,7 @@ MMDetection's ``ResNet(norm_eval=True, frozen_stages=1)`` + ``FPN(num_outs=4)``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -129,7 +129,7 @@ class ResNetFPN(nn.Module):
 
 def _block_out(layer: nn.Sequential) -> int:
     last = layer[-1]
-    return (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+    return cast(nn.Conv2d, last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
 
 
 def _init_fpn(fpn: nn.Module) -> None:
@@ -137,4 +137,5 @@ def _init_fpn(fpn: nn.Module) -> None:
     for m in fpn.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.xavier_uniform_(m.weight)
+            assert m.bias is not None  # the FPN's convolutions have a bias
             nn.init.zeros_(m.bias)

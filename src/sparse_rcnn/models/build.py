@@ -94,7 +94,9 @@ def build_model(cfg: ModelConfig, class_names: Optional[Sequence[str]] = None) -
     )
 
 
-def load_model(name: Optional[str] = None, weights: Optional[str] = None, *, device: Union[str, torch.device] = "cpu"):
+def load_model(
+    name: Optional[str] = None, weights: Optional[str] = None, *, device: Union[str, torch.device] = "cpu"
+) -> SparseRCNN:
     """Build a model and load weights: ours (config inside) or MMDetection's (config by name)."""
     if name is None and weights is None:
         raise CheckpointError("give a model name, a checkpoint, or both")

@@ -29,13 +29,29 @@ class Detector(Protocol):
 
     class_names: list[str]
     test_scale: tuple[int, int]
-    size_divisor: int  # padded inputs are a multiple of it (images of one padded shape batch exactly)
+
+    @property
+    def size_divisor(self) -> int:
+        """Padded inputs are a multiple of it (images of one padded shape batch exactly)."""
+        ...
 
     def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Any]]:
         """(3, H_i, W_i) uint8 images already resized to ``test_scale``, each with its (sx, sy) ->
         per image ``boxes`` (k, 4) xyxy in original pixels, ``scores`` (k,), ``labels`` (k,)
         (tensors or arrays)."""
         ...
+
+
+class EagerDetector(Detector, Protocol):
+    """A ``Detector`` that is a ``torch.nn.Module`` (``SparseRCNN``): what ``predict`` needs of it."""
+
+    training: bool
+
+    def __call__(self, images: list[Tensor]) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
 
 
 def keep_scores(det: dict[str, Any], score_thr: Union[float, Sequence[float]]) -> dict[str, Tensor]:
@@ -48,14 +64,14 @@ def keep_scores(det: dict[str, Any], score_thr: Union[float, Sequence[float]]) -
     return {k: v[keep] for k, v in det.items()}
 
 
-def thresholds_per_label(thresholds: dict, class_names: Sequence[str]) -> list[float]:
+def thresholds_per_label(thresholds: dict[str, Any], class_names: Sequence[str]) -> list[float]:
     """Stored ``choose_thresholds`` output -> one threshold per label of ``class_names``: by name,
     the global threshold for a class not in it."""
     by_name = dict(zip(thresholds.get("class_names", []), thresholds.get("per_class", [])))
     return [float(by_name.get(name, thresholds["global"])) for name in class_names]
 
 
-def resolve_score_thr(detector, score_thr: ScoreThr) -> Union[float, list[float]]:
+def resolve_score_thr(detector: Detector, score_thr: ScoreThr) -> Union[float, list[float]]:
     """``score_thr`` as ``keep_scores`` takes it: "auto" becomes the detector's stored per-class
     thresholds (logged); raises ``CheckpointError`` when it has none."""
     if not isinstance(score_thr, str):
@@ -86,7 +102,7 @@ def resolve_score_thr(detector, score_thr: ScoreThr) -> Union[float, list[float]
     return values
 
 
-def to_record(image: str, width: int, height: int, det: dict[str, Any], class_names: Sequence[str]) -> dict:
+def to_record(image: str, width: int, height: int, det: dict[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
     """One entry of predict's output: boxes in image pixels, sorted by score."""
     order = torch.argsort(det["scores"], descending=True, stable=True)
     return {
@@ -106,7 +122,9 @@ def to_record(image: str, width: int, height: int, det: dict[str, Any], class_na
 
 
 @torch.no_grad()
-def predict(model, inputs: Any, *, batch_size: int = 1, score_thr: ScoreThr = 0.0) -> list[dict[str, Any]]:
+def predict(
+    model: EagerDetector, inputs: Any, *, batch_size: int = 1, score_thr: ScoreThr = 0.0
+) -> Union[dict[str, Any], list[dict[str, Any]]]:
     """Run ``model`` (eval mode) on one input or a list of them (paths, PIL images, arrays, tensors).
     Returns per input a dict with ``boxes`` (k, 4) float tensor in its pixels, ``scores``,
     ``labels``, ``categories``."""
@@ -115,14 +133,14 @@ def predict(model, inputs: Any, *, batch_size: int = 1, score_thr: ScoreThr = 0.
     items = [inputs] if single else list(inputs)
     was_training = model.training
     model.eval()
-    results = []
+    results: list[dict[str, Any]] = []
     try:
         for start in range(0, len(items), batch_size):
             images = [to_image_tensor(x) for x in items[start : start + batch_size]]
             for out in model(images):
-                out = keep_scores(out, score_thr)
-                out["categories"] = [model.class_names[i] for i in out["labels"].tolist()]
-                results.append(out)
+                kept: dict[str, Any] = keep_scores(out, score_thr)
+                kept["categories"] = [model.class_names[i] for i in kept["labels"].tolist()]
+                results.append(kept)
     finally:
         model.train(was_training)
     return results[0] if single else results

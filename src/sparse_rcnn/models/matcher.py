@@ -7,6 +7,8 @@ cost matrices of all images are computed on the device and moved to the host onc
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -42,7 +44,7 @@ class HungarianMatcher(nn.Module):
         """logits (N, C), boxes (N, 4) xyxy, gt_labels (M,), gt_boxes (M, 4), whwh (4,) -> (N, M)."""
         cls = focal_cost(logits, gt_labels, self.focal_alpha, self.focal_gamma)
         l1 = torch.cdist(boxes / whwh, gt_boxes / whwh, p=1)
-        giou = generalized_box_iou(boxes, gt_boxes)
+        giou: Tensor = generalized_box_iou(boxes, gt_boxes)
         return self.class_weight * cls + self.l1_weight * l1 - self.giou_weight * giou
 
     @torch.no_grad()
@@ -53,7 +55,7 @@ class HungarianMatcher(nn.Module):
 
         Returns per image (pred_idx, gt_idx), int64 on the input device, sorted by pred_idx.
         """
-        costs = []
+        costs: list[Optional[Tensor]] = []
         for i, t in enumerate(targets):
             h, w = image_sizes[i]
             whwh = torch.stack([w, h, w, h]).to(boxes.dtype)
@@ -61,15 +63,16 @@ class HungarianMatcher(nn.Module):
                 costs.append(None)
                 continue
             costs.append(self.cost(logits[i].float(), boxes[i].float(), t["labels"], t["boxes"].float(), whwh))
-        host: list = [None] * len(costs)
+        host: list[Optional[np.ndarray]] = [None] * len(costs)
         present = [i for i, c in enumerate(costs) if c is not None]
         if present:  # one device -> host copy (one sync) per stage for the whole batch
-            joined = torch.cat([costs[i] for i in present], dim=1).cpu().numpy()
-            splits = np.cumsum([costs[i].shape[1] for i in present])[:-1]
+            blocks = [c for c in costs if c is not None]  # those of ``present``, in order
+            joined = torch.cat(blocks, dim=1).cpu().numpy()
+            splits = np.cumsum([c.shape[1] for c in blocks])[:-1]
             for i, block in zip(present, np.split(joined, splits, axis=1)):
                 host[i] = block
         device = boxes.device
-        out = []
+        out: list[tuple[Tensor, Tensor]] = []
         for c in host:
             if c is None:
                 empty = torch.empty(0, dtype=torch.int64, device=device)

@@ -39,7 +39,11 @@ def roi_levels(boxes: Tensor, num_levels: int, finest_scale: float = 56.0) -> Te
 def capturing_graph() -> bool:
     """Whether this call is being captured into a graph (torch.compile / torch.export, TorchScript
     tracing, ONNX export) rather than run eagerly."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()  # type: ignore[no-untyped-call]  # torch.jit.is_tracing has no annotations
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 class MultiLevelRoIAlign(nn.Module):
@@ -97,4 +101,5 @@ class MultiLevelRoIAlign(nn.Module):
             level_rois = torch.cat([rois[:, :1], torch.where(mine, rois[:, 1:], torch.zeros_like(rois[:, 1:]))], dim=1)
             pooled = self._pool(level, feat, level_rois)
             out = pooled if out is None else torch.where(mine[:, :, None, None], pooled, out)
+        assert out is not None, "no feature levels"
         return out

@@ -8,12 +8,13 @@ weighted losses in training and ``[{"boxes", "scores", "labels"}]`` in image pix
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
+from ..config import Config
 from ..data.resize import padded_size, resize_for_test
 from ..ops import optimize_for_inference
 from .criterion import SetCriterion
@@ -29,6 +30,9 @@ class ImageBatcher(nn.Module):
     uint8 images hold 0-255 values; floating images hold 0-1 values (torchvision's convention).
     Returns the batch and ``image_sizes`` (B, 2) int64 (h, w) of each unpadded image.
     """
+
+    mean: Tensor  # (3, 1, 1) buffers
+    std: Tensor
 
     def __init__(
         self,
@@ -48,7 +52,7 @@ class ImageBatcher(nn.Module):
         for i, img in enumerate(images):
             if img.dim() != 3 or img.shape[0] != 3:
                 raise ValueError(f"image {i} has shape {tuple(img.shape)}; expected (3, H, W) RGB")
-        hp, wp = padded_size([tuple(img.shape[1:]) for img in images], self.size_divisor)
+        hp, wp = padded_size([(img.shape[1], img.shape[2]) for img in images], self.size_divisor)
         batch = self.mean.new_zeros(len(images), 3, hp, wp)
         for i, img in enumerate(images):
             x = img.to(self.mean.device, self.mean.dtype) if img.dtype == torch.uint8 else img.to(self.mean) * 255.0
@@ -58,6 +62,8 @@ class ImageBatcher(nn.Module):
 
 
 class SparseRCNN(nn.Module):
+    config: Config  # set by ``models.load_model`` (the config a checkpoint carries); absent otherwise
+
     def __init__(
         self,
         *,
@@ -87,7 +93,7 @@ class SparseRCNN(nn.Module):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         # Score thresholds chosen on an evaluation set (``evaluation.choose_thresholds``), set by
         # ``checkpoints.load_model`` when the checkpoint has them; ``predict(score_thr="auto")`` uses them.
-        self.score_thresholds: Optional[dict] = None
+        self.score_thresholds: Optional[dict[str, Any]] = None
         with torch.no_grad():  # every proposal starts as the whole image
             self.proposal_boxes.weight[:, :2] = 0.5
             self.proposal_boxes.weight[:, 2:] = 1.0
@@ -114,7 +120,8 @@ class SparseRCNN(nn.Module):
             device = batch.device
             targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
             logits, boxes = self.run_stages(self.backbone(batch), sizes)
-            return self.criterion(logits, boxes, targets, sizes)
+            losses: dict[str, Tensor] = self.criterion(logits, boxes, targets, sizes)
+            return losses
         resized, factors = zip(*(resize_for_test(img, self.test_scale) for img in images))
         return self.detect_resized(list(resized), list(factors))
 
@@ -144,7 +151,8 @@ class SparseRCNN(nn.Module):
         whole (``ops.compile_detect``), exports with ``torch.export`` and replays as a CUDA graph;
         ``tests/test_static_graph.py`` fails if that breaks."""
         logits, boxes = self.run_stages(self.backbone(batch), image_sizes)
-        return self.postprocess(logits[-1], boxes[-1])
+        top: tuple[Tensor, Tensor, Tensor] = self.postprocess(logits[-1], boxes[-1])
+        return top
 
     def initial_proposals(self, image_sizes: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 2) (h, w) -> boxes (B, N, 4) absolute xyxy, features (B, N, C)."""
@@ -172,11 +180,11 @@ class SparseRCNN(nn.Module):
             boxes = new_boxes.detach()
         return all_logits, all_boxes
 
-    def optimize_for_inference(self, **options) -> "SparseRCNN":
+    def optimize_for_inference(self, **options: Any) -> "SparseRCNN":
         """Opt-in fast inference modes, in place: ``sparse_rcnn.ops.optimize_for_inference``."""
         return optimize_for_inference(self, **options)
 
-    def predict(self, inputs, *, batch_size: int = 1, score_thr: Union[float, str] = 0.0):
+    def predict(self, inputs: Any, *, batch_size: int = 1, score_thr: Union[float, str] = 0.0) -> Any:
         """Detect objects in file paths, PIL images, (H, W, 3) RGB arrays or (3, H, W) tensors.
 
         Returns one dict per input: ``boxes`` (k, 4) in original pixels, ``scores``, ``labels``,

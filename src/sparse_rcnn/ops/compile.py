@@ -19,7 +19,7 @@ On the CPU the backend is inductor (C++ through the system compiler: ``gcc`` mus
 from __future__ import annotations
 
 import logging
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import torch
 from torch.fx.experimental import _config as shape_config
@@ -52,8 +52,9 @@ def compile_detect(
     if dynamic is None:
         dynamic = mode != "reduce-overhead"
     model.eval()
-    detect = type(model).detect.__get__(model)  # the class's method, even if compiled before
-    options = {"mode": None if mode == "default" else mode} if backend == "inductor" else {}
+    net: Any = model  # a SparseRCNN: its ``detect`` is not known here
+    detect = type(net).detect.__get__(net)  # the class's method, even if compiled before
+    options: dict[str, Any] = {"mode": None if mode == "default" else mode} if backend == "inductor" else {}
     compiled = torch.compile(detect, fullgraph=True, dynamic=dynamic, backend=backend, **options)
 
     def compiled_detect(batch, image_sizes):
@@ -63,7 +64,7 @@ def compile_detect(
             return compiled(batch, image_sizes)
 
     # An instance attribute shadows the method: detect_resized, forward and predict call it.
-    model.detect = compiled_detect
+    net.detect = compiled_detect
     log.info(
         "compiling detect on its first call (torch.compile %s, mode %s, %s shapes)",
         backend,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Union, cast
+
 import torch
 from torch import nn
 
@@ -28,18 +30,22 @@ def fold_frozen_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    assert bn.running_mean is not None and bn.running_var is not None, "BatchNorm without running statistics"
+    # torch annotates a Conv2d's sizes as tuple[int, ...]; they are its constructor's 2-tuples
+    pair = tuple[int, int]
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     fused = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
+        cast(pair, conv.kernel_size),
+        cast(pair, conv.stride),
+        cast(Union[str, pair], conv.padding),
+        cast(pair, conv.dilation),
         conv.groups,
         bias=True,
     ).to(conv.weight.device, conv.weight.dtype)
     fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    assert fused.bias is not None  # bias=True
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
     return fused

@@ -4,7 +4,7 @@ channels-last and Winograd convolutions. Plain fp32 with no option stays bit-ide
 
 from __future__ import annotations
 
-from typing import Optional, TypeVar
+from typing import Any, Optional, Protocol, TypeVar
 
 import torch
 
@@ -12,8 +12,17 @@ from ..common import PRECISIONS
 from .fold_bn import fold_frozen_batchnorm
 from .winograd import use_winograd
 
-# a SparseRCNN (models/ sits above ops/ and is not imported here)
-Model = TypeVar("Model", bound=torch.nn.Module)
+
+class InferenceModel(Protocol):
+    """What ``optimize_for_inference`` changes: a SparseRCNN (models/ sits above ops/ and is not imported here)."""
+
+    backbone: Any  # a models.backbone.ResNetFPN: ``body``, ``set_compute``
+    head_autocast: Optional[torch.dtype]
+
+    def eval(self) -> Any: ...
+
+
+Model = TypeVar("Model", bound=InferenceModel)
 
 
 def optimize_for_inference(

@@ -36,8 +36,8 @@ def _scatter_plan(rois: Tensor, scale: float, out: int, ratio: int, height: int,
     """Every (roi, bin, sample, corner) tap that gets gradient, as torchvision's CPU ``roi_align``
     backward: the pooled row ``roi*out*out + bin`` it reads, its pixel ``(b*H + y)*W + x`` and its
     weight (hy*hx, hy*lx, ly*hx or ly*lx) / count."""
-    scale = torch.tensor(scale, dtype=rois.dtype)  # the kernel computes in T, scale included
-    corners = rois[:, 1:] * scale - 0.5  # aligned=True
+    scale_t = torch.tensor(scale, dtype=rois.dtype)  # the kernel computes in T, scale included
+    corners = rois[:, 1:] * scale_t - 0.5  # aligned=True
     start = corners[:, :2]  # (x, y)
     size = corners[:, 2:] - start  # (w, h)
     bin_w, bin_h = (size / out).unbind(1)

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,8 @@ class WinogradConv2d(nn.Conv2d):
         """A WinogradConv2d sharing ``conv``'s weight and bias (no copy)."""
         if not eligible(conv):
             raise ValueError(f"not a 3x3 stride-1 ungrouped convolution: {conv}")
-        new = cls(conv.in_channels, conv.out_channels, 3, padding=conv.padding, bias=False, device="meta")
+        padding = cast("tuple[int, int]", conv.padding)  # a tuple: ``eligible``
+        new = cls(conv.in_channels, conv.out_channels, 3, padding=padding, bias=False, device="meta")
         new.weight, new.bias = conv.weight, conv.bias
         return new
 
@@ -52,7 +57,7 @@ class WinogradConv2d(nn.Conv2d):
         if not self._use_nnpack(x):
             return super().forward(x)
         bias = self.bias if self.bias is not None else x.new_zeros(self.out_channels)
-        padding = list(self.padding)
+        padding = list(cast("tuple[int, int]", self.padding))  # a tuple: ``from_conv``
         outs = [torch._nnpack_spatial_convolution(image, self.weight, bias, padding) for image in x.split(1)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
@@ -74,7 +79,7 @@ class WinogradConv2d(nn.Conv2d):
         )
 
 
-def eligible(conv: nn.Module) -> bool:
+def eligible(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
     """A convolution NNPACK's Winograd kernel computes: 3x3, stride 1, no dilation or groups,
     zero padding of at most 2."""
     return (

@@ -13,7 +13,8 @@ def plot_training_curves(log_jsonl: str | Path, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train, val = [], []
+    train: list[dict] = []
+    val: list[dict] = []
     for line in Path(log_jsonl).read_text().splitlines():
         rec = json.loads(line)
         if rec.get("type") in ("train", "val"):

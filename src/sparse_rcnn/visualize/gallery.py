@@ -8,7 +8,7 @@ Predictions kept at the chosen thresholds are in their class colour: "<class> 0.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ def draw_image_errors(image: torch.Tensor, errors: ImageErrors, matches: Matches
     names = matches.class_names
     font = max(11, side // 30)
     crowd = np.flatnonzero((matches.gt_image == errors.image_id) & matches.gt_ignored)
-    gt = [(g, "crowd", "#a9a9a9") for g in crowd]
+    gt: list[tuple[int, Optional[str], str]] = [(g, "crowd", "#a9a9a9") for g in crowd.tolist()]
     gt += [(g, None, "#ffffff") for g in errors.found]
     gt += [(g, f"MISSED {names[matches.gt_label[g]]}", "#ffffff") for g in errors.missed]
     gt += [(g, None, "#ffffff") for _, g in errors.confused]

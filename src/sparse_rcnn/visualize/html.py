@@ -18,7 +18,7 @@ p.note { color: #555; font-size: 14px; max-width: 1000px; }
 """
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], *, raw_first: bool = False) -> str:
+def table(header: Sequence[str], rows: Iterable[Sequence[object]], *, raw_first: bool = False) -> str:
     """An HTML table; cells are escaped (the first column kept as given with ``raw_first``)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
