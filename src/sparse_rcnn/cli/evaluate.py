@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from ..checkpoints import check_thresholds_target, load_model
-from ..config import ConfigError
-from ..evaluation import evaluate_with_report, match_categories, voc_evaluate
+from ..evaluation import add_categories, evaluate_with_report, match_categories, voc_evaluate
 from ..outputs import atomic_write, check_output_dir, check_outputs
 from .args import (
     UsageError,
@@ -89,15 +88,11 @@ def run(args: argparse.Namespace) -> int:
         check_thresholds_target(args.weights)
     for folder in [Path(p).parent for p in (args.output, args.results) if p] + ([args.report] if args.report else []):
         check_output_dir(folder)  # before the (long) evaluation, not after it
-    dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val")
+    dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val", classes=data_cfg.classes)
     source = dataset.ann_file
     model = _detector(args)  # after the data: its errors come first
     cat_ids = match_categories(model.class_names, list(zip(dataset.cat_ids, dataset.class_names)), source)
-    if cat_ids is None:
-        raise ConfigError(
-            f"{source} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
-            "pick the matching --model/--weights"
-        )
+    add_categories(dataset.coco, cat_ids, model.class_names)  # the model's classes this split does not hold
     info = {
         "num_images": len(dataset),
         "model": model.config.name if not args.onnx else model.model_name,

@@ -15,7 +15,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -96,14 +96,19 @@ def load_split(
     format: Optional[str] = None,
     split: str = "train",
     images: Optional[Union[str, Path]] = None,
+    classes: Optional[Sequence[str]] = None,
 ) -> DatasetSplit:
     """Read one split of the dataset at ``path`` into COCO form.
 
     COCO: ``path`` is the annotation file, ``images`` its image folder (default: the file's own
     folder) and ``split`` is not used. YOLO: ``path`` is the data.yaml (or its folder), ``split`` a
-    key of it. VOC: ``path`` is the folder, ``split`` a list in ``ImageSets/Main``.
+    key of it. VOC: ``path`` is the folder, ``split`` a list in ``ImageSets/Main``, ``classes``
+    its class list (default: ``labelmap.txt``, else the names in its XMLs); a COCO or YOLO
+    dataset carries its own.
     """
     format = resolve_format(path, format)
+    if classes and format != "voc":
+        raise DataError(f"{path}: a {format.upper()} dataset carries its class list; `data.classes` is for Pascal VOC")
     if format == "coco":
         return read_coco(path, images)
     if images is not None:
@@ -114,7 +119,7 @@ def load_split(
         return read_yolo(path, split)
     from .voc import read_voc
 
-    return read_voc(path, split)
+    return read_voc(path, split, classes)
 
 
 def read_coco(ann_file: Union[str, Path], image_dir: Optional[Union[str, Path]] = None) -> DatasetSplit:
