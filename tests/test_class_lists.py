@@ -5,14 +5,11 @@ class list carried by the dataset (``labelmap.txt``) or given (``data.classes``)
 import json
 
 import numpy as np
-import torch
 import yaml
 
-from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
 from sparse_rcnn.data import load_split
-from sparse_rcnn.models import build_model
 from three_formats import write_three_formats
-from tiny import tiny_config
+from tiny import save_whole_image_checkpoint
 
 MODEL = ["cross", "ellipse", "rectangle", "triangle"]
 
@@ -26,13 +23,7 @@ def _dataset(tmp_path, class_names=MODEL):
     """The three formats of 3 images whose objects are rectangles and triangles only (the VOC XMLs
     name 2 of the model's 4 classes), and an untrained model whose boxes are its proposals (the
     whole image: box deltas zeroed), so that AP > 0."""
-    cfg = tiny_config(num_classes=len(MODEL), test_scale=(64, 48))
-    model = build_model(cfg.model, MODEL)
-    with torch.no_grad():
-        for stage in model.stages:
-            stage.box_deltas.weight.zero_()
-            stage.box_deltas.bias.zero_()
-    save_checkpoint(model_checkpoint(model, cfg), tmp_path / "m.pth")
+    save_whole_image_checkpoint(tmp_path / "m.pth", MODEL, test_scale=(64, 48))
     objects = [[(3, 0, 0, 128, 128)], [(2, 0, 0, 128, 128)], [(2, 0, 0, 128, 128), (3, 10, 10, 100, 100)]]
     return write_three_formats(tmp_path / "d", _images(), objects, class_names), tmp_path / "m.pth"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -124,5 +125,14 @@ def store_score_thresholds(path: Union[str, Path], thresholds: dict) -> None:
 
 
 def check_thresholds_target(path: Optional[Union[str, Path]]) -> None:
-    """Fail before a long evaluation if ``path`` cannot take score thresholds."""
+    """Fail before a long evaluation if ``path`` cannot take score thresholds (not our format, or
+    its folder cannot be written: the file is replaced through a temporary file beside it)."""
     _thresholds_target(path)
+    try:
+        with tempfile.TemporaryFile(dir=Path(path).parent):  # a real probe: root ignores modes, not ro mounts
+            pass
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot store score thresholds in {str(path)!r}: its folder cannot be written ({e.strerror or e}); "
+            "copy the checkpoint to a writable folder and pass that as `weights`"
+        ) from None

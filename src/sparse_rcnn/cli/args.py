@@ -38,9 +38,13 @@ def score_thr_arg(text: str):
     if text.strip().lower() == "auto":
         return "auto"
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number such as 0.3, or auto") from None
+    if not 0 <= value <= 1:  # also NaN, which compares false: it would keep nothing
+        hint = f" (for {value:g} %, give {value / 100:g})" if 1 < value <= 100 else ""
+        raise argparse.ArgumentTypeError(f"{text!r}: a score threshold lies between 0 and 1{hint}")
+    return value
 
 
 def parse_size(text: str) -> tuple[int, int]:

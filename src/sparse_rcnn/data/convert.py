@@ -18,6 +18,7 @@ Class names and order, image sizes and file names (made unique where needed) car
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -30,10 +31,17 @@ from typing import Optional, Union
 
 import yaml
 
+from ..outputs import check_outside
 from .sources import FORMATS, check_split, load_split, resolve_format, split_names
 from .validation import DataError
 
 log = logging.getLogger(__name__)
+_OUTPUT_ERRNOS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EFBIG,
+)  # errors of the output (a copy names its source)
 
 
 def convert_dataset(
@@ -61,6 +69,7 @@ def convert_dataset(
         read = load_split(src, format=fmt, split=name, images=images)
         dataset = check_split(read, bad_annotations)[0]
         splits[name] = (dataset, read.image_dir)
+    check_outside(out, [image_dir for _, image_dir in splits.values()])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -68,8 +77,10 @@ def convert_dataset(
         if out.exists():
             out.rmdir()  # empty, checked above
         tmp.rename(out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in _OUTPUT_ERRNOS:  # about what was written: name the output
+            raise OSError(e.errno, e.strerror, str(out)) from None
         raise
     return {name: len(dataset["images"]) for name, (dataset, _) in splits.items()}
 

@@ -24,7 +24,7 @@ from ..outputs import atomic_write, unique_names
 from ..visualize import draw_detections, save_png
 from .distributed import Processes, all_gather_lists, gather_in_order
 from .faults import StopSignals
-from .predictor import Detector, iter_predictions, to_record
+from .predictor import Detector, iter_predictions, resolve_score_thr, to_record
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def predict_files(
     Raises ``PredictionStopped`` on SIGINT / SIGTERM (between two images).
     """
     procs = processes or Processes()
+    score_thr = resolve_score_thr(detector, score_thr)  # "auto" without thresholds: refused before any output
     records = _Records(
         detector,
         paths,

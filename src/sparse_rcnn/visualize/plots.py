@@ -13,6 +13,7 @@ import numpy as np
 from ..evaluation.analysis import Analysis
 from ..evaluation.errors import normalise_rows
 from ..evaluation.thresholds import best, f1_at
+from ..outputs import naming
 from .draw import class_color
 
 LEGEND_MAX = 20  # more classes than this: no per-class legend (colours and the per-class plot say it)
@@ -31,7 +32,8 @@ def pyplot():
 def save_figure(fig, path: Path) -> Path:
     """Save and close a figure (PNG, 100 dpi, cropped to its content)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with naming(path):  # a full disk: the path, not PIL's bare OSError
+        fig.savefig(path, dpi=100, bbox_inches="tight")
     pyplot().close(fig)
     return path
 
