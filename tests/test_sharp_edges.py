@@ -2,11 +2,17 @@
 user's file, path or value is at fault."""
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from sparse_rcnn.cli import main
 from sparse_rcnn.data import CocoDetection, DataError
 from test_data import write_coco
+from three_formats import write_three_formats
 
 
 def test_two_image_ids_sharing_one_file_name_are_refused_naming_both(tmp_path, run_cli, tiny_weights):
@@ -26,3 +32,63 @@ def test_two_image_ids_sharing_one_file_name_are_refused_naming_both(tmp_path, r
         CocoDetection(ann, img, train=False)
     ds = CocoDetection(ann, img, train=False, bad_annotations="skip")  # the way out drops the second entry
     assert ds.image_ids == [1]
+
+
+@pytest.fixture
+def shapes(tmp_path):
+    """The same 2 images and boxes as COCO, YOLO and VOC (classes cat, dog): {format: path}."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    return write_three_formats(tmp_path / "d", images, [[(0, 10, 10, 60, 60)], [(1, 5, 5, 100, 100)]], ["cat", "dog"])
+
+
+def test_an_output_folder_inside_a_split_being_read_is_refused(shapes, tiny_weights, run_cli):
+    split = shapes["yolo"].parent / "images" / "val"  # every image in it is an image of the split
+    for argv, out in (
+        (["show-data", "--data", str(shapes["yolo"]), "--split", "val", "--output"], split / "show"),
+        (["eval", "--weights", tiny_weights, "--data", str(shapes["yolo"]), "--report"], split / "report"),
+        (["convert-data", str(shapes["yolo"]), "--to", "coco"], split / "as-coco"),
+    ):
+        rc, errors = run_cli(argv + [str(out)])
+        assert rc == 2 and f"output folder '{out}' lies inside '{split}', the images of the dataset" in errors[0]
+        assert sorted(p.name for p in split.iterdir()) == ["img0.png", "img1.png"]
+
+
+def test_score_thr_auto_without_thresholds_is_refused_before_any_output(tiny_weights, run_cli, tmp_path):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 48)).save(image)
+    out = tmp_path / "out.json"
+    rc, errors = run_cli(
+        ["predict", str(image), "--weights", tiny_weights, "--output", str(out), "--score-thr", "auto"]
+    )
+    assert rc == 2 and len(errors) == 1 and errors[0].startswith("--score-thr auto needs score thresholds")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no out.json.partial
+
+
+@pytest.mark.parametrize("value, text", [("30", "(for 30 %, give 0.3)"), ("nan", ""), ("-0.1", "")])
+def test_score_thr_outside_0_1_is_a_usage_error(tiny_weights, tmp_path, capsys, value, text):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(tmp_path / "a.png"), "--weights", tiny_weights, "--score-thr", value])
+    assert (
+        e.value.code == 2
+        and f"'{value}': a score threshold lies between 0 and 1 {text}".strip() in capsys.readouterr().err
+    )
+
+
+def test_convert_data_stopped_by_sigterm_leaves_no_partial_folder(shapes, tmp_path):
+    out = tmp_path / "out"
+    script = (
+        "import os, signal, sys\n"
+        "import sparse_rcnn.data.convert as convert\n"
+        "place = convert._place\n"
+        "def killed(source, target):\n"
+        "    place(source, target)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "convert._place = killed\n"
+        "from sparse_rcnn.cli.main import main\n"
+        f"sys.exit(main(['convert-data', {str(shapes['coco'])!r}, '--to', 'yolo', {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert "SIGTERM: stopped; nothing was written to" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no .out.partial-* folder

@@ -85,7 +85,7 @@ def run_show(args: argparse.Namespace) -> int:
     data_config(args.set, "show-data")
     # Problems are listed, not raised: the point is to see them.
     dataset = dataset_from_args(args, "skip", default_split="train")
-    check_outside(args.output, [dataset.image_dir])  # its pictures would become images of the split
+    check_outside(args.output, dataset.image_folders())  # its pictures would become images of the split
     page = show_dataset(dataset, args.output, count=args.count, seed=None if args.first else args.seed)
     print(f"{len(dataset)} images, {len(dataset.class_names)} classes, {len(dataset.problems)} annotation problem(s)")
     print(f"overview: {page}")

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_thresholds:  # before the (long) evaluation
         check_thresholds_target(args.weights)
     dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val", classes=data_cfg.classes)
-    check_outside(args.report, [dataset.image_dir])  # its pictures would become images of the split
+    check_outside(args.report, dataset.image_folders())  # its pictures would become images of the split
     for folder in [Path(p).parent for p in (args.output, args.results) if p] + ([args.report] if args.report else []):
         check_output_dir(folder)  # before the (long) evaluation, not after it
     source = dataset.ann_file

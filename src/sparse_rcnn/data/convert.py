@@ -69,7 +69,7 @@ def convert_dataset(
         read = load_split(src, format=fmt, split=name, images=images)
         dataset = check_split(read, bad_annotations)[0]
         splits[name] = (dataset, read.image_dir)
-    check_outside(out, [image_dir for _, image_dir in splits.values()])
+    check_outside(out, {(d / img["file_name"]).parent for ds, d in splits.values() for img in ds["images"]})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
