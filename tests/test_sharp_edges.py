@@ -1,7 +1,9 @@
 """The last sharp edges (#30): silently wrong data refused, and one line (no traceback) where a
 user's file, path or value is at fault."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ from sparse_rcnn.cli import main
 from sparse_rcnn.data import CocoDetection, DataError
 from test_data import write_coco
 from three_formats import write_three_formats
+from tiny import save_tiny_checkpoint
 
 
 def test_two_image_ids_sharing_one_file_name_are_refused_naming_both(tmp_path, run_cli, tiny_weights):
@@ -92,3 +95,50 @@ def test_convert_data_stopped_by_sigterm_leaves_no_partial_folder(shapes, tmp_pa
     assert done.returncode == 143, done.stderr[-2000:]
     assert "SIGTERM: stopped; nothing was written to" in done.stderr and "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no .out.partial-* folder
+
+
+def test_a_symlink_loop_among_the_inputs_is_one_skipped_image(tiny_weights, run_cli, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 48)).save(photos / "ok.png")
+    os.symlink("b.png", photos / "a.png")
+    os.symlink("a.png", photos / "b.png")
+    argv = ["predict", str(photos / "a.png"), str(photos / "ok.png"), "--weights", tiny_weights]
+    rc, errors = run_cli(argv + ["--output", str(tmp_path / "out.json"), "--save-vis", str(tmp_path / "vis")])
+    assert rc == 1 and errors == [f"skipped {photos / 'a.png'}: a symlink loop", "1 of 2 images failed"]
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 1
+
+
+@pytest.fixture(scope="module")
+def small_onnx(tmp_path_factory):
+    """A tiny model exported at a fixed 32x32 input (its images resize to 64x48)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    weights = save_tiny_checkpoint(folder / "tiny.pth", ["cat", "dog", "bird"], test_scale=(64, 48))
+    argv = ["export", "--weights", str(weights), "--output", str(folder / "small.onnx"), "--size", "32x32"]
+    assert main(argv + ["--exporter", "torchscript"]) == 0
+    return folder / "small.onnx"
+
+
+def test_onnx_files_that_cannot_run_the_input_are_one_line(small_onnx, run_cli, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 48)).save(image)
+    rc, errors = run_cli(["predict", str(image), "--onnx", str(small_onnx)])
+    assert rc == 2 and errors == [
+        "a resized image of 64x64 (w x h, padded) does not fit this graph's fixed input 32x32; export it with "
+        "--dynamic shapes, or with a --size covering it"
+    ]
+    rc, errors = run_cli(["predict", str(image), "--onnx", str(tmp_path)])
+    assert rc == 2 and errors == [f"ONNX model '{tmp_path}' is a folder; pass the .onnx file inside it"]
+    # another model's graph that carries our metadata
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("x", "y"))
+    other = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]))
+    other.opset_import[0].version = 17
+    for prop in onnx.load(str(small_onnx)).metadata_props:
+        other.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    for runtime in ("onnxruntime", "openvino") if importlib.util.find_spec("openvino") else ("onnxruntime",):
+        rc, errors = run_cli(["predict", str(image), "--onnx", str(tmp_path / "other.onnx"), "--runtime", runtime])
+        assert rc == 2 and "its inputs (x) and outputs (y) are not those of a Sparse R-CNN graph" in errors[0]

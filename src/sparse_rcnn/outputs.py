@@ -31,7 +31,7 @@ class OutputError(ValueError):
 def _same(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    return os.path.realpath(a) == os.path.realpath(b)  # never raises (Path.resolve does on a symlink loop)
 
 
 def check_outputs(
@@ -205,8 +205,8 @@ def check_outside(folder: Optional[PathLike], inputs: Iterable[Optional[PathLike
     a dataset being read: what it writes there would become images of that split on the next read."""
     if folder is None:
         return
-    resolved = Path(folder).resolve()
-    for d in (Path(p).resolve() for p in inputs if p is not None):
+    resolved = Path(os.path.realpath(folder))
+    for d in (Path(os.path.realpath(p)) for p in inputs if p is not None):
         if resolved == d or d in resolved.parents:
             raise OutputError(
                 f"output folder {str(folder)!r} lies inside {str(d)!r}, the images of the dataset being read; "

@@ -2,7 +2,7 @@
 
 from .backends import RUNTIMES, MissingPackageError, load_detector
 from .export import EXPORTERS, export_onnx
-from .graph import GraphDetector
+from .graph import GraphDetector, GraphError
 from .openvino import OpenVINODetector
 from .runtime import OnnxDetector
 
@@ -10,6 +10,7 @@ __all__ = [
     "export_onnx",
     "EXPORTERS",
     "GraphDetector",
+    "GraphError",
     "OnnxDetector",
     "OpenVINODetector",
     "load_detector",
