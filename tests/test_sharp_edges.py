@@ -4,6 +4,7 @@ user's file, path or value is at fault."""
 import importlib.util
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -142,3 +143,52 @@ def test_onnx_files_that_cannot_run_the_input_are_one_line(small_onnx, run_cli, 
     for runtime in ("onnxruntime", "openvino") if importlib.util.find_spec("openvino") else ("onnxruntime",):
         rc, errors = run_cli(["predict", str(image), "--onnx", str(tmp_path / "other.onnx"), "--runtime", runtime])
         assert rc == 2 and "its inputs (x) and outputs (y) are not those of a Sparse R-CNN graph" in errors[0]
+
+
+class _System:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_a_raw_pickle_with_a_forbidden_global_is_refused_naming_it(tmp_path, run_cli, capsys):
+    path = tmp_path / "raw.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"model": _System()}, f, protocol=4)  # torch stops at opcode 149 before the global
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    rc, errors = run_cli(["predict", str(tmp_path / "a.png"), "--weights", str(path)])
+    assert rc == 2 and errors == [
+        f"checkpoint '{path}' holds pickled Python objects (posix.system) that safe loading refuses; if you trust "
+        "it, re-save only its tensors/state_dict"
+    ]
+    assert "Warning" not in capsys.readouterr().err
+
+
+def test_a_data_yaml_with_aliases_is_refused_before_expanding(tmp_path, run_cli):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [
+        f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * 10) + "]" for k in range(1, 4)
+    ]  # 10**4 names (10**9 with 9)
+    (tmp_path / "data.yaml").write_text("\n".join(lines) + "\ntrain: images\nnames: *a3\n")
+    (tmp_path / "images").mkdir()
+    rc, errors = run_cli(["show-data", "--data", str(tmp_path / "data.yaml"), "--output", str(tmp_path / "out")])
+    assert rc == 2 and "data.yaml is not valid YAML: YAML aliases (*a0) are not accepted here" in errors[0]
+
+
+def test_label_files_with_a_bom_are_read_and_a_non_utf8_split_list_is_one_line(shapes, tiny_weights, run_cli):
+    labels = shapes["yolo"].parent / "labels" / "val"
+    for label in labels.glob("*.txt"):
+        label.write_bytes(b"\xef\xbb\xbf" + label.read_bytes())  # what Notepad writes
+    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--data", str(shapes["yolo"])])
+    assert rc == 0, errors
+    listing = shapes["voc"] / "ImageSets" / "Main" / "val.txt"
+    listing.write_bytes(b"img0\nimg\xe91\n")  # Latin-1
+    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--data", str(shapes["voc"])])
+    assert rc == 2 and errors == [f"{listing}: not UTF-8 text (byte 0xe9 at offset 8); save it as UTF-8"]
+
+
+def test_a_malformed_set_value_is_one_line_naming_the_key(tmp_path, tiny_weights, run_cli):
+    rc, errors = run_cli(["eval", "--weights", tiny_weights, "--data", str(tmp_path), "--set", "data.classes=[a, b"])
+    assert rc == 2 and errors[0].startswith("config key 'data.classes': '[a, b' is not a valid YAML value")
+    argv = ["train", "--config", "sparse_rcnn_r50_fpn_1x_coco", "--output-dir", str(tmp_path / "out")]
+    rc, errors = run_cli(argv + ["--set", "train.class_map={truck: car"])
+    assert rc == 2 and errors[0].startswith("config key 'train.class_map': '{truck: car' is not a valid YAML value")

@@ -30,6 +30,7 @@ from typing import Optional, Sequence, Union
 
 from .images import IMAGE_EXTENSIONS, ImageError, image_size
 from .sources import DatasetSplit
+from .text import read_text
 from .validation import BORDER_TOLERANCE, AnnotationProblem, DataError
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -97,7 +98,7 @@ def _split_ids(root: Path, split: str) -> tuple[list[str], str]:
     listing = main / f"{split}.txt"
     if not listing.is_file():
         raise DataError(f"{root} has no {split!r} split (ImageSets/Main holds: {', '.join(voc_split_names(root))})")
-    ids = [line.split()[0] for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ids = [line.split()[0] for line in read_text(listing).splitlines() if line.strip()]
     return list(dict.fromkeys(ids)), f"{root} ({split})"
 
 
