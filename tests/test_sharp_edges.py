@@ -3,6 +3,7 @@ user's file, path or value is at fault."""
 
 import importlib.util
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from sparse_rcnn.cli import main
-from sparse_rcnn.data import CocoDetection, DataError
+from sparse_rcnn.data import CocoDetection, DataError, load_split
 from test_data import write_coco
 from three_formats import write_three_formats
 from tiny import save_tiny_checkpoint
@@ -192,3 +193,37 @@ def test_a_malformed_set_value_is_one_line_naming_the_key(tmp_path, tiny_weights
     argv = ["train", "--config", "sparse_rcnn_r50_fpn_1x_coco", "--output-dir", str(tmp_path / "out")]
     rc, errors = run_cli(argv + ["--set", "train.class_map={truck: car"])
     assert rc == 2 and errors[0].startswith("config key 'train.class_map': '{truck: car' is not a valid YAML value")
+
+
+def test_convert_data_to_voc_reads_back_names_with_spaces_and_clashing_stems(tmp_path, run_cli):
+    src = tmp_path / "src"
+    names = ["my photo.png", "a/x.png", "b/x.png"]
+    images = []
+    for k, name in enumerate(names, 1):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 48), (40 * k, 0, 0)).save(src / name)
+        images.append({"id": k, "file_name": name, "width": 64, "height": 48})
+    anns = [
+        {"id": k, "image_id": k, "category_id": 1, "bbox": [4, 4, 20, 10 + k], "area": 1, "iscrowd": 0}
+        for k in (1, 2, 3)
+    ]
+    ann = src / "ann.json"
+    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "cat"}]}))
+    out = tmp_path / "voc"
+    assert run_cli(["convert-data", str(ann), "--to", "voc", str(out)])[0] == 0
+    back = CocoDetection.from_split(load_split(out, split="train"), train=False)  # the converter's own output
+    assert len(back) == 3 and sorted(a["bbox"][3] for a in back.coco.dataset["annotations"]) == [11, 12, 13]
+    written = (out / "ImageSets" / "Main" / "train.txt").read_text() + "".join(
+        p.read_text() for p in (out / "Annotations").iterdir()
+    )
+    assert str(tmp_path) not in written and "my photo" not in written  # no absolute path, no space in an id
+
+
+def test_a_voc_filename_missing_from_jpegimages_is_reported_when_the_id_image_is_used(shapes, caplog):
+    xml = shapes["voc"] / "Annotations" / "img0.xml"
+    xml.write_text(xml.read_text().replace("<filename>img0.png</filename>", "<filename>img0.jpg</filename>"))
+    with caplog.at_level(logging.WARNING):
+        split = load_split(shapes["voc"], split="val")
+    assert split.dataset["images"][0]["file_name"] == "img0.png"
+    assert "1 <filename>(s) name no file in JPEGImages/" in caplog.text
+    assert "Annotations/img0.xml: 'img0.jpg' -> 'img0.png'" in caplog.text

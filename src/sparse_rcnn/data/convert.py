@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -179,7 +180,11 @@ def write_yolo(out: Path, splits: dict) -> None:
 def write_voc(out: Path, splits: dict) -> None:
     every = [(dataset, image_dir, img) for dataset, image_dir in splits.values() for img in dataset["images"]]
     sources = list(dict.fromkeys((image_dir / img["file_name"]).resolve() for _, image_dir, img in every))
-    names_of = dict(zip(sources, _unique_names([str(p) for p in sources])))  # an image in several splits: one file
+    # an image in several splits: one file; stems that clash take their path below the sources' common
+    # folder (never this machine's absolute path); no whitespace, which ImageSets lines cannot hold
+    common = Path(os.path.commonpath([str(p.parent) for p in sources])) if sources else Path()
+    relative = [re.sub(r"\s", "_", str(p.relative_to(common))) for p in sources]
+    names_of = dict(zip(sources, _unique_names(relative)))
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     for name, (dataset, image_dir) in splits.items():

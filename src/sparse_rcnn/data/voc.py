@@ -23,6 +23,7 @@ file of names), else ``<root>/labelmap.txt`` (CVAT's and Datumaro's VOC exports:
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -34,6 +35,7 @@ from .text import read_text
 from .validation import BORDER_TOLERANCE, AnnotationProblem, DataError
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
+log = logging.getLogger(__name__)
 
 
 def voc_split_names(root: Union[str, Path]) -> list[str]:
@@ -111,6 +113,7 @@ def read_voc(root: Union[str, Path], split: str = "train", classes: Optional[Seq
     names, class_list = voc_classes(root, classes)
     label_of = {n: k for k, n in enumerate(names)}
     problems: list[AnnotationProblem] = []
+    renamed: list[str] = []  # XMLs whose <filename> is not in JPEGImages/, read from <id>.<suffix> instead
     locations: dict = {}
     images, annotations = [], []
     for image_key in ids:
@@ -127,7 +130,10 @@ def read_voc(root: Union[str, Path], split: str = "train", classes: Optional[Seq
         except DataError as e:
             bad(str(e))
             continue
-        image = _image_file(root, image_key, _text(tree, "filename"))
+        filename = _text(tree, "filename")
+        image = _image_file(root, image_key, filename)
+        if image is not None and filename and image != filename:
+            renamed.append(f"{xml}: {filename!r} -> {image!r}")
         if image is None:
             bad(f"no image {image_key}.jpg (or another image suffix) in JPEGImages/")
             continue
@@ -170,6 +176,14 @@ def read_voc(root: Union[str, Path], split: str = "train", classes: Optional[Seq
                 }
             )
             locations[("ann", ann_id)] = (xml, where)
+    if renamed:
+        log.warning(
+            "%s: %d <filename>(s) name no file in JPEGImages/; the image named after the XML is used instead: %s%s",
+            source,
+            len(renamed),
+            "; ".join(renamed[:3]),
+            " ..." if len(renamed) > 3 else "",
+        )
     dataset = {
         "images": images,
         "annotations": annotations,
