@@ -7,7 +7,8 @@ import json
 import numpy as np
 import yaml
 
-from sparse_rcnn.data import load_split
+from sparse_rcnn.config import config_from_dict
+from sparse_rcnn.data import build_datasets, load_split
 from three_formats import write_three_formats
 from tiny import save_whole_image_checkpoint
 
@@ -131,3 +132,14 @@ def test_dataset_classes_the_model_lacks_are_refused_by_name(run_cli, tmp_path):
         assert rc == 2 and "class 'hexagon' is not among them (cross, ellipse, rectangle, triangle)" in errors[0], (
             errors
         )
+
+
+def test_training_takes_the_voc_class_list_from_labelmap_or_data_classes(tmp_path):
+    paths, _ = _dataset(tmp_path)
+    (paths["voc"] / "labelmap.txt").write_text(
+        "background:0,0,0::\ntriangle:1,2,3::\nrectangle:4,5,6::\ncross:7,8,9::\n"
+    )
+    raw = {"data": {"root": str(paths["voc"]), "train_split": "val", "val_split": None}}
+    assert build_datasets(config_from_dict(raw))[0].class_names == ["triangle", "rectangle", "cross"]
+    raw["data"]["classes"] = ["rectangle", "ellipse", "triangle"]  # data.classes wins over labelmap.txt
+    assert build_datasets(config_from_dict(raw))[0].class_names == ["rectangle", "ellipse", "triangle"]
