@@ -33,3 +33,21 @@ def save_tiny_checkpoint(path, class_names, **overrides):
     cfg = tiny_config(num_classes=len(class_names), **overrides)
     save_checkpoint(model_checkpoint(build_model(cfg.model, class_names), cfg), path)
     return path
+
+
+def save_whole_image_checkpoint(path, class_names, **overrides):
+    """A tiny untrained model whose boxes are its initial proposals, the whole image (box deltas
+    zeroed), saved at ``path``: it scores AP > 0 on objects that fill their images."""
+    import torch
+
+    from sparse_rcnn.checkpoints import model_checkpoint, save_checkpoint
+    from sparse_rcnn.models import build_model
+
+    cfg = tiny_config(num_classes=len(class_names), **overrides)
+    model = build_model(cfg.model, class_names)
+    with torch.no_grad():
+        for stage in model.stages:
+            stage.box_deltas.weight.zero_()
+            stage.box_deltas.bias.zero_()
+    save_checkpoint(model_checkpoint(model, cfg), path)
+    return path

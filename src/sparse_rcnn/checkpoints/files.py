@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union, cast
 
@@ -19,6 +21,7 @@ from torch import nn
 
 from ..common import atomic_write
 from ..config import Config
+from .pickled_globals import pickled_globals
 
 FORMAT = "sparse-rcnn"
 log = logging.getLogger(__name__)
@@ -36,15 +39,19 @@ def read_checkpoint(path: Union[str, Path]) -> dict:
     if path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the .pth file inside it")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": the error below says what matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
         text = str(e)
         # torch names the refused global as "Unsupported global: GLOBAL x.y" (a class it does not
-        # allow) or "unsupported GLOBAL x.y whose module x is blocked" (os, subprocess, ...).
+        # allow) or "unsupported GLOBAL x.y whose module x is blocked" (os, subprocess, ...); a raw
+        # pickle stops it earlier (an opcode it does not know), so its globals are read from the opcodes.
         culprit = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", text)
-        if culprit:
+        names = culprit.group(1) if culprit else ", ".join(pickled_globals(path)[:3])
+        if names:
             raise CheckpointError(
-                f"checkpoint {str(path)!r} holds pickled Python objects ({culprit.group(1)}) that safe loading "
+                f"checkpoint {str(path)!r} holds pickled Python objects ({names}) that safe loading "
                 "refuses; if you trust it, re-save only its tensors/state_dict"
             ) from None
         detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
@@ -124,5 +131,14 @@ def store_score_thresholds(path: Union[str, Path], thresholds: dict) -> None:
 
 
 def check_thresholds_target(path: Optional[Union[str, Path]]) -> None:
-    """Fail before a long evaluation if ``path`` cannot take score thresholds."""
+    """Fail before a long evaluation if ``path`` cannot take score thresholds (not our format, or
+    its folder cannot be written: the file is replaced through a temporary file beside it)."""
     _thresholds_target(path)
+    try:
+        with tempfile.TemporaryFile(dir=Path(path).parent):  # a real probe: root ignores modes, not ro mounts
+            pass
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot store score thresholds in {str(path)!r}: its folder cannot be written ({e.strerror or e}); "
+            "copy the checkpoint to a writable folder and pass that as `weights`"
+        ) from None

@@ -6,9 +6,8 @@ import argparse
 import re
 
 import torch
-import yaml
 
-from ..config import ConfigError, config_from_dict
+from ..config import ConfigError, config_from_dict, override_value
 from ..data import FORMATS, CocoDetection, load_split
 from ..deploy import RUNTIMES, MissingPackageError, load_detector
 from ..models import load_model
@@ -40,9 +39,13 @@ def score_thr_arg(text: str):
     if text.strip().lower() == "auto":
         return "auto"
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number such as 0.3, or auto") from None
+    if not 0 <= value <= 1:  # also NaN, which compares false: it would keep nothing
+        hint = f" (for {value:g} %, give {value / 100:g})" if 1 < value <= 100 else ""
+        raise argparse.ArgumentTypeError(f"{text!r}: a score threshold lies between 0 and 1{hint}")
+    return value
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -180,7 +183,7 @@ def data_config(overrides: list[str], command: str):
         section, _, name = key.strip().partition(".")
         if not sep or section != "data" or not name:
             raise ConfigError(f"--set {item!r}: {command} takes data.KEY=VALUE, e.g. data.bad_annotations=skip")
-        raw["data"][name] = yaml.safe_load(value)
+        raw["data"][name] = override_value(key.strip(), value)
     return config_from_dict(raw).data
 
 
@@ -228,7 +231,9 @@ def as_flags(message: str) -> str:
     return re.sub(r"`([a-z_]+(?:\.[a-z_]+)?)(=[^`]*)?`", flag, message)
 
 
-def dataset_from_args(args: argparse.Namespace, bad_annotations: str, *, default_split: str) -> CocoDetection:
+def dataset_from_args(
+    args: argparse.Namespace, bad_annotations: str, *, default_split: str, classes=None
+) -> CocoDetection:
     """The dataset a command looks at (eval, show-data): --data (any format) or --ann/--images (COCO)."""
     if bool(args.data) == bool(args.ann):
         raise UsageError("name the data: --data PATH (COCO json, YOLO data.yaml or VOC folder), or --ann and --images")
@@ -238,7 +243,9 @@ def dataset_from_args(args: argparse.Namespace, bad_annotations: str, *, default
         if args.split or args.data_format:
             raise UsageError("--split and --data-format go with --data")
         return CocoDetection(args.ann, args.images, train=False, bad_annotations=bad_annotations)
-    split = load_split(args.data, format=args.data_format, split=args.split or default_split, images=args.images)
+    split = load_split(
+        args.data, format=args.data_format, split=args.split or default_split, images=args.images, classes=classes
+    )
     if split.format == "coco" and args.split:
         raise UsageError("--split is for YOLO / VOC datasets; a COCO json is one split")
     return CocoDetection.from_split(split, train=False, bad_annotations=bad_annotations)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
+from ..common import check_outside
 from ..data import FORMATS, convert_dataset
 from ..visualize import show_dataset
 from .args import add_data_args, data_config, dataset_from_args, positive_int
@@ -51,17 +53,28 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=run_show)
 
 
+def _terminated(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: the temporary output folder is removed
+
+
 def run_convert(args: argparse.Namespace) -> int:
     policy = data_config(args.set, "convert-data").bad_annotations
-    counts = convert_dataset(
-        args.src,
-        args.out,
-        args.to,
-        format=args.data_format,
-        images=args.images,
-        split=args.split,
-        bad_annotations=policy,
-    )
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        counts = convert_dataset(
+            args.src,
+            args.out,
+            args.to,
+            format=args.data_format,
+            images=args.images,
+            split=args.split,
+            bad_annotations=policy,
+        )
+    except SystemExit:
+        log.error("SIGTERM: stopped; nothing was written to %s", args.out)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for split, n in counts.items():
         print(f"{split}: {n} images")
     print(f"wrote {args.out} ({args.to})")
@@ -72,6 +85,7 @@ def run_show(args: argparse.Namespace) -> int:
     data_config(args.set, "show-data")
     # Problems are listed, not raised: the point is to see them.
     dataset = dataset_from_args(args, "skip", default_split="train")
+    check_outside(args.output, dataset.image_folders())  # its pictures would become images of the split
     page = show_dataset(dataset, args.output, count=args.count, seed=None if args.first else args.seed)
     print(f"{len(dataset)} images, {len(dataset.class_names)} classes, {len(dataset.problems)} annotation problem(s)")
     print(f"overview: {page}")

@@ -9,11 +9,10 @@ import logging
 import sys
 from pathlib import Path
 
-from ..checkpoints import check_thresholds_target
-from ..common import atomic_write, check_output_dir, check_outputs
-from ..config import ConfigError
+from ..checkpoints import check_thresholds_target, store_score_thresholds
+from ..common import atomic_write, check_output_dir, check_outputs, check_outside
 from ..engine import evaluate_with_report
-from ..evaluation import match_categories, voc_evaluate
+from ..evaluation import add_categories, match_categories, voc_evaluate
 from .args import (
     UsageError,
     add_data_args,
@@ -76,17 +75,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--save-thresholds stores them in a --weights checkpoint: evaluate that with PyTorch")
     if args.save_thresholds:  # before the (long) evaluation
         check_thresholds_target(args.weights)
+    dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val", classes=data_cfg.classes)
+    check_outside(args.report, dataset.image_folders())  # its pictures would become images of the split
     for folder in [Path(p).parent for p in (args.output, args.results) if p] + ([args.report] if args.report else []):
         check_output_dir(folder)  # before the (long) evaluation, not after it
-    dataset = dataset_from_args(args, data_cfg.bad_annotations, default_split="val")
     source = dataset.ann_file
     model = detector_from_args(args)  # after the data: its errors come first
     cat_ids = match_categories(model.class_names, list(zip(dataset.cat_ids, dataset.class_names)), source)
-    if cat_ids is None:
-        raise ConfigError(
-            f"{source} has {len(dataset.cat_ids)} categories but the model predicts {model.num_classes} classes; "
-            "pick the matching --model/--weights"
-        )
+    add_categories(dataset.coco, cat_ids, model.class_names)  # the model's classes this split does not hold
     info = {
         "num_images": len(dataset),
         "model": model.config.name if not args.onnx else model.model_name,
@@ -109,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
         report_dir=args.report,
         info=info,
         worst=args.worst,
-        save_thresholds=args.weights if args.save_thresholds else None,
     )
     if "coco" not in args.metric:
         metrics = {}
@@ -136,4 +131,10 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(args.results) as out:
             out.file.write(json.dumps(results))
         log.info("wrote %s (%d detections, COCO results format)", args.results, len(results))
+    if args.save_thresholds:  # last: the metrics are written whatever happens to the checkpoint
+        if thresholds:
+            store_score_thresholds(args.weights, thresholds)
+            log.info("stored score thresholds in %s (global %.3f)", args.weights, thresholds["global"])
+        else:
+            log.warning("no score thresholds chosen: none stored in %s", args.weights)
     return 0

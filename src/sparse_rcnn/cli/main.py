@@ -16,12 +16,22 @@ from ..checkpoints import CheckpointError
 from ..common import OutputError
 from ..config import ConfigError
 from ..data import DataError, ImageError
+from ..deploy import GraphError
 from ..ops import keep_freed_memory
 from . import benchmark, dataset, evaluate, export, predict, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
-USER_ERRORS = (CheckpointError, ConfigError, DataError, ImageError, FileNotFoundError, UsageError, OutputError)
+USER_ERRORS = (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ImageError,
+    FileNotFoundError,
+    UsageError,
+    OutputError,
+    GraphError,
+)
 
 
 def one_line(e: BaseException) -> str:

@@ -15,7 +15,9 @@ from .output_files import (
     atomic_write,
     check_output_dir,
     check_outputs,
+    check_outside,
     claim_folder,
+    naming,
     unique_names,
 )
 from .precisions import PRECISIONS
@@ -32,7 +34,9 @@ __all__ = [
     "atomic_write",
     "check_output_dir",
     "check_outputs",
+    "check_outside",
     "claim_folder",
+    "naming",
     "unique_names",
     "PRECISIONS",
 ]

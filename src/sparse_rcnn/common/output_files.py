@@ -11,6 +11,7 @@ a reader finds the previous file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -30,7 +31,7 @@ class OutputError(ValueError):
 def _same(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    return os.path.realpath(a) == os.path.realpath(b)  # never raises (Path.resolve does on a symlink loop)
 
 
 def check_outputs(
@@ -137,8 +138,9 @@ def atomic_write(path: PathLike, mode: str = "w") -> Iterator[AtomicFile]:
     plain ``open`` would (0o666 minus the umask) and renamed over ``path`` when the block ends
     normally. On an error or interrupt ``path`` is left as it was, and the temporary file is
     removed (or renamed to the ``keep_as`` path). An OSError (full disk, read-only folder) names
-    ``path``. Binary files are unbuffered so that a failing write raises OSError at once
-    (``torch.save`` turns an error in a buffered flush into an opaque RuntimeError)."""
+    ``path``. Binary files are unbuffered and keep the OSError of a failed write, which is raised
+    instead of what the writer made of it (``torch.save`` turns a full disk into an opaque
+    ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``)."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -146,7 +148,7 @@ def atomic_write(path: PathLike, mode: str = "w") -> Iterator[AtomicFile]:
         raise _named(e, path) from None
     target: Optional[AtomicFile] = None
     try:
-        with os.fdopen(fd, mode, **({"buffering": 0} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with _RecordingFile(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8") as f:
             target = AtomicFile(path, f, tmp)
             yield target
             f.flush()
@@ -161,9 +163,55 @@ def atomic_write(path: PathLike, mode: str = "w") -> Iterator[AtomicFile]:
             except OSError:
                 pass
         _remove(tmp)
+        failed = getattr(target.file, "error", None) if target is not None else None
+        if isinstance(e, Exception) and not isinstance(e, OSError) and failed is not None:
+            raise _named(failed, path) from None  # the cause, not the writer's wrapper of it
         if isinstance(e, OSError) and e.filename is None:
             raise _named(e, path) from None
         raise
+
+
+class _RecordingFile(io.FileIO):
+    """An unbuffered binary file that writes all it is given (a short write is continued, so that
+    a full disk raises) and keeps the OSError of a failed write in ``error``."""
+
+    error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += super().write(view[done:]) or 0
+        except OSError as e:
+            self.error = e
+            raise
+        return done
+
+
+@contextmanager
+def naming(path: PathLike) -> Iterator[None]:
+    """An OSError of the block that names no file (PIL and matplotlib on a full disk) is raised naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise _named(e, Path(path)) from None
+        raise
+
+
+def check_outside(folder: Optional[PathLike], inputs: Iterable[Optional[PathLike]]) -> None:
+    """Refuse an output ``folder`` that is, or lies inside, one of the image folders ``inputs`` of
+    a dataset being read: what it writes there would become images of that split on the next read."""
+    if folder is None:
+        return
+    resolved = Path(os.path.realpath(folder))
+    for d in (Path(os.path.realpath(p)) for p in inputs if p is not None):
+        if resolved == d or d in resolved.parents:
+            raise OutputError(
+                f"output folder {str(folder)!r} lies inside {str(d)!r}, the images of the dataset being read; "
+                "what is written there would become images of it: choose a folder outside it"
+            )
 
 
 def _named(e: OSError, path: Path) -> OSError:

@@ -6,7 +6,15 @@ defaults. ``load_config`` reads a name or a path and applies dotted overrides
 the builders (``models.build_model``, ``data.build_datasets``, the ``Trainer``): modules never see it.
 """
 
-from .loading import CONFIG_DIR, apply_overrides, check_values, config_from_dict, load_config, named_configs
+from .loading import (
+    CONFIG_DIR,
+    apply_overrides,
+    check_values,
+    config_from_dict,
+    load_config,
+    named_configs,
+    override_value,
+)
 from .schema import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "CONFIG_DIR",
     "load_config",
     "apply_overrides",
+    "override_value",
     "config_from_dict",
     "check_values",
     "named_configs",

@@ -51,8 +51,17 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like section.key=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        _set_dotted(raw, key.strip(), override_value(key.strip(), value))
     return raw
+
+
+def override_value(key: str, text: str) -> Any:
+    """The value of a ``key=text`` override, read as YAML; malformed YAML is a ConfigError naming ``key``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config key {key!r}: {text!r} is not a valid YAML value ({problem})") from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
@@ -185,6 +194,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value is None:
             return None
         return _coerce(next(a for a in args if a is not type(None)), value, key)
+    if origin is tuple and key in NAME_LISTS and isinstance(value, str):
+        return tuple(_names_file(value, key))
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
@@ -209,6 +220,18 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is str and isinstance(value, str):
         return value
     raise ConfigError(f"config key {key!r} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+NAME_LISTS = ("data.classes",)  # list keys that may also name a file of names (one a line, or labelmap.txt)
+
+
+def _names_file(path: str, key: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config key {key!r}: cannot read {path!r} ({getattr(e, 'strerror', None) or e})") from None
+    names = [line.split(":", 1)[0].strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [n for n in names if n != "background"]
 
 
 def _mapping(value: Any, key: str) -> dict[str, str]:

@@ -46,6 +46,7 @@ class DataConfig:
         None  # a dataset: YOLO data.yaml, Pascal VOC folder or COCO .json (instead of the paths below)
     )
     format: Optional[str] = None  # coco | yolo | voc; None: detected from root
+    classes: Optional[tuple[str, ...]] = None  # Pascal VOC's class list (or a names file); None: labelmap.txt / XMLs
     train_split: str = "train"  # of root (YOLO: a data.yaml key; VOC: ImageSets/Main/<split>.txt)
     val_split: Optional[str] = "val"  # of root; None or absent from the dataset: no validation
     train_ann: Optional[str] = None

@@ -67,11 +67,11 @@ def _splits_of_root(d):
     fmt = resolve_format(d.root, d.format)
     if fmt == "coco":
         return load_split(d.root, format=fmt), None
-    train = load_split(d.root, format=fmt, split=d.train_split)
+    train = load_split(d.root, format=fmt, split=d.train_split, classes=d.classes)
     available = split_names(d.root, fmt)
     val_split = None
     if d.val_split and d.val_split in available:
-        val_split = load_split(d.root, format=fmt, split=d.val_split)
+        val_split = load_split(d.root, format=fmt, split=d.val_split, classes=d.classes)
     elif d.val_split:
         log.warning(
             "%s has no %r split (it has: %s): training without validation; set `data.val_split`",

@@ -147,6 +147,10 @@ class CocoDetection(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self._images)
 
+    def image_folders(self) -> list[Path]:
+        """The folders its image files lie in (for outputs that must not land among them)."""
+        return sorted({(self.image_dir / img["file_name"]).parent for img in self._images})
+
     def aspect_ratios(self) -> list[float]:
         """w / h of every item, from the annotation file (no decoding)."""
         return [img["width"] / img["height"] for img in self._images]

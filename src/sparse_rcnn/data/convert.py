@@ -18,10 +18,12 @@ Class names and order, image sizes and file names (made unique where needed) car
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -30,10 +32,17 @@ from typing import Optional, Union
 
 import yaml
 
+from ..common import check_outside
 from .sources import FORMATS, check_split, load_split, resolve_format, split_names
 from .validation import DataError
 
 log = logging.getLogger(__name__)
+_OUTPUT_ERRNOS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EFBIG,
+)  # errors of the output (a copy names its source)
 
 
 def convert_dataset(
@@ -61,6 +70,7 @@ def convert_dataset(
         read = load_split(src, format=fmt, split=name, images=images)
         dataset = check_split(read, bad_annotations)[0]
         splits[name] = (dataset, read.image_dir)
+    check_outside(out, {(d / img["file_name"]).parent for ds, d in splits.values() for img in ds["images"]})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -68,8 +78,10 @@ def convert_dataset(
         if out.exists():
             out.rmdir()  # empty, checked above
         tmp.rename(out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in _OUTPUT_ERRNOS:  # about what was written: name the output
+            raise OSError(e.errno, e.strerror, str(out)) from None
         raise
     return {name: len(dataset["images"]) for name, (dataset, _) in splits.items()}
 
@@ -168,7 +180,11 @@ def write_yolo(out: Path, splits: dict) -> None:
 def write_voc(out: Path, splits: dict) -> None:
     every = [(dataset, image_dir, img) for dataset, image_dir in splits.values() for img in dataset["images"]]
     sources = list(dict.fromkeys((image_dir / img["file_name"]).resolve() for _, image_dir, img in every))
-    names_of = dict(zip(sources, _unique_names([str(p) for p in sources])))  # an image in several splits: one file
+    # an image in several splits: one file; stems that clash take their path below the sources' common
+    # folder (never this machine's absolute path); no whitespace, which ImageSets lines cannot hold
+    common = Path(os.path.commonpath([str(p.parent) for p in sources])) if sources else Path()
+    relative = [re.sub(r"\s", "_", str(p.relative_to(common))) for p in sources]
+    names_of = dict(zip(sources, _unique_names(relative)))
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     for name, (dataset, image_dir) in splits.items():

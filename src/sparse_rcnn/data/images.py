@@ -50,7 +50,7 @@ def _opened(path: Union[str, Path]) -> Iterator[Image.Image]:
     """The PIL image of ``path`` (header read, pixels not yet); every failure becomes ``ImageError``."""
     path = Path(path)
     if not path.exists():
-        raise ImageError(f"{path}: no such file")
+        raise ImageError(f"{path}: {'a symlink loop' if path.is_symlink() else 'no such file'}")
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image")
     if path.stat().st_size == 0:

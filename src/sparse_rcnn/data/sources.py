@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -75,21 +75,26 @@ def load_split(
     format: Optional[str] = None,
     split: str = "train",
     images: Optional[Union[str, Path]] = None,
+    classes: Optional[Sequence[str]] = None,
 ) -> DatasetSplit:
     """Read one split of the dataset at ``path`` into COCO form.
 
     COCO: ``path`` is the annotation file, ``images`` its image folder (default: the file's own
     folder) and ``split`` is not used. YOLO: ``path`` is the data.yaml (or its folder), ``split`` a
-    key of it. VOC: ``path`` is the folder, ``split`` a list in ``ImageSets/Main``.
+    key of it. VOC: ``path`` is the folder, ``split`` a list in ``ImageSets/Main``, ``classes``
+    its class list (default: ``labelmap.txt``, else the names in its XMLs); a COCO or YOLO
+    dataset carries its own.
     """
     format = resolve_format(path, format)
+    if classes and format != "voc":
+        raise DataError(f"{path}: a {format.upper()} dataset carries its class list; `data.classes` is for Pascal VOC")
     if format == "coco":
         return read_coco(path, images)
     if images is not None:
         raise DataError(f"{path}: a {format.upper()} dataset names its own images; do not pass `images` with it")
     if format == "yolo":
         return read_yolo(path, split)
-    return read_voc(path, split)
+    return read_voc(path, split, classes)
 
 
 def read_coco(ann_file: Union[str, Path], image_dir: Optional[Union[str, Path]] = None) -> DatasetSplit:

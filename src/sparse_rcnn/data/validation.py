@@ -91,6 +91,7 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
 
     listing = set(os.listdir(image_dir))
     images, sizes, dropped = [], {}, set()  # dropped: ids of bad images, whose annotations go silently
+    by_name: dict[str, dict] = {}  # file_name -> the first image entry naming it
     for img in raw["images"]:
         iid = img.get("id") if isinstance(img, dict) else None
         if not _is_int(iid):
@@ -107,8 +108,11 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
             bad(iid, None, f"image width/height missing or not positive ({w!r} x {h!r})")
         elif not (name in listing or ("/" in name and (image_dir / name).is_file())):
             bad(iid, None, f"image file {name!r} not found in {image_dir}")
+        elif name in by_name:  # its boxes would be scored on the other image's pixels
+            bad(iid, None, _shared_file(img, by_name[name]))
         else:
             dropped.discard(iid)
+            by_name[name] = img
             sizes[iid] = (w, h)
             images.append(img)
 
@@ -169,6 +173,14 @@ def validate_coco(raw: dict, file: str, image_dir: Path) -> tuple[dict, np.ndarr
             bad(ann["image_id"], ann["id"], f"bbox {b} lies outside the {wh[k, 0]:g}x{wh[k, 1]:g} image")
     annotations = [a for a, ok in zip(candidates, inside.tolist()) if ok]
     return {**raw, "categories": categories, "images": images, "annotations": annotations}, xywh[inside], problems
+
+
+def _shared_file(img: dict, first: dict) -> str:
+    """The problem of an image entry whose file_name an earlier entry ``first`` already names."""
+    same = {k: v for k, v in img.items() if k != "id"} == {k: v for k, v in first.items() if k != "id"}
+    return f"file_name {img['file_name']!r} is also image {first['id']}'s" + (
+        " (the two entries are identical but for their id: remove one)" if same else "; one file, two images"
+    )
 
 
 def _evaluation_fields(ann: dict) -> Optional[str]:

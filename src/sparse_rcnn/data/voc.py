@@ -14,21 +14,28 @@ targets and ignored by evaluation, as MMDetection's VOC dataset and ``VOCMetric`
 Classes are the sorted (Python string order) ``<name>``s of all XMLs in ``Annotations/``, whatever
 the split, so every split of a dataset has the same labels; for VOC's 20 classes this is VOC's
 standard order (aeroplane, bicycle, ..., tvmonitor), the one MMDetection and detectron2 use.
+A class list wins over the XMLs, in its own order: ``classes`` (``data.classes``: a list, or a
+file of names), else ``<root>/labelmap.txt`` (CVAT's and Datumaro's VOC exports:
+``name:color:parts:actions`` lines, ``#`` comments, ``background`` left out); an object whose
+``<name>`` it lacks is a problem of its XML.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from .images import IMAGE_EXTENSIONS, ImageError, image_size
 from .split import DatasetSplit
+from .text import read_text
 from .validation import BORDER_TOLERANCE, AnnotationProblem, DataError
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
+log = logging.getLogger(__name__)
 
 
 def voc_split_names(root: Union[str, Path]) -> list[str]:
@@ -60,6 +67,28 @@ def voc_class_names(root: Union[str, Path]) -> list[str]:
     return sorted(names)
 
 
+def read_class_list(path: Union[str, Path]) -> list[str]:
+    """The class names of a ``labelmap.txt`` or a plain names file (one name per line)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"class list {str(path)!r} cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    names = [line.split(":", 1)[0].strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    names = [n for n in names if n and n != "background"]
+    if not names or len(set(names)) != len(names):
+        raise DataError(f"class list {str(path)!r} holds {'no names' if not names else 'a name twice'}")
+    return names
+
+
+def voc_classes(root: Path, classes: Optional[Sequence[str]] = None) -> tuple[list[str], Optional[str]]:
+    """The classes of a VOC dataset and where they come from (None: the XMLs)."""
+    if classes:
+        return list(classes), "`data.classes`"
+    if (root / "labelmap.txt").is_file():
+        return read_class_list(root / "labelmap.txt"), "labelmap.txt"
+    return voc_class_names(root), None
+
+
 def _split_ids(root: Path, split: str) -> tuple[list[str], str]:
     main = root / "ImageSets" / "Main"
     if not main.is_dir():
@@ -71,19 +100,20 @@ def _split_ids(root: Path, split: str) -> tuple[list[str], str]:
     listing = main / f"{split}.txt"
     if not listing.is_file():
         raise DataError(f"{root} has no {split!r} split (ImageSets/Main holds: {', '.join(voc_split_names(root))})")
-    ids = [line.split()[0] for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ids = [line.split()[0] for line in read_text(listing).splitlines() if line.strip()]
     return list(dict.fromkeys(ids)), f"{root} ({split})"
 
 
-def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
-    """One split of a Pascal VOC folder as a ``DatasetSplit``."""
+def read_voc(root: Union[str, Path], split: str = "train", classes: Optional[Sequence[str]] = None) -> DatasetSplit:
+    """One split of a Pascal VOC folder as a ``DatasetSplit`` (``classes``: see the module's doc)."""
     root = Path(root)
     if not (root / "Annotations").is_dir():
         raise DataError(f"{root}: not a Pascal VOC folder (no Annotations/)")
     ids, source = _split_ids(root, split)
-    names = voc_class_names(root)
+    names, class_list = voc_classes(root, classes)
     label_of = {n: k for k, n in enumerate(names)}
     problems: list[AnnotationProblem] = []
+    renamed: list[str] = []  # XMLs whose <filename> is not in JPEGImages/, read from <id>.<suffix> instead
     locations: dict = {}
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -101,7 +131,10 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
         except DataError as e:
             bad(str(e))
             continue
-        image = _image_file(root, image_key, _text(tree, "filename"))
+        filename = _text(tree, "filename")
+        image = _image_file(root, image_key, filename)
+        if image is not None and filename and image != filename:
+            renamed.append(f"{xml}: {filename!r} -> {image!r}")
         if image is None:
             bad(f"no image {image_key}.jpg (or another image suffix) in JPEGImages/")
             continue
@@ -122,6 +155,10 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
             difficult = _text(obj, "difficult") or "0"
             if not name:
                 problem = "no <name>"
+            elif name not in label_of:
+                problem = (
+                    f"class {name!r} is not in {class_list} ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"
+                )
             elif difficult not in ("0", "1"):
                 problem = f"<difficult> must be 0 or 1, got {difficult!r}"
             if problem:
@@ -141,6 +178,14 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
                 }
             )
             locations[("ann", ann_id)] = (xml, where)
+    if renamed:
+        log.warning(
+            "%s: %d <filename>(s) name no file in JPEGImages/; the image named after the XML is used instead: %s%s",
+            source,
+            len(renamed),
+            "; ".join(renamed[:3]),
+            " ..." if len(renamed) > 3 else "",
+        )
     dataset = {
         "images": images,
         "annotations": annotations,
@@ -153,7 +198,7 @@ def read_voc(root: Union[str, Path], split: str = "train") -> DatasetSplit:
         "voc",
         problems,
         locations,
-        reload=functools.partial(read_voc, root, split),
+        reload=functools.partial(read_voc, root, split, classes),
     )
 
 

@@ -26,6 +26,7 @@ import yaml
 
 from .images import IMAGE_EXTENSIONS, ImageError, image_size
 from .split import YOLO_FILES, DatasetSplit
+from .text import load_yaml, read_text
 from .validation import BORDER_TOLERANCE, AnnotationProblem, DataError
 
 _SPLITS = ("train", "val", "test")
@@ -49,11 +50,9 @@ def read_data_yaml(path: Union[str, Path]) -> tuple[Path, list[str], dict]:
     """(dataset root, class names, the data.yaml's split entries by name) of a YOLO dataset."""
     file = yolo_yaml(path)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = load_yaml(read_text(file))
     except yaml.YAMLError as e:
         raise DataError(f"{file} is not valid YAML: {' '.join(str(e).split())}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{file} is not a text file") from None
     if not isinstance(raw, dict):
         raise DataError(f"{file} must hold a mapping with `names` and the splits (train, val, ...)")
     names = _names(raw.get("names"), file)
@@ -113,7 +112,7 @@ def _split_images(root: Path, entries, file: Path, split: str) -> tuple[list[Pat
             folders.append(p)
             images += sorted(q for q in p.rglob("*") if _is_image(q) and q.is_file())
         elif p.is_file() and p.suffix.lower() == ".txt":
-            for line in p.read_text(encoding="utf-8").splitlines():
+            for line in read_text(p).splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     images.append(p.parent / line[2:] if line.startswith("./") else _resolve(root, line))
@@ -149,7 +148,12 @@ def read_yolo(path: Union[str, Path], split: str = "train") -> DatasetSplit:
         locations[("image", image_id)] = (shown_label, "")
         if not label.is_file():
             continue  # no label file: no objects
-        for number, line in enumerate(label.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            text = read_text(label)
+        except DataError as e:  # not UTF-8: a problem of this file
+            problems.append(AnnotationProblem(shown_label, None, None, str(e).split(": ", 1)[-1], where=""))
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             box, problem = parse_line(line, len(names), width, height, file.name)

@@ -2,7 +2,7 @@
 
 from .backends import RUNTIMES, load_detector
 from .export import EXPORTERS, export_onnx
-from .graph import GraphDetector
+from .graph import GraphDetector, GraphError
 from .onnx_runtime import OnnxDetector
 from .openvino_runtime import OpenVINODetector
 from .packages import MissingPackageError
@@ -11,6 +11,7 @@ __all__ = [
     "export_onnx",
     "EXPORTERS",
     "GraphDetector",
+    "GraphError",
     "OnnxDetector",
     "OpenVINODetector",
     "load_detector",

@@ -25,11 +25,31 @@ from ..models.detector import resolve_score_thr
 REQUIRED_METADATA = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor")
 
 
+INPUTS, OUTPUTS = ("images", "image_sizes"), ("boxes", "scores", "labels")  # what ``export_onnx`` writes
+
+
+class GraphError(ValueError):
+    """An exported file cannot run here: not a graph of ``sparse-rcnn export``, or an input its fixed size
+    cannot hold."""
+
+
 def check_model_file(path: Union[str, Path]) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise GraphError(f"ONNX model {str(path)!r} is a folder; pass the .onnx file inside it")
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model {str(path)!r} not found; create one with `sparse-rcnn export`")
     return path
+
+
+def check_signature(path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """Refuse a graph whose inputs / outputs are not those ``export_onnx`` writes (another model,
+    even one that carries our metadata)."""
+    if list(inputs) != list(INPUTS) or not set(OUTPUTS) <= set(outputs):
+        raise GraphError(
+            f"{path}: its inputs ({', '.join(inputs)}) and outputs ({', '.join(outputs)}) are not those of a "
+            f"Sparse R-CNN graph ({', '.join(INPUTS)} -> {', '.join(OUTPUTS)}); export one with `sparse-rcnn export`"
+        )
 
 
 class GraphDetector:
@@ -42,6 +62,8 @@ class GraphDetector:
     def set_graph_info(self, meta: Mapping[str, str], input_shape: Sequence[Optional[int]]) -> None:
         """``meta``: the file's metadata_props (JSON strings); ``input_shape``: the graph's
         ``images`` shape, None where a dimension is dynamic."""
+        if len(input_shape) != 4:
+            raise GraphError(f"{self.path}: its images input has {len(input_shape)} dimensions, not 4 (B, 3, H, W)")
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:
             raise ValueError(
@@ -77,7 +99,7 @@ class GraphDetector:
         hp, wp = padded_size([img.shape[1:] for img in images], self.size_divisor)
         if self.fixed_height is not None and self.fixed_width is not None:  # fixed sizes are both fixed
             if hp > self.fixed_height or wp > self.fixed_width:
-                raise ValueError(
+                raise GraphError(
                     f"a resized image of {wp}x{hp} (w x h, padded) does not fit this graph's fixed input "
                     f"{self.fixed_width}x{self.fixed_height}; export it with `dynamic` shapes, or with a "
                     "`size` covering it"

@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .graph import GraphDetector, check_model_file
+from .graph import GraphDetector, check_model_file, check_signature
 from .packages import import_runtime
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ class OnnxDetector(GraphDetector):
             raise ValueError(
                 f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {str(e).splitlines()[0]})"
             ) from None
+        check_signature(
+            self.path, [i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()]
+        )
         shape = self.session.get_inputs()[0].shape
         self.set_graph_info(
             self.session.get_modelmeta().custom_metadata_map, [d if isinstance(d, int) else None for d in shape]

@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .graph import REQUIRED_METADATA, GraphDetector, check_model_file
+from .graph import REQUIRED_METADATA, GraphDetector, check_model_file, check_signature
 from .packages import import_runtime
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ class OpenVINODetector(GraphDetector):
             for k in REQUIRED_METADATA + _OPTIONAL_METADATA
             if model.has_rt_info(["framework", k])
         }
+        check_signature(
+            self.path, [p.get_any_name() for p in model.inputs], [n for p in model.outputs for n in p.get_names()]
+        )
         shape = model.inputs[0].get_partial_shape()
         self.set_graph_info(meta, [d.get_length() if d.is_static else None for d in shape])
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[dtype], "PERFORMANCE_HINT": "LATENCY"}

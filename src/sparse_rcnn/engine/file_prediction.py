@@ -23,7 +23,7 @@ from ..common import Processes, all_gather_lists, atomic_write, gather_in_order,
 from ..data import expand_image_paths
 from ..evaluation import detections_to_coco
 from ..inference import ImageFiles, iter_predictions
-from ..models.detector import Detector, to_record
+from ..models.detector import Detector, resolve_score_thr, to_record
 from ..visualize import draw_detections, save_png
 from .faults import StopSignals
 
@@ -78,6 +78,7 @@ def predict_files(
     """
     procs = processes or Processes()
     paths = expand_image_paths(paths)
+    score_thr = resolve_score_thr(detector, score_thr)  # "auto" without thresholds: refused before any output
     records = _Records(
         detector,
         paths,

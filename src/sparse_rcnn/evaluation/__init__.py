@@ -2,6 +2,7 @@
 error analysis behind the report (matches, confusion matrix, worst images, F1-optimal score thresholds)."""
 
 from .analysis import Analysis, analyse
+from .categories import add_categories, match_categories
 from .coco import (
     METRICS,
     EvaluationStopped,
@@ -11,7 +12,6 @@ from .coco import (
     detect_dataset,
     detections_to_coco,
     evaluate,
-    match_categories,
     run_cocoeval,
 )
 from .errors import ImageErrors, analyse_errors, worst_images
@@ -29,6 +29,7 @@ __all__ = [
     "detections_to_coco",
     "evaluate",
     "match_categories",
+    "add_categories",
     "run_cocoeval",
     "Analysis",
     "analyse",

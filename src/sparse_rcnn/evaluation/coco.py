@@ -26,6 +26,7 @@ from ..data.coco import CocoDetection
 from ..data.validation import DataError
 from ..inference import DatasetImages, iter_predictions
 from ..models import SparseRCNN
+from .categories import match_categories
 
 log = logging.getLogger(__name__)
 
@@ -114,20 +115,6 @@ def coco_evaluate(
     return cocoeval_metrics(coco_eval, classwise=classwise)
 
 
-def match_categories(
-    class_names: Sequence[str], categories: Sequence[tuple[int, str]], source: str
-) -> Optional[list[int]]:
-    """COCO category id of each model label: by class name, as MMDetection does; else by position
-    when the counts agree (with a warning naming ``source``); None when neither fits."""
-    by_name = {name: cat_id for cat_id, name in categories}
-    if all(name in by_name for name in class_names):
-        return [by_name[name] for name in class_names]
-    if len(categories) == len(class_names):
-        log.warning("category names of %s differ from the model's; labels are matched by position", source)
-        return [cat_id for cat_id, _ in categories]
-    return None
-
-
 def coco_category_ids(
     class_names: Sequence[str], ann_file: Optional[str] = None
 ) -> tuple[list[int], Optional[dict[str, int]]]:
@@ -144,11 +131,7 @@ def coco_category_ids(
         image_ids = {str(im["file_name"]): int(im["id"]) for im in ann["images"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(f"{ann_file}: not a readable COCO annotation file ({type(e).__name__}: {e})") from None
-    cat_ids = match_categories(class_names, [(c["id"], c.get("name")) for c in categories], ann_file)
-    if cat_ids is None:
-        raise DataError(
-            f"{ann_file} has {len(categories)} categories but the model predicts {len(class_names)} classes"
-        )
+    cat_ids = match_categories(class_names, [(c["id"], c.get("name", c["id"])) for c in categories], ann_file)
     for name, image_id in list(image_ids.items()):  # images given with a folder prefix are found too
         image_ids.setdefault(Path(name).name, image_id)
     return cat_ids, image_ids

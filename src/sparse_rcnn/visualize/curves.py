@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..common import naming
+
 
 def plot_training_curves(log_jsonl: str | Path, path: str | Path) -> None:
     """Training loss, its terms, learning rate and validation AP from the trainer's JSONL log."""
@@ -38,5 +40,6 @@ def plot_training_curves(log_jsonl: str | Path, path: str | Path) -> None:
     axes[2].set(title="validation box AP", xlabel="iteration")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with naming(path):
+        fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -11,6 +11,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, make_grid
 
+from ..common import naming
 from ..data.resize import resize_tensor
 
 # One colour per class, the same in every picture and plot (``class_color``): saturated enough to
@@ -96,7 +97,8 @@ def draw_detections(
 def save_png(image: Tensor, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path)
+    with naming(path):  # a full disk: the path, not PIL's bare OSError
+        Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path)
 
 
 def save_grid(images: list[Tensor], path: str | Path, nrow: int = 4, size: int = 320) -> None:

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..common import naming
 from ..evaluation.analysis import Analysis
 from ..evaluation.errors import normalise_rows
 from ..evaluation.thresholds import best, f1_at
@@ -31,7 +32,8 @@ def pyplot():
 def save_figure(fig, path: Path) -> Path:
     """Save and close a figure (PNG, 100 dpi, cropped to its content)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with naming(path):  # a full disk: the path, not PIL's bare OSError
+        fig.savefig(path, dpi=100, bbox_inches="tight")
     pyplot().close(fig)
     return path
 
