@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
             )
             return 0
         app = create_app(detector_from_args(args), settings)
-        log.info("serving on http://%s:%d/ (Ctrl-C stops)", args.host, args.port)
+        log.info(
+            "serving %s: the page at /, the API at /v1/detect (Ctrl-C stops)", args.weights or args.model or args.onnx
+        )
         serve_forever(app, host=args.host, port=args.port, drain_timeout_s=args.drain_timeout)
     except MissingPackageError as e:
         raise UsageError(str(e)) from None
