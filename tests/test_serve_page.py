@@ -34,7 +34,8 @@ def test_page_detects_draws_and_filters(tmp_path):
             page.wait_for_selector("body[data-detections]", timeout=60_000)
             total = int(page.get_attribute("body", "data-detections"))
             assert total > 0
-            assert page.evaluate("document.getElementById('view').width") == 160  # the image, drawn full size
+            # the 160 x 120 image is drawn enlarged 4 times
+            assert page.evaluate("[view.width, view.height, view.dataset.scale]") == [640, 480, "4"]
 
             def rows_at(value: str) -> int:
                 page.eval_on_selector("#thr", f"(e) => {{ e.value = '{value}'; e.dispatchEvent(new Event('input')); }}")

@@ -21,8 +21,12 @@
     $("thrval").textContent = threshold().toFixed(2);
     if (!state.image) return;
     const img = state.image;
-    view.width = img.naturalWidth; view.height = img.naturalHeight;
-    ctx.drawImage(img, 0, 0);
+    // shown at most 860 x 640 pixels, small images enlarged up to 4 times; boxes follow the scale
+    const scale = Math.min(860 / img.naturalWidth, 640 / img.naturalHeight, 4);
+    view.width = Math.round(img.naturalWidth * scale); view.height = Math.round(img.naturalHeight * scale);
+    view.dataset.scale = String(scale);
+    ctx.imageSmoothingEnabled = scale < 1;
+    ctx.drawImage(img, 0, 0, view.width, view.height);
     const rows = $("rows");
     rows.replaceChildren();
     if (!state.record) return;
@@ -31,13 +35,15 @@
     ctx.lineWidth = line;
     ctx.font = `${6 * line + 6}px sans-serif`;
     kept.forEach((d, i) => {
-      const [x1, y1, x2, y2] = d.box, color = colors[d.label % colors.length];
+      const [x1, y1, x2, y2] = d.box.map((v) => v * scale), color = colors[d.label % colors.length];
       const text = `${d.category} ${d.score.toFixed(2)}`;
       ctx.strokeStyle = color; ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
       const tw = ctx.measureText(text).width, th = 6 * line + 8;
-      const ty = y1 - th < 0 ? y1 : y1 - th;
-      ctx.fillStyle = color; ctx.fillRect(x1, ty, tw + 6, th);
-      ctx.fillStyle = "#fff"; ctx.fillText(text, x1 + 3, ty + th - line - 2);
+      // the label above the box's corner, kept inside the picture where the box leaves it
+      const tx = Math.max(0, Math.min(x1, view.width - tw - 6));
+      const ty = Math.max(0, Math.min(y1 - th < 0 ? y1 : y1 - th, view.height - th));
+      ctx.fillStyle = color; ctx.fillRect(tx, ty, tw + 6, th);
+      ctx.fillStyle = "#fff"; ctx.fillText(text, tx + 3, ty + th - line - 2);
       const tr = document.createElement("tr");
       const swatch = document.createElement("span");
       swatch.className = "swatch"; swatch.style.background = color;
