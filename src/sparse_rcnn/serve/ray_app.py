@@ -77,9 +77,9 @@ def run_on_ray(
     """Start (or join, with ``address``: ``"auto"`` or ``"ray://HEAD:10001"``) a Ray instance and run
     ``replicas`` replicas behind Ray Serve's HTTP proxy on ``host``:``port``. ``num_cpus`` caps a
     local instance. With ``blocking`` it returns only when Serve is shut down (Ctrl-C)."""
+    serve = _ray_serve()  # first: a one-line error without Ray
     import ray
 
-    serve = _ray_serve()
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False)
     serve.start(http_options={"host": host, "port": port})
