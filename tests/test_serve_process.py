@@ -60,3 +60,13 @@ def test_bad_flags_are_one_line(tiny_weights, run_cli, flags, message):
 
 def test_serve_is_a_command():
     assert "serve" in cli.build_parser().format_help()
+
+
+def test_without_the_serve_extra_the_cli_works_and_serve_says_what_to_install(tiny_weights):
+    code = (
+        "import sys; sys.modules['fastapi'] = None; from sparse_rcnn import cli; "
+        f"sys.exit(cli.main(['serve', '--weights', {tiny_weights!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["ERROR fastapi is not installed: pip install 'sparse-rcnn[serve]'"]

@@ -93,4 +93,5 @@ def test_a_killed_replica_loses_no_request_silently(ray_service, tiny_weights, t
             assert r.text.strip(), "an error answer says something"
     wait_for(lambda: _replicas() == 2, "the killed replica to be replaced", 180)
     assert all(post_image(ray_service, p).status_code == 200 for p in paths)
-    print("answers while a replica was killed:", {c: codes.count(c) for c in set(codes)})
+    errors = {r.text[:120] for r in answers if r.status_code != 200}
+    print("answers while a replica was killed:", {c: codes.count(c) for c in set(codes)}, errors)

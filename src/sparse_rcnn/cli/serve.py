@@ -8,7 +8,7 @@ import logging
 import os
 
 from ..data import MAX_PIXELS
-from ..serve import MissingPackageError, ServeSettings, create_app, run_on_ray, serve_forever
+from ..serve import MISSING, MissingPackageError, ServeSettings, create_app, run_on_ray, serve_forever
 from .args import (
     UsageError,
     add_fast_mode_args,
@@ -71,6 +71,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    if MISSING:  # before loading the model
+        raise UsageError(f"{MISSING} is not installed: pip install 'sparse-rcnn[serve]'")
     settings = settings_from_args(args)
     if (args.replicas > 1 or args.address or args.num_cpus) and not args.ray:
         raise UsageError("--replicas, --address and --num-cpus go with --ray")
