@@ -26,6 +26,9 @@ def test_answers_at_batch_one_are_bit_identical_to_predict(tiny_weights, images)
             r = post_image(client, path)
             assert r.status_code == 200, r.text
             assert same_record(r.json(), want[path], exact=True)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:  # 8 clients at once, mixed sizes
+            answers = list(pool.map(lambda p: post_image(client, p), paths * 2))
+        assert all(same_record(r.json(), want[p], exact=True) for p, r in zip(paths * 2, answers))
         raw = open(paths[0], "rb").read()  # the raw-body form: same detections, no file name
         r = client.post("/v1/detect", content=raw, headers={"Content-Type": "image/png"})
         assert r.json() == {**want[paths[0]], "image": ""}
