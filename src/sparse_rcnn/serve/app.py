@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import time
 from importlib import resources
 from typing import Any, AsyncIterator, Optional
@@ -64,6 +65,8 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # decoding runs beside the model in threads; at most one per CPU at a time bounds its memory
+        state["decoding"] = asyncio.Semaphore(os.cpu_count() or 2)
         batcher.start()
         state["warmup"] = asyncio.get_running_loop().create_task(_warm_up(detector, batcher, settings, state))
         try:
@@ -149,7 +152,8 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
     async def _answer(request: Request, thr: Any) -> dict:
         body = await read_body(request.headers.get("content-length"), request.stream(), settings.max_upload_bytes)
         name, data = image_bytes(request.headers.get("content-type"), body)
-        item = await asyncio.to_thread(prepared_image, name, data, tuple(detector.test_scale), settings.max_pixels)
+        async with state["decoding"]:
+            item = await asyncio.to_thread(prepared_image, name, data, tuple(detector.test_scale), settings.max_pixels)
         det = keep_scores(await batcher.detect(item), thr)
         h, w = item.original.shape[-2:]
         return to_record(name, int(w), int(h), det, detector.class_names)
