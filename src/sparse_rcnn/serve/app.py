@@ -62,6 +62,7 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
     batcher.on_batch = metrics.batch_size.observe
     state: dict[str, Any] = {"ready": False, "warmup": None}
     page, script = _page_file("index.html"), _page_file("page.js")
+    scale = (int(detector.test_scale[0]), int(detector.test_scale[1]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,9 +134,9 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
         if denied:
             return denied
         try:
-            thr = parse_score_thr(request.query_params.get("score_thr"))
+            asked = parse_score_thr(request.query_params.get("score_thr"))
             try:
-                thr = resolve_score_thr(detector, thr)
+                thr = resolve_score_thr(detector, asked)
             except CheckpointError as e:
                 raise RequestError(str(e)) from None
             try:
@@ -153,8 +154,9 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
         body = await read_body(request.headers.get("content-length"), request.stream(), settings.max_upload_bytes)
         name, data = image_bytes(request.headers.get("content-type"), body)
         async with state["decoding"]:
-            item = await asyncio.to_thread(prepared_image, name, data, tuple(detector.test_scale), settings.max_pixels)
+            item = await asyncio.to_thread(prepared_image, name, data, scale, settings.max_pixels)
         det = keep_scores(await batcher.detect(item), thr)
+        assert item.original is not None, "a prepared item without an error has its image"
         h, w = item.original.shape[-2:]
         return to_record(name, int(w), int(h), det, detector.class_names)
 
@@ -175,7 +177,8 @@ async def _warm_up(detector: Detector, batcher: DynamicBatcher, settings: ServeS
     """One forward on a blank image of the test scale (first-call allocations, lazy compiles), then ready."""
     if settings.warmup:
         short, long = min(detector.test_scale), max(detector.test_scale)
-        item = prepare(0, "warmup", np.zeros((short, long, 3), np.uint8), tuple(detector.test_scale))
+        scale = (int(detector.test_scale[0]), int(detector.test_scale[1]))
+        item = prepare(0, "warmup", np.zeros((short, long, 3), np.uint8), scale)
         try:
             await batcher.detect(item)
         except Exception:

@@ -82,17 +82,18 @@ class DynamicBatcher:
             raise QueueFull(
                 f"too many requests waiting ({self.max_queue}); retry shortly", headers={"Retry-After": "1"}
             )
-        shape = padded_size([tuple(item.resized.shape[-2:])], self.detector.size_divisor)
+        assert item.resized is not None, "a prepared item without an error has its resized image"
+        shape = padded_size([(item.resized.shape[-2], item.resized.shape[-1])], self.detector.size_divisor)
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Waiting(item, shape, future))
-        self._wakeup.set()
+        self._event().set()
         return await future
 
     async def close(self) -> None:
         """Answer what is queued, then stop the collector and the worker thread."""
         self._closing = True
         if self._task is not None:
-            self._wakeup.set()
+            self._event().set()
             await self._task
         self._executor.shutdown(wait=True)
 
@@ -103,20 +104,24 @@ class DynamicBatcher:
             if not self._queue:
                 if self._closing:
                     return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                self._event().clear()
+                await self._event().wait()
                 continue
             shape = self._queue[0].shape
             deadline = loop.time() + self.max_wait
             while not self._closing and self._count(shape) < self.max_batch and loop.time() < deadline:
-                self._wakeup.clear()
+                self._event().clear()
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
+                    await asyncio.wait_for(self._event().wait(), deadline - loop.time())
                 except asyncio.TimeoutError:
                     break
             batch = self._take(shape)
             if batch:
                 await self._forward(batch)
+
+    def _event(self) -> asyncio.Event:
+        assert self._wakeup is not None, "start() the batcher first"
+        return self._wakeup
 
     def _drop_cancelled(self) -> None:
         while self._queue and self._queue[0].future.done():
@@ -127,7 +132,8 @@ class DynamicBatcher:
 
     def _take(self, shape: tuple[int, int]) -> list[_Waiting]:
         """Up to ``max_batch`` live requests of ``shape``, oldest first; the rest stay in order."""
-        batch, rest = [], deque()
+        batch: list[_Waiting] = []
+        rest: deque[_Waiting] = deque()
         for w in self._queue:
             if w.future.done():
                 continue
@@ -155,6 +161,11 @@ class DynamicBatcher:
 
 def _detect(detector: Detector, items: list[Item]) -> list[dict[str, torch.Tensor]]:
     """One forward (worker thread): raw detections as CPU tensors, in the order of ``items``."""
+    images, factors = [], []
+    for i in items:
+        assert i.resized is not None and i.factor is not None, "only readable items reach the model"
+        images.append(i.resized)
+        factors.append(i.factor)
     with torch.no_grad():
-        dets = detector.detect_resized([i.resized for i in items], [i.factor for i in items])
+        dets = detector.detect_resized(images, factors)
     return [{k: torch.as_tensor(v).cpu() for k, v in det.items()} for det in dets]

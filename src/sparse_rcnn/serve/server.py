@@ -8,6 +8,7 @@ stops the model's worker thread; ``serve_forever`` then returns normally (the co
 from __future__ import annotations
 
 import logging
+import math
 import signal
 from typing import Any
 
@@ -25,7 +26,7 @@ def serve_forever(app: Any, *, host: str = "127.0.0.1", port: int = 8000, drain_
         app,
         host=host,
         port=port,
-        timeout_graceful_shutdown=drain_timeout_s,
+        timeout_graceful_shutdown=math.ceil(drain_timeout_s),
         log_level="info",
         access_log=False,
         server_header=False,

@@ -6,7 +6,7 @@ and the ``score_thr`` query parameter. Nothing is written to disk and nothing is
 from __future__ import annotations
 
 import math
-from typing import AsyncIterator, Optional, Union
+from typing import Any, AsyncIterator, Optional, Union, cast
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -38,8 +38,8 @@ async def read_body(content_length: Optional[str], chunks: AsyncIterator[bytes],
 def image_bytes(content_type: Optional[str], body: bytes) -> tuple[str, bytes]:
     """(file name, image bytes) of a request: the multipart field ``image`` (its file name, or "")
     or a raw body sent as ``image/*`` (name ""). Raises ``RequestError`` (400, 415) otherwise."""
-    media, params = parse_options_header(content_type or "")
-    media = media.decode("latin-1").lower()
+    raw_media, params = parse_options_header(content_type or "")
+    media = raw_media.decode("latin-1").lower()
     if media == "multipart/form-data":
         boundary = params.get(b"boundary")
         if not boundary:
@@ -85,7 +85,7 @@ def _multipart_image(body: bytes, boundary: bytes) -> tuple[str, bytes]:
         "on_part_data": on_part_data,
     }
     try:
-        parser = MultipartParser(boundary, callbacks)
+        parser = MultipartParser(boundary, cast(Any, callbacks))
         parser.write(body)
         parser.finalize()
     except Exception:
