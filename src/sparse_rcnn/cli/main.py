@@ -17,7 +17,7 @@ from ..common import OutputError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
-from . import benchmark, dataset, evaluate, export, predict, train, zoo
+from . import benchmark, dataset, evaluate, export, predict, serve, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     benchmark.add_parser(sub)
     dataset.add_parsers(sub)
+    serve.add_parser(sub)
     return parser
 
 
