@@ -56,6 +56,7 @@ def _has_mallinfo2() -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_mallinfo2(), reason="glibc >= 2.33 (mallopt, mallinfo2)")
 def test_freed_memory_is_reused_without_page_faults():
     applied, mapped, kept = _probe("keep")

@@ -147,6 +147,7 @@ def test_benchmark_cli_reports_a_bad_mode_combination(tiny_yaml, caplog):
     assert "channels_last" in caplog.text
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_script_runs_end_to_end_on_the_cpu(tmp_path):
     # benchmarks/gpu.py is meant for a GPU machine; --device cpu --quick keeps it from rotting.
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 
+import pytest
 from PIL import Image
 
 from sparse_rcnn.cli import main
@@ -48,6 +49,7 @@ def test_demo_command_writes_metrics_curves_and_predictions(tmp_path, capsys):
     assert main(argv + [a for s in TINY for a in ("--set", s)]) == 2
 
 
+@pytest.mark.slow
 def test_training_learns_the_shapes(tmp_path):
     """Loss falls, and box AP / recall on the training images rise above an untrained model's (0).
 

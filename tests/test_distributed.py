@@ -14,6 +14,7 @@ from train_fixtures import LANDSCAPE, make_coco, run, subprocess_env, tiny_confi
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 
 
+@pytest.mark.slow
 def test_two_processes_batch_1_equal_one_process_batch_2(tmp_path):
     # Same-size images, so that padding (which changes the features near the borders) is the
     # same either way; random flips exercise the per-index augmentation on both ranks.

@@ -12,6 +12,7 @@ from train_fixtures import run, subprocess_env
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_same_output_as_one(tmp_path, tiny_weights):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -199,6 +199,7 @@ def _parity_tool():
     not (_parity_tool().ORACLE_DIR / "ref" / "sparse_rcnn_r50_fpn_1x_coco" / "train_losses.json").exists(),
     reason="MMDetection oracle outputs not generated (dev-only check; see shared/mmdet-reference)",
 )
+@pytest.mark.slow
 def test_training_losses_and_gradients_match_mmdetection_through_the_data_pipeline():
     out = _parity_tool().check()
     worst_loss = max(r for *_, r in out["losses"].values())

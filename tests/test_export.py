@@ -41,7 +41,12 @@ def model():
     return spread_model()
 
 
-EXPORTERS = ["dynamo", "torchscript"] if default_exporter() == "dynamo" else ["torchscript"]
+# the torch.export-based exporter takes ~10x longer than tracing on a 2-core CPU: an end-to-end (slow) test
+EXPORTERS = (
+    [pytest.param("dynamo", marks=pytest.mark.slow), "torchscript"]
+    if default_exporter() == "dynamo"
+    else ["torchscript"]
+)
 
 
 @pytest.fixture(scope="module", params=EXPORTERS)
@@ -105,6 +110,7 @@ def test_onnxruntime_matches_pytorch_at_two_sizes(dynamic_onnx, model, batch_siz
         assert g["categories"] == e["categories"] or set(g["categories"]) == set(e["categories"])
 
 
+@pytest.mark.slow
 def test_fixed_shape_export_fills_the_batch_and_refuses_bigger_images(model, tmp_path):
     path = export_onnx(model, tmp_path / "fixed.onnx", batch_size=2, size=(128, 160))
     detector = OnnxDetector(path, threads=2)
@@ -160,6 +166,7 @@ def assert_same_records(expected_json, got_json, n):
         _assert_same({k: torch.from_numpy(v) for k, v in as_arrays(e).items()}, as_arrays(g))
 
 
+@pytest.mark.slow
 def test_cli_export_then_predict_with_onnxruntime_gives_the_torch_records(model, tmp_path, caplog):
     ckpt, folder, onnx_path = exported_with_images(model, tmp_path)
     torch_json, onnx_json = tmp_path / "torch.json", tmp_path / "onnx.json"

@@ -275,6 +275,7 @@ def test_freeze_keeps_the_frozen_parts_and_trains_the_rest(ours, data, tmp_path,
             assert not torch.equal(state[key], ref[key]), key
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_fine_tune_with_a_frozen_backbone(ours, data, tmp_path):
     ann, images = data
     out = tmp_path / "ddp"

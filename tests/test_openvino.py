@@ -25,6 +25,7 @@ def dynamic_onnx(model, tmp_path_factory):
     return export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", dynamic=True, size=(128, 160))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_openvino_fp32_matches_pytorch_at_two_sizes(dynamic_onnx, model, batch_size):
     # Landscape and portrait originals: the resized batches have different padded shapes.
@@ -39,6 +40,7 @@ def test_openvino_fp32_matches_pytorch_at_two_sizes(dynamic_onnx, model, batch_s
         _assert_same(e, g)
 
 
+@pytest.mark.slow
 def test_openvino_fixed_shape_fills_the_batch(model, tmp_path):
     path = export_onnx(model, tmp_path / "fixed.onnx", batch_size=2, size=(128, 160))
     detector = load_detector(path, runtime="openvino", threads=1)
@@ -75,6 +77,7 @@ def test_wrong_precision_and_runtime_are_refused(dynamic_onnx):
         OpenVINODetector(bad)
 
 
+@pytest.mark.slow
 def test_cli_predict_eval_benchmark_with_openvino(model, tmp_path, run_cli):
     ckpt, folder, onnx_path = exported_with_images(model, tmp_path)
     torch_json, ov_json = tmp_path / "torch.json", tmp_path / "ov.json"

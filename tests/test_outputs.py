@@ -204,6 +204,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, status", [(2, 130), (15, 143)])
 def test_predict_stopped_by_a_signal(tiny_weights, tmp_path, signum, status):
     folder = tmp_path / "many"

@@ -216,6 +216,7 @@ def test_predict_bad_options_are_usage_errors(tmp_path, tiny_weights, capsys, op
 # Config and tiny_weights
 
 
+@pytest.mark.slow
 def test_real_process_prints_one_line_and_no_traceback(tmp_path, tiny_weights):
     """The same through a real process: what a user sees on stderr."""
     Image.fromarray(scene()).save(tmp_path / "good.png")

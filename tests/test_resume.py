@@ -73,6 +73,7 @@ def resume(data, out):
     return trainer, start
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_complete_one(
     data, uninterrupted, tmp_path, caplog
 ):
@@ -102,6 +103,7 @@ def test_sigkill_while_writing_a_checkpoint_resumes_exactly_from_the_last_comple
     assert iters == list(range(1, 9))  # records of the killed run after iteration 4 were dropped, none repeated
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_mid_epoch_and_a_torn_newest_checkpoint_falls_back(data, uninterrupted, tmp_path, caplog):
     ann, images, cfg_yaml = data
     out = tmp_path / "run"

@@ -83,6 +83,7 @@ def test_two_trainings_cannot_share_a_folder(data, tmp_path):
     Trainer(config(data, max_iters=2), output_dir=tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_process_is_not_stale(tmp_path):
     code = (
         "from sparse_rcnn.engine.run_lock import RunLock; import time; "

@@ -67,6 +67,7 @@ def compiled(model):
     return compiled
 
 
+@pytest.mark.slow
 def test_compiled_detect_matches_eager_without_recompiling(model, compiled):
     levels = set()
     for batch, height, width in COMPILED:
@@ -84,6 +85,7 @@ def test_compiled_detect_matches_eager_without_recompiling(model, compiled):
     assert len(levels) >= 2  # the pooler's level selection is exercised
 
 
+@pytest.mark.slow
 def test_reduced_precision_captures_one_graph_too():
     # bf16 convolutions and head autocast (fp16 on CUDA goes the same way): no graph break either.
     # aot_eager captures the graph as inductor does, without generating code.
@@ -98,6 +100,7 @@ def test_reduced_precision_captures_one_graph_too():
     torch.testing.assert_close(got[1], expected[1], rtol=0, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_torch_export_with_dynamic_batch_height_and_width(model):
     from torch.export import Dim
 
@@ -120,6 +123,7 @@ def test_torch_export_with_dynamic_batch_height_and_width(model):
             _assert_close(_eager(model, images, sizes), exported(images, sizes))
 
 
+@pytest.mark.slow
 def test_cli_predict_compile_gives_the_eager_records(compiled, tmp_path, run_cli):
     ckpt = tmp_path / "tiny.pth"
     save_checkpoint(model_checkpoint(compiled, tiny_config(num_classes=3)), ckpt)

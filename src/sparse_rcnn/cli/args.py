@@ -215,6 +215,13 @@ FLAGS = {
     "dtype": "--dtype",
     "runtime": "--runtime",
     "exporter": "--exporter",
+    "max_batch": "--max-batch",
+    "max_wait_ms": "--max-wait-ms",
+    "max_queue": "--max-queue",
+    "timeout_s": "--timeout",
+    "max_upload_mb": "--max-upload-mb",
+    "max_pixels": "--max-pixels",
+    "api_key": "--api-key",
 }
 
 

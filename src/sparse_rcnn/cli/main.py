@@ -18,7 +18,7 @@ from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..deploy import GraphError
 from ..ops import keep_freed_memory
-from . import benchmark, dataset, evaluate, export, predict, train, zoo
+from . import benchmark, dataset, evaluate, export, predict, serve, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     benchmark.add_parser(sub)
     dataset.add_parsers(sub)
+    serve.add_parser(sub)
     return parser
 
 

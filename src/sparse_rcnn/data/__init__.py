@@ -4,7 +4,16 @@ transforms, batching."""
 from .build import build_datasets
 from .coco import CocoDetection, collate
 from .convert import convert_dataset
-from .images import IMAGE_EXTENSIONS, MAX_PIXELS, ImageError, expand_image_paths, read_image, to_image_tensor
+from .images import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    ImageError,
+    ImageTooLargeError,
+    decode_image,
+    expand_image_paths,
+    read_image,
+    to_image_tensor,
+)
 from .resize import resize_for_test
 from .sources import FORMATS, default_coco_images, detect_format, load_split
 from .split import DatasetSplit
@@ -19,6 +28,8 @@ __all__ = [
     "DataError",
     "AnnotationProblem",
     "ImageError",
+    "ImageTooLargeError",
+    "decode_image",
     "read_image",
     "to_image_tensor",
     "expand_image_paths",

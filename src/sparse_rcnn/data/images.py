@@ -8,10 +8,11 @@ raises ``ImageError`` with a one-line message naming the file and the cause.
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -24,6 +25,10 @@ MAX_PIXELS = 100_000_000  # ~ 10000 x 10000; larger images are refused rather th
 
 class ImageError(ValueError):
     """An image file cannot be read; the message names the file and the cause."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image has more pixels than the limit (a decompression bomb, or simply too big to decode)."""
 
 
 def read_image(path: Union[str, Path]) -> np.ndarray:
@@ -45,6 +50,17 @@ def image_size(path: Union[str, Path]) -> tuple[int, int]:
 _ORIENTATION = 0x0112  # EXIF tag
 
 
+def decode_image(data: bytes, name: str = "upload", *, max_pixels: Optional[int] = None) -> np.ndarray:
+    """Decode the bytes of an image file in memory to what ``read_image`` gives for that file: an
+    (H, W, 3) uint8 RGB array in its displayed orientation. ``name`` starts error messages; images
+    over ``max_pixels`` (at most, and by default, ``MAX_PIXELS``) raise ``ImageTooLargeError`` before decoding."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    with _decoding(io.BytesIO(data), name) as img:
+        check_size(name, img.width, img.height, max_pixels=min(max_pixels or MAX_PIXELS, MAX_PIXELS))
+        return to_rgb_array(ImageOps.exif_transpose(img))
+
+
 @contextlib.contextmanager
 def _opened(path: Union[str, Path]) -> Iterator[Image.Image]:
     """The PIL image of ``path`` (header read, pixels not yet); every failure becomes ``ImageError``."""
@@ -55,11 +71,19 @@ def _opened(path: Union[str, Path]) -> Iterator[Image.Image]:
         raise ImageError(f"{path}: is a directory, not an image")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
+    with _decoding(path, path) as img:
+        yield img
+
+
+@contextlib.contextmanager
+def _decoding(source: Any, path: Union[str, Path]) -> Iterator[Image.Image]:
+    """The PIL image of ``source`` (a path or a binary file object; header read, pixels not yet);
+    every failure while it is open becomes ``ImageError`` naming ``path``."""
     try:
         with warnings.catch_warnings():
             # Our MAX_PIXELS check is the limit; Pillow's own (89 MP) would pre-empt it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:  # reads the header only
+            with Image.open(source) as img:  # reads the header only
                 yield img
     except ImageError:
         raise
@@ -68,7 +92,7 @@ def _opened(path: Union[str, Path]) -> Iterator[Image.Image]:
     except Image.DecompressionBombError as e:  # Pillow refuses > 179 MP while parsing the header
         pixels = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "it"
-        raise ImageError(
+        raise ImageTooLargeError(
             f"{path}: {size} is larger than the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first"
         ) from None
     except PermissionError:
@@ -78,11 +102,12 @@ def _opened(path: Union[str, Path]) -> Iterator[Image.Image]:
         raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
 
 
-def check_size(path: Union[str, Path], width: int, height: int) -> None:
-    """Refuse images over ``MAX_PIXELS`` before decoding them."""
-    if width * height > MAX_PIXELS:
-        raise ImageError(
-            f"{path}: {width}x{height} is larger than the {MAX_PIXELS / 1e6:.0f} MP limit; downscale it first"
+def check_size(path: Union[str, Path], width: int, height: int, *, max_pixels: Optional[int] = None) -> None:
+    """Refuse images over ``max_pixels`` (default ``MAX_PIXELS``) before decoding them (``ImageTooLargeError``)."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{path}: {width}x{height} is larger than the {max_pixels / 1e6:.6g} MP limit; downscale it first"
         )
 
 
