@@ -48,6 +48,7 @@ def test_a_checkpoint_that_fills_the_disk_raises_the_os_error_naming_it(small_fs
     assert os.listdir(fs) == ["x.pth"] and torch.load(fs / "x.pth")["a"].shape == (10,)
 
 
+@pytest.mark.slow
 def test_training_on_a_full_disk_stops_with_one_line(small_fs, tmp_path, run_cli):
     ann, images = make_coco(tmp_path / "data", [(90, 120)] * 2)
     cfg = write_yaml(tmp_path / "tiny.yaml", tiny_config_dict(epochs=1, checkpoint_interval=1))
@@ -67,6 +68,7 @@ def coco(tmp_path, tiny_weights):
     return paths["coco"]
 
 
+@pytest.mark.slow
 def test_every_writer_on_a_full_disk_prints_one_line_naming_the_path(small_fs, coco, tiny_weights, run_cli):
     fs = small_fs(16 * 1024)
     commands = {

@@ -80,6 +80,7 @@ def test_score_thr_outside_0_1_is_a_usage_error(tiny_weights, tmp_path, capsys, 
     )
 
 
+@pytest.mark.slow
 def test_convert_data_stopped_by_sigterm_leaves_no_partial_folder(shapes, tmp_path):
     out = tmp_path / "out"
     script = (
