@@ -134,6 +134,7 @@ def check_thresholds_target(path: Optional[Union[str, Path]]) -> None:
     """Fail before a long evaluation if ``path`` cannot take score thresholds (not our format, or
     its folder cannot be written: the file is replaced through a temporary file beside it)."""
     _thresholds_target(path)
+    assert path is not None  # refused above
     try:
         with tempfile.TemporaryFile(dir=Path(path).parent):  # a real probe: root ignores modes, not ro mounts
             pass

@@ -44,11 +44,12 @@ def match_categories(class_names: Sequence[str], categories: Sequence[tuple[int,
     if missing:
         log.info("%s holds no %s of the model: scored without ground truth", source, _names(missing))
     next_id = max((cat_id for cat_id, _ in categories), default=0) + 1
-    cat_ids = []
+    cat_ids: list[int] = []
     for name in class_names:
-        if found[name] is None:
-            found[name], next_id = next_id, next_id + 1
-        cat_ids.append(found[name])
+        cat_id = found[name]
+        if cat_id is None:  # a class this dataset lacks: a category of its own, without ground truth
+            cat_id, next_id = next_id, next_id + 1
+        cat_ids.append(cat_id)
     return cat_ids
 
 
