@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Optional, Sequence, Union
 
-import torch
-
 from ..common import Processes, all_gather_lists, atomic_write, gather_in_order, unique_names
 from ..data import expand_image_paths
 from ..evaluation import detections_to_coco
 from ..inference import ImageFiles, iter_predictions
-from ..models.detector import Detector, resolve_score_thr, to_record
+from ..models.detector import Detector, ScoreThr, resolve_score_thr, to_record
 from ..visualize import draw_detections, save_png
 from .faults import StopSignals
 
@@ -57,7 +55,7 @@ def predict_files(
     batch_size: int = 1,
     workers: int = 0,
     pad: str = "bucket",
-    score_thr: Union[float, torch.Tensor] = 0.0,
+    score_thr: ScoreThr = 0.0,
     coco_ids: Optional[CocoIds] = None,
     vis_dir: Union[str, Path, None] = None,
     processes: Optional[Processes] = None,
@@ -78,7 +76,7 @@ def predict_files(
     """
     procs = processes or Processes()
     paths = expand_image_paths(paths)
-    score_thr = resolve_score_thr(detector, score_thr)  # "auto" without thresholds: refused before any output
+    thresholds = resolve_score_thr(detector, score_thr)  # "auto" without thresholds: refused before any output
     records = _Records(
         detector,
         paths,
@@ -86,7 +84,7 @@ def predict_files(
         batch_size=batch_size,
         workers=workers,
         pad=pad,
-        score_thr=score_thr,
+        score_thr=thresholds,
         coco_ids=coco_ids,
         vis_dir=vis_dir,
         progress=progress,
