@@ -46,10 +46,10 @@ def match_categories(class_names: Sequence[str], categories: Sequence[tuple[int,
     next_id = max((cat_id for cat_id, _ in categories), default=0) + 1
     cat_ids: list[int] = []
     for name in class_names:
-        cat_id = found[name]
-        if cat_id is None:  # a class this dataset lacks: a category of its own, without ground truth
-            cat_id, next_id = next_id, next_id + 1
-        cat_ids.append(cat_id)
+        chosen = found[name]
+        if chosen is None:  # a class this dataset lacks: a category of its own, without ground truth
+            chosen, next_id = next_id, next_id + 1
+        cat_ids.append(chosen)
     return cat_ids
 
 
