@@ -212,6 +212,15 @@ FLAGS = {
     "dtype": "--dtype",
     "runtime": "--runtime",
     "exporter": "--exporter",
+    "every": "--every",
+    "max_fps": "--max-fps",
+    "start": "--start",
+    "end": "--end",
+    "track": "--track",
+    "tracker": "--tracker",
+    "track_thr": "--track-thr",
+    "format": "--format",
+    "vis": "--save-vis",
 }
 
 

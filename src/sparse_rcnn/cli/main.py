@@ -17,11 +17,22 @@ from ..common import OutputError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
+from ..video import MotFormatError, VideoError
 from . import benchmark, dataset, evaluate, export, predict, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
-USER_ERRORS = (CheckpointError, ConfigError, DataError, ImageError, FileNotFoundError, UsageError, OutputError)
+USER_ERRORS = (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ImageError,
+    FileNotFoundError,
+    UsageError,
+    OutputError,
+    VideoError,
+    MotFormatError,
+)
 
 
 def one_line(e: BaseException) -> str:
