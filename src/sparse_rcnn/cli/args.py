@@ -221,6 +221,8 @@ FLAGS = {
     "track_thr": "--track-thr",
     "format": "--format",
     "vis": "--save-vis",
+    "gt": "--gt",
+    "pred": "--pred",
 }
 
 

@@ -17,8 +17,8 @@ from ..common import OutputError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
-from ..video import MotFormatError, VideoError
-from . import benchmark, dataset, evaluate, export, predict, train, zoo
+from ..video import MotFormatError, TrackEvalError, VideoError
+from . import benchmark, dataset, evaluate, export, predict, track, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
@@ -32,6 +32,7 @@ USER_ERRORS = (
     OutputError,
     VideoError,
     MotFormatError,
+    TrackEvalError,
 )
 
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     benchmark.add_parser(sub)
     dataset.add_parsers(sub)
+    track.add_parsers(sub)
     return parser
 
 

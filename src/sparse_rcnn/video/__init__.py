@@ -20,10 +20,16 @@ from .reader import (
     is_video,
     probe,
 )
+from .track_eval import FIELDS, TrackEvalError, TrackScores, evaluate_tracks, format_score
 from .tracking import TRACKERS, Tracker, TrackSettings
 from .writer import VideoWriter
 
 __all__ = [
+    "evaluate_tracks",
+    "TrackScores",
+    "TrackEvalError",
+    "FIELDS",
+    "format_score",
     "make_clip",
     "ClipFiles",
     "predict_video",

@@ -153,7 +153,7 @@ class Tracker:
             )
             out = tracker.update(given, timestamp=float(time))
             for row, local in zip(np.asarray(out.data.get("row", []), dtype=int), out.tracker_id):
-                if local > 0:
+                if local >= 0:  # trackers numbers tracks from 0; -1: not (yet) in a confirmed track
                     key = (label, int(local))
                     if key not in self._ids:
                         self._ids[key] = len(self._ids) + 1
