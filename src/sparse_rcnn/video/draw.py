@@ -15,10 +15,11 @@ from ..visualize import class_color, draw_detections
 
 
 class FrameDrawer:
-    """Draws consecutive frames; remembers each track's last ``trail`` centres."""
+    """Draws consecutive frames; remembers each track's last ``trail`` centres. ``short``: captions
+    of tracked boxes are the id alone (small frames)."""
 
-    def __init__(self, class_names: Sequence[str], trail: int = 15) -> None:
-        self.class_names, self.trail = list(class_names), trail
+    def __init__(self, class_names: Sequence[str], trail: int = 15, short: bool = False) -> None:
+        self.class_names, self.trail, self.short = list(class_names), trail, short
         self._centres: dict[int, deque] = {}
 
     def draw(self, image: Tensor, det: dict[str, Tensor]) -> np.ndarray:
@@ -29,7 +30,8 @@ class FrameDrawer:
             return drawn.permute(1, 2, 0).contiguous().numpy()
         ids = det["track_ids"].tolist()
         captions = [
-            f"#{t} {self.class_names[lab]} {float(s):.2f}" for t, lab, s in zip(ids, labels, det["scores"].tolist())
+            f"#{t}" if self.short else f"#{t} {self.class_names[lab]} {float(s):.2f}"
+            for t, lab, s in zip(ids, labels, det["scores"].tolist())
         ]
         drawn = draw_detections(image, det["boxes"], ids, self.class_names, captions=captions)
         canvas = Image.fromarray(drawn.permute(1, 2, 0).contiguous().numpy())
