@@ -29,6 +29,7 @@ def run_predict(video: Path, out: Path, weights: str, device: str, batch: int, e
     """Run predict on ``video`` and time it: total seconds, seconds to the first record, frames."""
     argv = [*CLI, "predict", str(video), "--weights", weights, "--device", device, "--batch-size", str(batch)]
     argv += ["--output", str(out), *extra]
+    out.unlink(missing_ok=True)  # the first record is the first byte of a fresh file
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     first = None

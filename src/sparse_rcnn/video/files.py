@@ -82,6 +82,7 @@ def predict_video_file(
             reader.info.frames or "unknown",
         )
     with contextlib.ExitStack() as stack:
+        stack.callback(reader.close)  # also when an output cannot be opened
         out = stream or sys.stdout
         if output is not None:
             out = stack.enter_context(open(output, "w", encoding="utf-8"))

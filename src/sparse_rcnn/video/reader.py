@@ -176,7 +176,9 @@ class FrameReader:
                     self._queue.get_nowait()
                 except queue.Empty:
                     self._thread.join(0.05)
-        self._container.close()
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
     def _put(self, item) -> bool:
         while not self._closed.is_set():
