@@ -17,11 +17,23 @@ from ..common import OutputError
 from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..ops import keep_freed_memory
-from . import benchmark, dataset, evaluate, export, predict, serve, train, zoo
+from ..video import MotFormatError, TrackEvalError, VideoError
+from . import benchmark, dataset, evaluate, export, predict, serve, track, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
-USER_ERRORS = (CheckpointError, ConfigError, DataError, ImageError, FileNotFoundError, UsageError, OutputError)
+USER_ERRORS = (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ImageError,
+    FileNotFoundError,
+    UsageError,
+    OutputError,
+    VideoError,
+    MotFormatError,
+    TrackEvalError,
+)
 
 
 def one_line(e: BaseException) -> str:
@@ -49,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_parser(sub)
     dataset.add_parsers(sub)
     serve.add_parser(sub)
+    track.add_parsers(sub)
     return parser
 
 
