@@ -49,7 +49,7 @@ def frame_strip(frames: Sequence[np.ndarray], height: int = 160, gap: int = 4) -
     tiles = []
     for f in frames:
         pil = Image.fromarray(f)
-        tiles.append(pil.resize((round(pil.width * height / pil.height), height), Image.NEAREST))
+        tiles.append(pil.resize((round(pil.width * height / pil.height), height), Image.Resampling.NEAREST))
     width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
     strip = Image.new("RGB", (max(width, 1), height), (255, 255, 255))
     x = 0

@@ -109,6 +109,7 @@ def predict_video_file(
                 out.flush()
                 summary.frames += 1
                 if writer is not None:
+                    assert drawer is not None and pred.image is not None  # both made with the writer
                     writer.write(drawer.draw(pred.image, pred.detections))
         except VideoError as e:
             summary.error = str(e)

@@ -93,7 +93,7 @@ def read_mot(path: Union[str, Path]) -> MotRows:
 def write_seqinfo(path: Union[str, Path], name: str, length: int, width: int, height: int, fps: float) -> None:
     """``seqinfo.ini`` of a sequence, as MOTChallenge writes it (TrackEval reads ``seqLength``)."""
     ini = configparser.ConfigParser()
-    ini.optionxform = str  # keep the keys' case
+    ini.optionxform = str  # type: ignore[assignment,method-assign]  # keep the keys' case (configparser's documented way)
     ini["Sequence"] = {
         "name": name,
         "imDir": "img1",

@@ -118,6 +118,7 @@ def iter_video(
                 log.error("frame %d: %s", pred.key, pred.error)
                 continue
             det = pred.detections
+            assert det is not None  # a prediction without an error has its detections
             if tracker is not None:
                 det = tracker.update(det, time)
             record = frame_record(pred.key, time, pred.width, pred.height, det, names)
