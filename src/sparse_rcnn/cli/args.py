@@ -222,6 +222,17 @@ FLAGS = {
     "max_upload_mb": "--max-upload-mb",
     "max_pixels": "--max-pixels",
     "api_key": "--api-key",
+    "every": "--every",
+    "max_fps": "--max-fps",
+    "start": "--start",
+    "end": "--end",
+    "track": "--track",
+    "tracker": "--tracker",
+    "track_thr": "--track-thr",
+    "format": "--format",
+    "vis": "--save-vis",
+    "gt": "--gt",
+    "pred": "--pred",
 }
 
 

@@ -18,7 +18,8 @@ from ..config import ConfigError
 from ..data import DataError, ImageError
 from ..deploy import GraphError
 from ..ops import keep_freed_memory
-from . import benchmark, dataset, evaluate, export, predict, serve, train, zoo
+from ..video import MotFormatError, TrackEvalError, VideoError
+from . import benchmark, dataset, evaluate, export, predict, serve, track, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
@@ -31,6 +32,9 @@ USER_ERRORS = (
     UsageError,
     OutputError,
     GraphError,
+    VideoError,
+    MotFormatError,
+    TrackEvalError,
 )
 
 
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_parser(sub)
     dataset.add_parsers(sub)
     serve.add_parser(sub)
+    track.add_parsers(sub)
     return parser
 
 

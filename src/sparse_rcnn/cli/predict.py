@@ -1,4 +1,5 @@
-"""``sparse-rcnn predict``: files, folders and lists of images -> JSON records or COCO results."""
+"""``sparse-rcnn predict``: files, folders and lists of images -> JSON records or COCO results;
+videos and streams -> one record per frame (``cli/video.py``)."""
 
 from __future__ import annotations
 
@@ -27,19 +28,23 @@ from .args import (
     runtime_of,
     score_thr_arg,
 )
+from .video import add_video_args, check_video_args, run_videos, split_inputs
 
 log = logging.getLogger("sparse_rcnn")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="detect objects in images (files or folders)")
-    p.add_argument("images", nargs="*", help="image files, folders of images, or @LIST (one path per line)")
+    p = sub.add_parser("predict", help="detect objects in images and videos (files, folders, streams)")
+    p.add_argument(
+        "images", nargs="*", help="image or video files, folders of them, stream URLs, or @LIST (one path per line)"
+    )
     add_model_args(p)
     p.add_argument("--output", help="write the JSON here instead of stdout")
     p.add_argument(
         "--save-vis",
         metavar="DIR",
-        help="write each image with its boxes drawn to DIR/<stem>.png (<stem>-2.png, ... when stems repeat)",
+        help="write each image with its boxes drawn to DIR/<stem>.png (<stem>-2.png, ... when stems repeat); "
+        "one video: the annotated video OUT.mp4; several: DIR/<stem>.mp4",
     )
     p.add_argument(
         "--score-thr",
@@ -53,9 +58,10 @@ def add_parser(sub) -> None:
     p.add_argument("--list", action="append", metavar="FILE", help="file with one image path per line (or @FILE)")
     p.add_argument(
         "--format",
-        choices=("records", "coco"),
+        choices=("records", "coco", "mot"),
         default="records",
-        help="records: one entry per image (default); coco: COCO results [{image_id, category_id, bbox, score}]",
+        help="records: one entry per image or video frame (default); coco: COCO results [{image_id, category_id, "
+        "bbox, score}] (images); mot: MOTChallenge rows frame,id,x,y,w,h,score,-1,-1,-1 (videos, with --track)",
     )
     p.add_argument("--ann", help="COCO annotation JSON: image ids by file name, category ids by name (--format coco)")
     p.add_argument(
@@ -67,6 +73,7 @@ def add_parser(sub) -> None:
     )
     add_runtime_args(p)
     add_fast_mode_args(p)
+    add_video_args(p)
     p.set_defaults(func=run)
 
 
@@ -87,7 +94,7 @@ def _inputs(args: argparse.Namespace) -> list[str]:
     for path in args.list or []:
         items += _read_list_file(path)
     if not items:
-        raise UsageError("no images given: pass files, folders, @list.txt or --list FILE")
+        raise UsageError("no images given: pass files, folders, videos, @list.txt or --list FILE")
     return items
 
 
@@ -107,9 +114,13 @@ def _check_paths(args: argparse.Namespace, paths: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    images, videos = split_inputs(_inputs(args))
+    check_video_args(args, images, videos)
+    if videos:
+        return _run_with_videos(args, images, videos)
     if args.save_vis and Path(args.save_vis).exists() and not Path(args.save_vis).is_dir():
         raise UsageError(f"--save-vis {args.save_vis}: exists and is not a folder")
-    paths = expand_image_paths(_inputs(args))
+    paths = expand_image_paths(images)
     _check_paths(args, paths)
     procs = Processes.from_env()  # under torchrun: this process's share of the images
     if procs.distributed and runtime_of(args) == "torch":
@@ -121,6 +132,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if owns_group:
             torch.distributed.destroy_process_group()
+
+
+def _run_with_videos(args: argparse.Namespace, images: list[str], videos: list[str]) -> int:
+    """Videos (and images beside them): the images as without videos, then each video."""
+    paths = expand_image_paths(images) if images else []
+    if paths:
+        _check_paths(args, paths)
+    detector = detector_from_args(args)
+    status = _predict(args, detector, paths, Processes()) if paths else 0
+    if status > 1:
+        return status
+    return max(status, run_videos(args, detector, videos))
 
 
 def _predict(args: argparse.Namespace, detector, paths: list[str], procs: Processes) -> int:

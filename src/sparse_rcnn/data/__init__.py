@@ -19,9 +19,13 @@ from .sources import FORMATS, default_coco_images, detect_format, load_split
 from .split import DatasetSplit
 from .synthetic import SyntheticSpec
 from .synthetic import generate as generate_shapes
+from .synthetic_clips import ClipObject, ClipSpec, render_clip
 from .validation import AnnotationProblem, DataError
 
 __all__ = [
+    "ClipSpec",
+    "ClipObject",
+    "render_clip",
     "build_datasets",
     "CocoDetection",
     "collate",

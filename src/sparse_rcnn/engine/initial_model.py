@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import InitReport, Pretrained, init_from_checkpoint
-from ..config import Config
+from ..config import ModelConfig
 from ..models import build_model
 from ..models.backbone import ResNetFPN
 
@@ -23,16 +23,20 @@ FREEZE = {"none": (), "backbone": ("body",), "backbone+fpn": ("body", "fpn")}
 
 
 def build_initial_model(
-    cfg: Config,
+    model_cfg: ModelConfig,
     class_names: Sequence[str],
     *,
     init_weights: Union[str, Path, Pretrained, None] = None,
+    class_map: Optional[dict[str, str]] = None,
+    freeze_parts: str = "none",
     resuming: bool = False,
     device: Union[str, torch.device] = "cpu",
 ) -> tuple[nn.Module, Optional[InitReport]]:
-    """Build the model of ``cfg`` for ``class_names``; load ``init_weights`` (a zoo name, file, URL
-    or ``Pretrained``) unless the run resumes from its own checkpoint; freeze ``cfg.train.freeze``.
-    Returns the model (on ``device``, train mode) and what loading did (None when nothing was loaded)."""
+    """Build the model of ``model_cfg`` (``models.build_model``) for ``class_names``; load
+    ``init_weights`` (a zoo name, file, URL or ``Pretrained``; ``class_map``: training class ->
+    checkpoint class beside same-name matches) unless the run resumes from its own checkpoint;
+    freeze ``freeze_parts`` (a key of ``FREEZE``). Returns the model (on ``device``, train mode) and
+    what loading did (None when nothing was loaded)."""
     report = None
     if init_weights is not None and resuming:
         log.info(
@@ -40,15 +44,15 @@ def build_initial_model(
             getattr(init_weights, "source", init_weights),
         )
     elif init_weights is not None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained_backbone=False))
-    model = build_model(cfg.model, class_names)
+        model_cfg = dataclasses.replace(model_cfg, pretrained_backbone=False)
+    model = build_model(model_cfg, class_names)
     if init_weights is not None and not resuming:
-        report = init_from_checkpoint(model, init_weights, class_map=cfg.train.class_map)
+        report = init_from_checkpoint(model, init_weights, class_map=class_map)
         for line in report.lines():
             log.info("%s", line)
-    frozen = freeze(model, cfg.train.freeze)
+    frozen = freeze(model, freeze_parts)
     if frozen:
-        log.info("train.freeze=%s: %d parameter tensors are not trained", cfg.train.freeze, frozen)
+        log.info("train.freeze=%s: %d parameter tensors are not trained", freeze_parts, frozen)
     return model.to(device).train(), report
 
 

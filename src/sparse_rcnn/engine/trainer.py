@@ -74,9 +74,11 @@ class Trainer:
         t = cfg.train
         seed_everything(t.seed)
         self.model, self.init_report = build_initial_model(
-            cfg,
+            cfg.model,
             class_names,
             init_weights=init_weights,
+            class_map=t.class_map,
+            freeze_parts=t.freeze,
             device=self.device,
             resuming=resume and bool(list_checkpoints(self.ckpt_dir)),
         )
