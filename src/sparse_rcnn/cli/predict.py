@@ -27,6 +27,7 @@ from .args import (
     runtime_of,
     score_thr_arg,
 )
+from .views import add_view_args, views_from_args
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -67,6 +68,7 @@ def add_parser(sub) -> None:
     )
     add_runtime_args(p)
     add_fast_mode_args(p)
+    add_view_args(p)
     p.set_defaults(func=run)
 
 
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     detector = detector_from_args(args)
     owns_group = init_process_group(torch.device(args.device if not args.onnx else "cpu"), procs)
     try:
-        return _predict(args, detector, paths, procs)
+        return _predict(args, views_from_args(detector, args), paths, procs)
     finally:
         if owns_group:
             torch.distributed.destroy_process_group()
