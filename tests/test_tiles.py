@@ -154,7 +154,7 @@ def test_wrappers_run_in_the_inference_loop(model):
     for wrapper in (
         TiledDetector(model, (100, 100)),
         TTADetector(model),
-        TiledDetector(TTADetector(model), (100, 100)),
+        TiledDetector(TTADetector(model, scales=(1.0,)), (100, 100)),
     ):
         preds = list(iter_predictions(wrapper, ImageStream(enumerate(images), wrapper.test_scale), batch_size=2))
         assert [(p.width, p.height) for p in preds] == [(220, 130), (90, 70)]

@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..inference import MERGE_METHODS, TiledDetector, TTADetector
-from ..inference.tta import DEFAULT_SCALES
+from ..inference import MERGE_METHODS, TTA_SCALES, TiledDetector, TTADetector
 from .args import UsageError, positive_int
 
 
@@ -79,7 +78,7 @@ def add_view_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tta-scales",
         type=scales_arg,
-        default=DEFAULT_SCALES,
+        default=TTA_SCALES,
         metavar="S,S,...",
         help="with --tta: scales of the test scale (default 0.8,1.0,1.2)",
     )

@@ -8,6 +8,7 @@ from .loop import PAD_MODES, Prediction, group_batches, iter_predictions
 from .merge import MERGE_METHODS, merge_detections, merge_views
 from .sources import DatasetImages, ImageFiles, ImageStream, Item, prepare
 from .tiles import TiledDetector, predict_tiled, tile_windows
+from .tta import DEFAULT_SCALES as TTA_SCALES
 from .tta import TTADetector, predict_tta
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "predict_tiled",
     "tile_windows",
     "TTADetector",
+    "TTA_SCALES",
     "predict_tta",
 ]
