@@ -27,6 +27,7 @@ from .args import (
     positive_int,
     print_metrics,
 )
+from .views import add_view_args, views_from_args
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -64,6 +65,7 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=non_negative_int, default=0, help="image decoding processes")
     add_fast_mode_args(p)
     add_runtime_args(p)
+    add_view_args(p)
     p.set_defaults(func=run)
 
 
@@ -94,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         "compile": args.compile,
         **({"onnx": args.onnx, "runtime": model.runtime, "threads": args.threads} if args.onnx else {}),
     }
+    if args.tile is not None or args.tta:
+        info["views"] = {"tile": args.tile, "tta_scales": args.tta_scales if args.tta else None, "merge": args.merge}
     metrics, results, analysis = evaluate_with_report(
-        model,
+        views_from_args(model, args),
         dataset,
         batch_size=args.batch_size,
         device=args.device,

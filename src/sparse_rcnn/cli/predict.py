@@ -29,6 +29,7 @@ from .args import (
     score_thr_arg,
 )
 from .video import add_video_args, check_video_args, run_videos, split_inputs
+from .views import add_view_args, views_from_args
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -74,6 +75,7 @@ def add_parser(sub) -> None:
     add_runtime_args(p)
     add_fast_mode_args(p)
     add_video_args(p)
+    add_view_args(p)
     p.set_defaults(func=run)
 
 
@@ -117,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     images, videos = split_inputs(_inputs(args))
     check_video_args(args, images, videos)
     if videos:
+        if args.tile is not None or args.tta:
+            raise UsageError("--tile and --tta apply to images; predict videos without them")
         return _run_with_videos(args, images, videos)
     if args.save_vis and Path(args.save_vis).exists() and not Path(args.save_vis).is_dir():
         raise UsageError(f"--save-vis {args.save_vis}: exists and is not a folder")
@@ -128,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     detector = detector_from_args(args)
     owns_group = init_process_group(torch.device(args.device if not args.onnx else "cpu"), procs)
     try:
-        return _predict(args, detector, paths, procs)
+        return _predict(args, views_from_args(detector, args), paths, procs)
     finally:
         if owns_group:
             torch.distributed.destroy_process_group()

@@ -34,9 +34,10 @@ class Item:
     error: Optional[str] = None
 
 
-def prepare(index: int, key: Any, image: Any, test_scale: tuple[int, int]) -> Item:
+def prepare(index: int, key: Any, image: Any, test_scale: Optional[tuple[int, int]]) -> Item:
     """An ``Item`` from anything ``data.to_image_tensor`` reads (a path, PIL image, array, tensor);
-    an image that cannot be read becomes an item with its ``error``, prefixed with a path key."""
+    an image that cannot be read becomes an item with its ``error``, prefixed with a path key.
+    ``test_scale=None``: not resized (``resized`` is the original, ``factor`` (1, 1))."""
     try:
         original = to_image_tensor(image)
     except ImageError as e:
@@ -44,6 +45,8 @@ def prepare(index: int, key: Any, image: Any, test_scale: tuple[int, int]) -> It
         if isinstance(key, str) and not message.startswith(key):
             message = f"{key}: {message}"
         return Item(index, key, error=message)
+    if test_scale is None:  # a detector over originals (``TiledDetector``, ``TTADetector``) resizes itself
+        return Item(index, key, original, original, (1.0, 1.0))
     resized, factor = resize_for_test(original, test_scale)
     return Item(index, key, original, resized, factor)
 
@@ -51,11 +54,11 @@ def prepare(index: int, key: Any, image: Any, test_scale: tuple[int, int]) -> It
 class ImageFiles(torch.utils.data.Dataset):
     """Image files; item i is ``prepare(i, path, path)``."""
 
-    def __init__(self, paths: Sequence[str], test_scale: tuple[int, int]) -> None:
+    def __init__(self, paths: Sequence[str], test_scale: Optional[tuple[int, int]]) -> None:
         # One numpy bytes array, not a list of str: forked workers reading a list touch each
         # object's refcount and so copy its memory page by page (RSS grows with every image).
         self.paths = np.array([os.fsencode(p) for p in paths], dtype=bytes)
-        self.test_scale = tuple(test_scale)
+        self.test_scale = tuple(test_scale) if test_scale is not None else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -69,8 +72,8 @@ class DatasetImages(torch.utils.data.Dataset):
     """A dataset of ``(original image, target)`` pairs (``data.CocoDetection`` built with
     ``train=False``); an item's key is ``target["image_id"]``."""
 
-    def __init__(self, dataset: Any, test_scale: tuple[int, int]) -> None:
-        self.dataset, self.test_scale = dataset, tuple(test_scale)
+    def __init__(self, dataset: Any, test_scale: Optional[tuple[int, int]]) -> None:
+        self.dataset, self.test_scale = dataset, tuple(test_scale) if test_scale is not None else None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -83,8 +86,8 @@ class DatasetImages(torch.utils.data.Dataset):
 class ImageStream(torch.utils.data.IterableDataset):
     """Any iterable of ``(key, image)`` pairs, prepared in order as they come (video frames)."""
 
-    def __init__(self, pairs: Iterable[tuple[Any, Any]], test_scale: tuple[int, int]) -> None:
-        self.pairs, self.test_scale = pairs, tuple(test_scale)
+    def __init__(self, pairs: Iterable[tuple[Any, Any]], test_scale: Optional[tuple[int, int]]) -> None:
+        self.pairs, self.test_scale = pairs, tuple(test_scale) if test_scale is not None else None
 
     def __iter__(self) -> Iterator[Item]:
         for index, (key, image) in enumerate(self.pairs):
