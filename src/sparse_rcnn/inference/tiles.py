@@ -118,9 +118,9 @@ class TiledDetector:
         """One original (3, H, W) uint8 image -> its merged detections (CPU tensors)."""
         h, w = int(image.shape[-2]), int(image.shape[-1])
         windows = tile_windows(w, h, self.tile, self.overlap)
-        views = [image[:, y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
+        crops = [image[:, y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
         full = self.with_full and len(windows) > 1
-        dets = detect_views(self.detector, views + ([image] if full else []), batch_size=self.batch_size)
+        dets = detect_views(self.detector, crops + ([image] if full else []), batch_size=self.batch_size)
         shifted = [self._shift(det, window, w, h) for det, window in zip(dets, windows)]
         views = shifted + ([concat_detections(dets[-1:])] if full else [])
         limit = self.max_detections if self.max_detections is not None else max(len(d["scores"]) for d in dets)
