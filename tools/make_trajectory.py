@@ -20,9 +20,10 @@ applies to sparse-rcnn's recipe in the same way):
 * ``MultiStepLR`` (epoch based): every epoch number e (``milestones``, ``begin``, ``end``) ->
   ``e * steps // max_epochs``: 1x [8, 11] of 12 -> [13, 18]; 3x [27, 33] of 36 -> [15, 18].
 
-Writes to ``REF_ROOT/CONFIG``: ``trajectory.json`` (per step the 18 losses, the gradient norm
-before clipping as ``OptimWrapper`` logs it, the lr the step used; the schedule as run) and
-``trajectory_final.pth`` (the state dict after the last step).
+Writes to ``REF_ROOT/CONFIG``: ``trajectory_optimizer.json`` (per parameter: requires_grad and the
+AdamW settings of its group; ``--optimizer-only`` writes just this), ``trajectory.json`` (per step
+the 18 losses, the gradient norm before clipping as ``OptimWrapper`` logs it, the lr the step used;
+the schedule as run) and ``trajectory_final.pth`` (the state dict after the last step).
 """
 
 import argparse
@@ -59,6 +60,17 @@ def short_schedule(param_scheduler: list, steps: int, max_epochs: int, warmup: i
     return out
 
 
+def param_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """{parameter name: its requires_grad and its group's AdamW settings (None: not optimised)}."""
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    keys = ("weight_decay", "betas", "eps", "amsgrad", "maximize")
+    out = {}
+    for name, p in model.named_parameters():
+        g = group_of.get(id(p))
+        out[name] = {"requires_grad": p.requires_grad, **({k: g[k] for k in keys} if g else {"group": None})}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ref_root", type=Path, help="a folder make_reference.py wrote (holds inputs/ and CONFIG/)")
@@ -66,6 +78,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=WARMUP_ITERS, help="LinearLR end, in iterations")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimizer-only", action="store_true", help="write trajectory_optimizer.json only")
     args = ap.parse_args()
     sys.path.insert(0, str(TOOLKIT))
     import make_reference as mr  # the toolkit's own model builder and training batch
@@ -91,6 +104,9 @@ def main() -> int:
     model.train()
     hub = MessageHub.get_current_instance()
     optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    (out_dir / "trajectory_optimizer.json").write_text(json.dumps(param_groups(model, optim_wrapper.optimizer)))
+    if args.optimizer_only:
+        return 0
     max_epochs = cfg.train_cfg.max_epochs
     sched_cfg = short_schedule(cfg.param_scheduler, args.steps, max_epochs, args.warmup)
     schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper)) for s in sched_cfg]
@@ -107,8 +123,10 @@ def main() -> int:
         for s in schedulers:  # after_train_epoch: every step ends an epoch here
             if s.by_epoch:
                 s.step()
-        losses = {k: float(v) for k, v in log_vars.items() if k != "loss" and "loss" in k}
-        steps.append(dict(lr=lr[0], lr_groups=lr, grad_norm=grad_norm, losses=losses, total=float(log_vars["loss"])))
+        losses = {k: float(v.detach()) for k, v in log_vars.items() if k != "loss" and "loss" in k}
+        steps.append(
+            dict(lr=lr[0], lr_groups=lr, grad_norm=grad_norm, losses=losses, total=float(log_vars["loss"].detach()))
+        )
         print(
             f"step {t:2d} lr {lr[0]:.6e} grad_norm {grad_norm:10.5f} loss {float(log_vars['loss']):.6f} "
             f"({time.perf_counter() - t0:.1f}s)",
