@@ -128,7 +128,10 @@ def our_trajectory(name: str, ref: Path, inject_kind: Optional[str] = None, step
             if "skipped" in out:
                 raise RuntimeError(f"step {it} skipped (non-finite)")
             record.append({"lr": out["lr"], "grad_norm": out["grad_norm"], "losses": dict(net.losses)})
-            print(f"  ours step {it:2d} lr {out['lr']:.6e} grad_norm {out['grad_norm']:10.5f} loss {out['loss']:.6f}")
+            print(
+                f"  ours step {it:2d} lr {out['lr']:.6e} grad_norm {out['grad_norm']:10.5f} loss {out['loss']:.6f}",
+                flush=True,
+            )
     final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return {"trajectory": record, "final": final, "optimizer": param_settings(model, optimizer)}
 
