@@ -255,13 +255,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save", type=Path, help="keep our run in this file")
     ap.add_argument("--against", type=Path, help="compare with this saved run of ours, not MMDetection")
+    ap.add_argument("--saved", type=Path, help="judge this saved run of ours instead of running")
     ap.add_argument("--run", type=int, default=0, help="run only the first N steps (no update check)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     oracle_dir = args.oracle_dir.expanduser()
     ref_root = (args.ref_root or oracle_dir / "ref").expanduser()
     ref = reference_trajectory(ref_root, args.config, oracle_dir) if not args.against else torch.load(args.against)
-    ours = our_trajectory(args.config, ref_root / args.config, args.inject, len(ref["trajectory"]), args.run)
+    if args.saved:
+        ours = torch.load(args.saved)
+    else:
+        ours = our_trajectory(args.config, ref_root / args.config, args.inject, len(ref["trajectory"]), args.run)
     if args.save:
         torch.save(ours, args.save)
     res = compare(ours, ref, *initial_weights(args.config, ref_root / args.config))
