@@ -229,7 +229,8 @@ def judge(res: dict) -> list[tuple[str, str, str, bool]]:
 def phase_rows(what: str, per_step: list[float], limits: tuple[float, float]) -> list[tuple[str, str, str, bool]]:
     """Steps before EARLY_STEPS (Adam has not yet amplified the float noise) and after, own limits."""
     rows = []
-    for (lo, hi), limit in zip(((0, EARLY_STEPS), (EARLY_STEPS, len(per_step))), limits):
+    n = len(per_step)
+    for (lo, hi), limit in zip(((0, min(EARLY_STEPS, n)), (EARLY_STEPS, n)), limits):
         if hi > lo:
             k = max(range(lo, hi), key=per_step.__getitem__)
             rows.append((f"d. {what}, steps {lo}-{hi - 1} (worst s{k})", f"{per_step[k]:.2e}", f"{limit:.0e}",
