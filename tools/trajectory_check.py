@@ -47,9 +47,11 @@ from sparse_rcnn.engine.faults import TrainingHooks
 from sparse_rcnn.engine.recipe import build_step
 
 STEPS, WARMUP_ITERS = 20, 8
-# limits: about 10x the float noise of our own code (1 vs 2 threads, same 20 steps; docs/parity-trajectory.md)
+# limits (docs/parity-trajectory.md): our own float noise, 1 vs 2 threads, R-50 1x, was 8.2e-6 (losses) and
+# 1.3e-3 (grad norm) over steps 0-1: ~10x that. From step 2 Adam turns float noise into percent-level
+# differences (noise 0.12 / 0.085 by step 5), so the later limits are order-of-magnitude bounds only.
 EARLY_STEPS = 2
-LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (1e-5, 1e-1), (3e-3, 3e-1), 1.0
+LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (1e-4, 1.0), (1e-2, 1.0), 2.0
 ADAMW_KEYS = ("weight_decay", "betas", "eps", "amsgrad", "maximize")
 INJECTIONS = ("no-decay-1d", "clip-after-step", "warmup-off-by-one")
 MAKE_TRAJECTORY = Path(__file__).with_name("make_trajectory.py")
