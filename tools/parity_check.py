@@ -12,13 +12,16 @@ b. the exact network inputs of ``intermediates_{img0,img1,batch2}.pt`` through t
    reference (relative error <= 1e-4);
 c. one training forward/backward on the reference batch (``intermediates_train.pt['inputs']`` and
    ``train_losses.json['gt_after_resize']``): the 18 per-stage losses (<= 1e-4 relative), the 8
-   selected gradient norms (<= 1e-3 relative) and the Hungarian assignment of every stage (exact).
+   selected gradient norms (<= 1e-3 relative) and the Hungarian assignment of every stage (exact);
+d. 20 steps of our trainer (``engine.recipe.build_step``) against MMDetection's own: lr, losses and
+   gradient norm per step, each tensor's update ``w20 - w0`` (``tools/trajectory_check.py``; made
+   through the oracle venv when missing; docs/parity-trajectory.md). ``--inject``: a wrong optimiser.
 
 "Relative error" of a tensor is ``max|ours - ref| / max|ref|`` (the error in units of the tensor's
 scale; an element-wise ratio is meaningless where the reference crosses zero); for a scalar it is
 ``|ours - ref| / |ref|``. Prints one table row per check and exits 1 if any check fails.
 
-    python tools/parity_check.py [--configs NAME ...] [--parts abc] [--oracle-dir DIR]
+    python tools/parity_check.py [--configs NAME ...] [--parts abcd] [--oracle-dir DIR] [--ref DIR]
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ import torch
 from sparse_rcnn.checkpoints import ZOO, convert_mmdet_state_dict
 from sparse_rcnn.models import load_model
 from sparse_rcnn.models.head import decode_boxes
+
+sys.path.insert(0, str(Path(__file__).parent))
+from trajectory_check import INJECTIONS, check_trajectory  # noqa: E402
 
 COMPARE_PY = (
     Path(os.environ.get("MMDET_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "mmdet-reference"))
@@ -86,20 +92,8 @@ def check_cli(name: str, ref: Path, table: Table, workdir: Path) -> None:
     images = [str(ref.parent / "inputs" / f"img{i}.png") for i in (0, 1)]
     for source, batch in (("batch1", 1), ("batch2", 2)):
         out = workdir / f"{name}_{source}.json"
-        cmd = sparse_rcnn_cli() + [
-            "predict",
-            "--model",
-            name,
-            "--weights",
-            str(ref / "ckpt.pth"),
-            *images,
-            "--output",
-            str(out),
-            "--batch-size",
-            str(batch),
-            "--pad",  # MMDetection pads a batch to its largest image; so does the reference
-            "largest",
-        ]
+        cmd = [*sparse_rcnn_cli(), "predict", "--model", name, "--weights", str(ref / "ckpt.pth"), *images]
+        cmd += ["--output", str(out), "--batch-size", str(batch), "--pad", "largest"]  # as MMDetection's batch
         t0 = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
         dt = time.perf_counter() - t0
@@ -178,11 +172,7 @@ def check_training(name: str, ref: Path, model, table: Table) -> None:
     gts = rec["gt_after_resize"]
     sizes = torch.tensor([g["img_shape"] for g in gts], dtype=torch.int64)
     targets = [
-        {
-            "boxes": torch.tensor(g["bboxes"], dtype=torch.float32),
-            "labels": torch.tensor(g["labels"], dtype=torch.int64),
-        }
-        for g in gts
+        {"boxes": torch.tensor(g["bboxes"], dtype=torch.float32), "labels": torch.tensor(g["labels"])} for g in gts
     ]
     model.train()
     model.zero_grad(set_to_none=True)
@@ -197,14 +187,9 @@ def check_training(name: str, ref: Path, model, table: Table) -> None:
     table.add(
         short(name), f"c. 18 losses (worst {worst})", f"{errs[worst]:.2e}", f"{LOSS_TOL:.0e}", errs[worst] <= LOSS_TOL
     )
-    total = sum(losses.values())
-    table.add(
-        short(name),
-        "c. total loss",
-        f"{total.item():.6f}/{rec['total_loss']:.6f}",
-        f"{LOSS_TOL:.0e}",
-        abs(total.item() - rec["total_loss"]) <= LOSS_TOL * abs(rec["total_loss"]),
-    )
+    total, ref_loss = sum(losses.values()), rec["total_loss"]
+    ok = abs(total.item() - ref_loss) <= LOSS_TOL * abs(ref_loss)
+    table.add(short(name), "c. total loss", f"{total.item():.6f}/{ref_loss:.6f}", f"{LOSS_TOL:.0e}", ok)
     total.backward()
     params = dict(model.named_parameters())
     ours_name = convert_mmdet_state_dict(dict.fromkeys(rec["grad_norm_selected"]))  # ours -> None
@@ -274,11 +259,13 @@ def main() -> int:
         "--oracle-dir", default=os.environ.get("ORACLE_DIR", os.path.expanduser("~/.cache/sparse-rcnn-oracle"))
     )
     parser.add_argument("--configs", nargs="*", default=list(ZOO))
-    parser.add_argument("--parts", default="abc", help="which checks to run: any of a, b, c (default abc)")
+    parser.add_argument("--parts", default="abc", help="which checks to run: any of a, b, c, d (default abc)")
+    parser.add_argument("--ref", type=Path, help="reference folder (default ORACLE_DIR/ref; e.g. another --seed)")
+    parser.add_argument("--inject", choices=INJECTIONS, help="part d: a deliberate mistake in OUR optimiser")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ref_root = Path(args.oracle_dir) / "ref"
+    ref_root = args.ref or Path(args.oracle_dir) / "ref"
     if not ref_root.is_dir():
         print(f"error: no reference set at {ref_root}; run make_reference.py or pass --oracle-dir", file=sys.stderr)
         return 2
@@ -296,14 +283,15 @@ def main() -> int:
                 check_stages(name, ref, model, table)
             if "c" in args.parts:
                 check_training(name, ref, model, table)
+            if "d" in args.parts:
+                for row in check_trajectory(name, ref_root, Path(args.oracle_dir), args.inject):
+                    table.add(short(name), *row)
             del model
             print(f"# {name}: {time.perf_counter() - t0:.0f}s", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(
-        f"{len(table.rows) - table.failures}/{len(table.rows)} checks OK"
-        + (f", {table.failures} FAILED" if table.failures else "")
-    )
+    failed = f", {table.failures} FAILED" if table.failures else ""
+    print(f"{len(table.rows) - table.failures}/{len(table.rows)} checks OK{failed}")
     return 1 if table.failures else 0
 
 
