@@ -38,11 +38,11 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from sparse_rcnn.engine.distributed import Processes
 from torch import nn
 
 from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_model
 from sparse_rcnn.config import TrainConfig, load_config
-from sparse_rcnn.engine.distributed import Processes
 from sparse_rcnn.engine.faults import TrainingHooks
 from sparse_rcnn.engine.recipe import build_step
 
