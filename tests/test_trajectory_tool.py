@@ -11,8 +11,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from make_trajectory import short_schedule  # noqa: E402
+from sparse_rcnn.common import Processes  # noqa: E402
 from sparse_rcnn.config import load_config  # noqa: E402
-from sparse_rcnn.engine.distributed import Processes  # noqa: E402
 from sparse_rcnn.engine.faults import TrainingHooks  # noqa: E402
 from sparse_rcnn.engine.recipe import build_step  # noqa: E402
 from trajectory_check import inject, param_settings, same_settings, short_recipe  # noqa: E402

@@ -38,13 +38,14 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from sparse_rcnn.engine.distributed import Processes
 from torch import nn
 
-from sparse_rcnn.checkpoints import convert_mmdet_state_dict, load_model
+from sparse_rcnn.checkpoints import convert_mmdet_state_dict
+from sparse_rcnn.common import Processes
 from sparse_rcnn.config import TrainConfig, load_config
 from sparse_rcnn.engine.faults import TrainingHooks
 from sparse_rcnn.engine.recipe import build_step
+from sparse_rcnn.models import load_model
 
 STEPS, WARMUP_ITERS = 20, 8
 # limits (docs/parity-trajectory.md): our own float noise, 1 vs 2 threads, R-50 1x, was 8.2e-6 (losses) and
