@@ -185,6 +185,10 @@ def test_killed_data_loader_worker_is_one_line_with_a_hint(run_cli, data, tmp_pa
 
 def test_error_in_a_data_loader_worker_is_one_line(run_cli, tiny_weights, tmp_path):
     ann, images = make_coco(tmp_path, [LANDSCAPE] * 3)
+    coco = json.loads(ann.read_text())  # the model's classes: evaluation matches them by name
+    for cat, name in zip(coco["categories"], ["cat", "dog", "bird"]):
+        cat["name"] = name
+    ann.write_text(json.dumps(coco))
     (images / "001.png").write_bytes(b"not a png")
     rc, errors = run_cli(
         ["eval", "--weights", tiny_weights, "--ann", str(ann), "--images", str(images), "--workers", "1"]
