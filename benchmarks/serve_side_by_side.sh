@@ -9,7 +9,7 @@ weights=$1 model=$2 size=$3 image=$4 levels=$5 requests=$6
 shift 6
 port=$((20000 + RANDOM % 20000))
 lscpu | grep -m1 "Model name"
-sparse-rcnn benchmark --model "$model" --weights "$weights" --size "$size" --iters 20 --warmup 3 --threads 2 \
+sparse-rcnn benchmark --model "$model" --weights "$weights" --size "$size" --iters "${ITERS:-20}" --warmup 2 --threads 2 \
   | grep -E "images/s|median|ms" || true
 sparse-rcnn serve --model "$model" --weights "$weights" --port "$port" "$@" &
 server=$!
