@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ..models.detector import Detector, ScoreThr
 from .merge import check_merge, concat_detections, merge_views
-from .views import detect_views, predict_one
+from .views import OriginalsDetector, detect_views, predict_one
 
 log = logging.getLogger(__name__)
 CUT_MODES = ("drop", "keep")
@@ -65,7 +65,7 @@ def _starts(size: int, length: int, overlap_px: int) -> list[int]:
         x = end - overlap_px
 
 
-class TiledDetector:
+class TiledDetector(OriginalsDetector):
     """``detector`` run on tiles of each original image (see the module docstring); a ``Detector``
     over originals (``test_scale`` None). ``batch_size``: tiles per forward."""
 
@@ -92,27 +92,10 @@ class TiledDetector:
             raise ValueError(f"`max_detections` must be >= 1, got {max_detections}")
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-        self.detector, self.tile, self.overlap, self.with_full = (
-            detector,
-            (int(tile[0]), int(tile[1])),
-            overlap,
-            with_full,
-        )
+        super().__init__(detector)
+        self.tile, self.overlap, self.with_full = (int(tile[0]), int(tile[1])), overlap, with_full
         self.merge, self.iou_thr, self.match, self.max_detections = merge, iou_thr, match, max_detections
         self.cut, self.cut_margin, self.batch_size = cut, cut_margin, batch_size
-        self.class_names = detector.class_names
-        self.test_scale = None  # originals in: the tiles are resized here
-        self.size_divisor = 1
-        self.score_thresholds = getattr(detector, "score_thresholds", None)
-
-    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
-        """Original (3, H, W) uint8 images (``scale_factors`` all (1, 1)) -> per image the merged
-        detections, ``boxes`` (k, 4) xyxy in its pixels, ``scores`` (k,), ``labels`` (k,)."""
-        if any(tuple(f) != (1.0, 1.0) for f in scale_factors):
-            raise ValueError(
-                "`scale_factors` must be (1, 1): TiledDetector takes original images (its test_scale is None)"
-            )
-        return [self.detect_original(image) for image in images]
 
     def detect_original(self, image: Tensor) -> dict[str, Tensor]:
         """One original (3, H, W) uint8 image -> its merged detections (CPU tensors)."""

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..models.detector import Detector, ScoreThr
 from .merge import check_merge, concat_detections, merge_views
-from .views import detect_views, predict_one
+from .views import OriginalsDetector, detect_views, predict_one
 
 DEFAULT_SCALES = (0.8, 1.0, 1.2)
 
@@ -40,7 +40,7 @@ def unflip(det: dict[str, Tensor], width: int) -> dict[str, Tensor]:
     return {**det, "boxes": torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)}
 
 
-class TTADetector:
+class TTADetector(OriginalsDetector):
     """``detector`` run on each original at ``scales`` of its test scale, each also mirrored when
     ``flip``; merged as ``merge.merge_views`` (``merge``, ``iou_thr``, ``match``, ``max_detections``).
     ``batch_size``: views per forward (views of one scale share a shape and batch together)."""
@@ -64,22 +64,10 @@ class TTADetector:
         check_merge(merge, iou_thr, match)
         if max_detections is not None and max_detections < 1:
             raise ValueError(f"`max_detections` must be >= 1, got {max_detections}")
-        self.detector, self.scales, self.flip = detector, tuple(float(s) for s in scales), flip
+        super().__init__(detector)
+        self.scales, self.flip = tuple(float(s) for s in scales), flip
         self.merge, self.iou_thr, self.match, self.max_detections = merge, iou_thr, match, max_detections
         self.batch_size = batch_size
-        self.class_names = detector.class_names
-        self.test_scale = None  # originals in: each view is resized here
-        self.size_divisor = 1
-        self.score_thresholds = getattr(detector, "score_thresholds", None)
-
-    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
-        """Original (3, H, W) uint8 images (``scale_factors`` all (1, 1)) -> per image the merged
-        detections, ``boxes`` (k, 4) xyxy in its pixels, ``scores`` (k,), ``labels`` (k,)."""
-        if any(tuple(f) != (1.0, 1.0) for f in scale_factors):
-            raise ValueError(
-                "`scale_factors` must be (1, 1): TTADetector takes original images (its test_scale is None)"
-            )
-        return [self.detect_original(image) for image in images]
 
     def detect_original(self, image: Tensor) -> dict[str, Tensor]:
         """One original (3, H, W) uint8 image -> its merged detections (CPU tensors)."""

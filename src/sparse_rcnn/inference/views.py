@@ -65,3 +65,30 @@ def predict_one(wrapper: Any, detector: Detector, image: Any, score_thr: ScoreTh
     out: dict[str, Any] = keep_scores(det, thr)
     out["categories"] = [detector.class_names[i] for i in out["labels"].tolist()]
     return out
+
+
+class OriginalsDetector:
+    """A ``Detector`` over original images: ``test_scale`` None tells the loop not to resize, and
+    each image's own views (tiles, augmentations) go through the wrapped ``detector``. Subclasses
+    give ``detect_original``."""
+
+    test_scale = None
+    size_divisor = 1
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.class_names = detector.class_names
+        self.score_thresholds = getattr(detector, "score_thresholds", None)
+
+    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
+        """Original (3, H, W) uint8 images (``scale_factors`` all (1, 1)) -> per image the merged
+        detections, ``boxes`` (k, 4) xyxy in its pixels, ``scores`` (k,), ``labels`` (k,)."""
+        if any(tuple(f) != (1.0, 1.0) for f in scale_factors):
+            raise ValueError(
+                f"`scale_factors` must be (1, 1): {type(self).__name__} takes original images (its test_scale is None)"
+            )
+        return [self.detect_original(image) for image in images]
+
+    def detect_original(self, image: Tensor) -> dict[str, Tensor]:
+        """One original (3, H, W) uint8 image -> its merged detections (CPU tensors)."""
+        raise NotImplementedError
