@@ -165,6 +165,11 @@ def add_data_args(p: argparse.ArgumentParser, split_help: str) -> None:
     )
     p.add_argument("--data-format", choices=FORMATS, help="the format of --data (default: detected, and logged)")
     p.add_argument("--split", help=split_help)
+    add_data_set_arg(p)
+
+
+def add_data_set_arg(p: argparse.ArgumentParser) -> None:
+    """--set data.KEY=VALUE (repeatable): data options for commands that take no config."""
     p.add_argument(
         "--set",
         action="append",

@@ -10,7 +10,7 @@ import signal
 from ..common import check_outside
 from ..data import FORMATS, convert_dataset
 from ..visualize import show_dataset
-from .args import add_data_args, data_config, dataset_from_args, positive_int
+from .args import add_data_args, add_data_set_arg, data_config, dataset_from_args, positive_int
 
 log = logging.getLogger("sparse_rcnn")
 
@@ -33,13 +33,7 @@ def add_parsers(sub) -> None:
         "(default: beside the json, or <root>/<split> for <root>/annotations/<split>.json)",
     )
     p.add_argument("--split", default="train", help="COCO source: the name its split gets (default: train)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="data.KEY=VALUE",
-        help="data option, e.g. data.bad_annotations=skip",
-    )
+    add_data_set_arg(p)
     p.set_defaults(func=run_convert)
 
     p = sub.add_parser("show-data", help="look at a dataset: images with boxes, histograms, annotation problems")
