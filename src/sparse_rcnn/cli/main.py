@@ -16,10 +16,10 @@ from ..checkpoints import CheckpointError
 from ..common import OutputError
 from ..config import ConfigError
 from ..data import DataError, ImageError
-from ..deploy import GraphError
+from ..deploy import GraphError, MissingPackageError, QuantizeError
 from ..ops import keep_freed_memory
 from ..video import MotFormatError, TrackEvalError, VideoError
-from . import benchmark, dataset, evaluate, export, predict, serve, track, train, zoo
+from . import benchmark, dataset, evaluate, export, predict, quantize, serve, track, train, zoo
 from .args import UsageError, as_flags
 
 log = logging.getLogger("sparse_rcnn")
@@ -32,6 +32,8 @@ USER_ERRORS = (
     UsageError,
     OutputError,
     GraphError,
+    QuantizeError,
+    MissingPackageError,
     VideoError,
     MotFormatError,
     TrackEvalError,
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_parsers(sub)
     predict.add_parser(sub)
     export.add_parser(sub)
+    quantize.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parsers(sub)
     benchmark.add_parser(sub)

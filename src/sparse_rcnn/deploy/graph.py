@@ -13,6 +13,7 @@ all a deployment needs. Only numpy and OpenCV are used here (the functions impor
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union, cast
 
@@ -21,6 +22,8 @@ import numpy as np
 from ..data.images import read_image
 from ..data.resize import padded_size, resize_for_test
 from ..models.detector import resolve_score_thr
+
+log = logging.getLogger(__name__)
 
 REQUIRED_METADATA = ("class_names", "test_scale", "pixel_mean", "pixel_std", "size_divisor")
 
@@ -79,6 +82,10 @@ class GraphDetector:
         self.score_thresholds: Optional[dict] = (
             json.loads(meta["score_thresholds"]) if "score_thresholds" in meta else None
         )
+        # what ``deploy.quantize_onnx`` did to an int8 graph (scope, calibration, measured AP drop)
+        self.quantization: Optional[dict] = json.loads(meta["quantization"]) if "quantization" in meta else None
+        if self.quantization is not None:
+            log.info("%s: int8 graph, %s", self.path.name, _describe(self.quantization))
         # Fixed (int) or dynamic (None) batch, height and width of the graph's input.
         self.fixed_batch, self.fixed_height, self.fixed_width = (input_shape[0], input_shape[2], input_shape[3])
 
@@ -162,6 +169,14 @@ class GraphDetector:
                 kept["categories"] = [self.class_names[i] for i in kept["labels"].tolist()]
                 results.append(kept)
         return results[0] if single else results
+
+
+def _describe(q: dict) -> str:
+    """One line of an int8 graph's ``quantization`` metadata."""
+    text = f"scope {q.get('scope')} ({q.get('kept_fp32')}), {q.get('calibration_images')} calibration images"
+    if q.get("metric_drop") is not None:
+        text += f", {q.get('metric')} {q.get('int8_metric')} vs fp32 {q.get('fp32_metric')} (drop {q['metric_drop']})"
+    return text + f", {q.get('tool')}"
 
 
 def _check_array(x: Any) -> np.ndarray:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # our precision name -> OpenVINO's INFERENCE_PRECISION_HINT
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
-_OPTIONAL_METADATA = ("model_name", "score_thresholds")
+_OPTIONAL_METADATA = ("model_name", "score_thresholds", "quantization")
 
 
 def supports_bf16(device: str = "CPU") -> bool:

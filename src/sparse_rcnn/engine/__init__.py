@@ -5,6 +5,7 @@ from .benchmark import benchmark_detector, run_benchmark, synthetic_inputs
 from .evaluate_report import analyse_results, evaluate_with_report
 from .faults import StopSignals, TrainingError, TrainingInterrupted
 from .file_prediction import PredictionStopped, PredictionSummary, predict_files
+from .quantization import quantize_model_file
 from .schedule import build_optimizer, learning_rate, lr_factor
 from .trainer import Trainer
 
@@ -24,4 +25,5 @@ __all__ = [
     "predict_files",
     "PredictionStopped",
     "PredictionSummary",
+    "quantize_model_file",
 ]
