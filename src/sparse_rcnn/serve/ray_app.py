@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from ..deploy import MissingPackageError, load_detector
 from ..models import Detector, load_model
+from ..ops import keep_freed_memory
 from .app import create_app
 from .forward import Answer, Forwarded, call_app, forward
 from .settings import ServeSettings
@@ -43,9 +44,11 @@ def _ray_serve() -> Any:
 
 class ModelReplica:
     """One model replica: the whole app (``create_app``) over its own detector, started with its
-    lifespan (batcher, warm-up) and called in-process with the requests the front hands on."""
+    lifespan (batcher, warm-up) and called in-process with the requests the front hands on. Its
+    process is the deployment's own, so it keeps freed memory as the ``sparse-rcnn`` command does."""
 
     async def __init__(self, load: Callable[[], Detector], settings: ServeSettings) -> None:  # type: ignore[misc]
+        keep_freed_memory()  # before the model and its worker thread allocate (ops/allocator.py)
         self.app = create_app(load(), settings)
         self._lifespan: Optional[Any] = self.app.router.lifespan_context(self.app)
         await self._lifespan.__aenter__()
