@@ -1,4 +1,5 @@
-"""allocator.keep_freed_memory: big tensors reuse freed memory instead of faulting in new pages."""
+"""allocator.keep_freed_memory: big tensors reuse freed memory instead of faulting in new pages, in
+the main thread and in a worker thread (where the HTTP service runs the model)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 # (131072, 32768)) when the heap grew late, which the settings do not forbid.
 _PROBE = """
 import ctypes, sys, torch
+from concurrent.futures import ThreadPoolExecutor
 from sparse_rcnn.ops import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
@@ -29,18 +31,24 @@ class MallInfo2(ctypes.Structure):
 mallinfo2 = ctypes.CDLL(None).mallinfo2
 mallinfo2.restype = MallInfo2
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
-x = torch.ones(32 * 2**20)
-mapped = mallinfo2().hblkhd
-del x
-print(applied, mapped, mallinfo2().fordblks)
+
+def allocate():
+    x = torch.ones(32 * 2**20)
+    mapped = mallinfo2().hblkhd
+    del x
+    return mapped, mallinfo2().fordblks
+
+mapped, kept = allocate() if sys.argv[2] == "main" else ThreadPoolExecutor(1).submit(allocate).result()
+print(applied, mapped, kept)
 """
 BLOCK = 128 * 2**20
 
 
-def _probe(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int, int]:
-    """-> (applied, bytes in mmapped blocks while the tensor lives, free bytes kept in the heap after)."""
+def _probe(mode: str, env: dict[str, str] | None = None, thread: str = "main") -> tuple[bool, int, int]:
+    """-> (applied, bytes in mmapped blocks while the tensor lives, free bytes kept in the heap after),
+    the tensor made in the main thread or in a worker ``thread``."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode],
+        [sys.executable, "-c", _PROBE, mode, thread],
         capture_output=True,
         text=True,
         check=True,
@@ -58,12 +66,13 @@ def _has_mallinfo2() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_mallinfo2(), reason="glibc >= 2.33 (mallopt, mallinfo2)")
-def test_freed_memory_is_reused_without_page_faults():
-    applied, mapped, kept = _probe("keep")
+@pytest.mark.parametrize("thread", ["main", "worker"])
+def test_freed_memory_is_reused_without_page_faults(thread):
+    applied, mapped, kept = _probe("keep", thread=thread)
     assert applied
     assert mapped < BLOCK, mapped  # served from the heap, not from a fresh mmap
     assert kept >= BLOCK, kept  # freed into the heap, not returned: the next tensor reuses its pages
-    _, mapped, kept = _probe("system")  # glibc's default, which this replaces: mmap, then munmap
+    _, mapped, kept = _probe("system", thread=thread)  # glibc's default, which this replaces: mmap, then munmap
     assert mapped >= BLOCK and kept < BLOCK, (mapped, kept)
 
 

@@ -10,6 +10,7 @@ import pytest
 from serving import GatedDetector, metric, png_bytes, post_image, predict_records, running, wait_for, write_images
 from sparse_rcnn.models import load_model
 from sparse_rcnn.serve import ServeSettings, create_app
+from sparse_rcnn.serve.app import OPEN_ROUTES
 
 
 def png_header(w: int, h: int) -> bytes:
@@ -116,30 +117,47 @@ def test_a_failing_model_answers_500_and_the_service_goes_on(tiny_weights, tmp_p
         assert 'status="500"} 1.0' in client.get("/metrics").text
 
 
-def test_api_key_is_required_where_set(tiny_weights, tmp_path):
+def test_api_key_guards_every_route_but_the_probes_and_the_page(tiny_weights, tmp_path):
     path = write_images(tmp_path)[0]
     app = create_app(load_model(weights=tiny_weights), ServeSettings(api_key="s3cret-key"))
+    guarded = ["/v1/info", "/metrics", "/nope", "/v1/detect"]
     with running(app) as client:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-key"}):
             client.headers.clear()
             client.headers.update(headers)
             assert post_image(client, path).status_code == 401
-            assert client.get("/metrics").status_code == 401
+            for route in guarded:
+                r = client.get(route)
+                assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer", route
+                assert "API key" in r.json()["error"]
         client.headers.clear()
-        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
-        assert client.get("/v1/info").json()["api_key_required"] is True
+        assert [client.get(route).status_code for route in sorted(OPEN_ROUTES)] == [200] * len(OPEN_ROUTES)
         client.headers["Authorization"] = "Bearer s3cret-key"
         assert post_image(client, path).status_code == 200
+        assert client.get("/v1/info").json()["api_key_required"] is True
         assert client.get("/metrics").status_code == 200
+        assert client.get("/nope").status_code == 404 and client.get("/v1/detect").status_code == 405
+
+
+def test_without_an_api_key_every_route_is_open(served):
+    client, _, _ = served
+    assert client.get("/v1/info").json()["api_key_required"] is False
+    assert client.get("/metrics").status_code == 200
 
 
 def test_cors_is_off_unless_asked_for(tiny_weights):
-    app = create_app(load_model(weights=tiny_weights), ServeSettings(cors_origins=("http://app.example",)))
-    with running(app) as client:
+    settings = ServeSettings(cors_origins=("http://app.example",), api_key="k")
+    with running(create_app(load_model(weights=tiny_weights), settings)) as client:
         ok = client.get("/healthz", headers={"Origin": "http://app.example"})
         assert ok.headers["access-control-allow-origin"] == "http://app.example"
         other = client.get("/healthz", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        # a browser's preflight carries no key; the refusal of a keyless call is readable by the page
+        ask = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST"}
+        preflight = client.options("/v1/detect", headers={**ask, "Access-Control-Request-Headers": "authorization"})
+        assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "http://app.example"
+        denied = client.get("/v1/info", headers={"Origin": "http://app.example"})
+        assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == "http://app.example"
 
 
 def test_settings_refuse_nonsense():

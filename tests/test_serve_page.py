@@ -9,7 +9,7 @@ import pytest
 
 from serving import png_bytes, running
 from sparse_rcnn.models import load_model
-from sparse_rcnn.serve import create_app
+from sparse_rcnn.serve import ServeSettings, create_app
 from tiny import save_tiny_checkpoint
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -54,4 +54,24 @@ def test_page_detects_draws_and_filters(tmp_path):
             assert EVIL in page.inner_text("#rows")
             assert page.evaluate("window.pwned === undefined") and page.locator("#rows img").count() == 0
             assert not errors, errors
+            browser.close()
+
+
+def test_page_asks_for_the_api_key_where_one_is_set(tmp_path):
+    weights = save_tiny_checkpoint(tmp_path / "m.pth", ["cat", "dog", "bird"], test_scale=(64, 48))
+    images = [tmp_path / "photo.png", tmp_path / "other.png"]  # a browser signals no change for the same file
+    for i, image in enumerate(images):
+        image.write_bytes(png_bytes(120, 160, i))
+    with running(create_app(load_model(weights=str(weights)), ServeSettings(api_key="s3cret"))) as client:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(str(client.base_url))
+            page.wait_for_selector("#keyrow:not([hidden])", timeout=30_000)  # /v1/info said 401
+            page.set_input_files("#file", str(images[0]))
+            page.wait_for_selector("#status.error", timeout=60_000)
+            assert page.inner_text("#status").startswith("401")
+            page.fill("#key", "s3cret")
+            page.set_input_files("#file", str(images[1]))
+            page.wait_for_selector("body[data-detections]", timeout=60_000)
             browser.close()

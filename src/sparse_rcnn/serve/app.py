@@ -4,6 +4,7 @@ Routes: ``POST /v1/detect`` (one image -> the record ``predict`` writes for it),
 (alive), ``GET /readyz`` (model warmed up; 503 before), ``GET /metrics`` (Prometheus text),
 ``GET /`` and ``GET /page.js`` (a page to try the model), ``GET /v1/info`` (what the page needs).
 Every refusal is a 4xx/5xx with a one-line JSON ``{"error": "..."}``; no traceback reaches a client.
+With an API key, every route but ``OPEN_ROUTES`` (the probes and the page) answers 401 without it.
 Run it with uvicorn (``sparse-rcnn serve`` does), or on Ray Serve (``serve.ray_app``).
 """
 
@@ -33,6 +34,9 @@ from .settings import DeadlineExceeded, RequestError, ServeSettings
 from .uploads import image_bytes, parse_score_thr, prepared_image, read_body
 
 log = logging.getLogger(__name__)
+# the routes a request without the API key may reach: the probes, and the page (which holds no data:
+# it asks for the key, and its requests carry it); every other path, unknown ones too, needs the key
+OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/", "/page.js"})
 PAGE_SECURITY = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'",
     "X-Content-Type-Options": "nosniff",
@@ -78,6 +82,15 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
 
     app = FastAPI(title="sparse-rcnn", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher, app.state.metrics, app.state.settings = batcher, metrics, settings
+
+    @app.middleware("http")  # first, so that CORS (when on) answers preflights and decorates refusals
+    async def require_api_key(request: Request, call_next):
+        if request.url.path not in OPEN_ROUTES:
+            denied = _unauthorized(request, settings.api_key)
+            if denied is not None:
+                return denied
+        return await call_next(request)
+
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -108,9 +121,8 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics")
-    async def metrics_page(request: Request) -> Response:
-        denied = _unauthorized(request, settings.api_key)
-        return denied or Response(metrics.render(), media_type=metrics.content_type)
+    async def metrics_page() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.get("/")
     async def index() -> Response:
@@ -130,9 +142,6 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
 
     @app.post("/v1/detect")
     async def detect(request: Request) -> Response:
-        denied = _unauthorized(request, settings.api_key)
-        if denied:
-            return denied
         try:
             asked = parse_score_thr(request.query_params.get("score_thr"))
             try:

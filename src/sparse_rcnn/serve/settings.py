@@ -18,9 +18,9 @@ class ServeSettings:
     """max_batch: images per forward; max_wait_ms: how long a batch waits to fill; max_queue: requests
     waiting for the model beyond which new ones get 503; timeout_s: a request's deadline (504);
     max_upload_mb: the largest body accepted (413); max_pixels: the largest image (413, at most
-    ``data.MAX_PIXELS``); api_key: when set, ``/v1/detect`` and ``/metrics`` need
-    ``Authorization: Bearer <api_key>``; cors_origins: origins allowed to call from a browser (none:
-    CORS off); warmup: run one forward before ``/readyz`` says ready."""
+    ``data.MAX_PIXELS``); api_key: when set, every route but the probes and the page
+    (``app.OPEN_ROUTES``) needs ``Authorization: Bearer <api_key>``; cors_origins: origins allowed
+    to call from a browser (none: CORS off); warmup: run one forward before ``/readyz`` says ready."""
 
     max_batch: int = 8
     max_wait_ms: float = 5.0

@@ -7,8 +7,8 @@
   const state = { image: null, record: null };
   const colors = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"];
 
-  fetch("v1/info").then((r) => r.json()).then((info) => { $("keyrow").hidden = !info.api_key_required; })
-    .catch(() => {});
+  // with an API key set, /v1/info (like /v1/detect) answers 401 without it: then ask for the key
+  fetch("v1/info").then((r) => { $("keyrow").hidden = r.status !== 401; }).catch(() => {});
 
   function setStatus(text, isError) {
     $("status").textContent = text;
