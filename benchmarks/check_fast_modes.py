@@ -15,6 +15,7 @@ It also writes each mode's detections in ``sparse-rcnn predict``'s format to --o
     python benchmarks/check_fast_modes.py [--modes fp32-cl bf16 ...] [--threads 2]
     python benchmarks/check_fast_modes.py --modes onnxruntime-fp32 openvino-fp32 openvino-bf16
     python benchmarks/check_fast_modes.py --modes compile
+    python benchmarks/check_fast_modes.py --modes openvino-int8 onnxruntime-int8 --int8-onnx r50-int8.onnx
 """
 
 from __future__ import annotations
@@ -59,15 +60,21 @@ RUNTIME_MODES = {
     "onnxruntime-fp32": ("onnxruntime", "fp32"),
     "openvino-fp32": ("openvino", "fp32"),
     "openvino-bf16": ("openvino", "bf16"),
+    "onnxruntime-int8": ("onnxruntime", "fp32"),  # the graph of --int8-onnx
+    "openvino-int8": ("openvino", "fp32"),
 }
 
 
-def runtime_detector(model, mode: str, onnx_path: str, threads: int):
+def runtime_detector(model, mode: str, onnx_path: str, threads: int, int8_path: str | None = None):
     """``model`` exported to ``onnx_path`` (once: an existing file is reused) and loaded on the
     runtime of ``mode``. Raises ValueError where the runtime cannot run it (bf16 on a CPU without it)."""
     from sparse_rcnn.deploy import export_onnx, load_detector
 
-    if not osp.exists(onnx_path):
+    if mode.endswith("-int8"):
+        if not int8_path:
+            raise ValueError("the *-int8 modes run --int8-onnx FILE (`sparse-rcnn quantize` of the export)")
+        onnx_path = int8_path
+    elif not osp.exists(onnx_path):
         export_onnx(model, onnx_path, dynamic=True)
     runtime, dtype = RUNTIME_MODES[mode]
     return load_detector(onnx_path, runtime=runtime, dtype=dtype, threads=threads)
@@ -100,6 +107,7 @@ def main() -> int:
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES) + list(RUNTIME_MODES))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out-dir", default="/tmp/fast_modes")
+    ap.add_argument("--int8-onnx", help="the int8 graph of the *-int8 modes (`sparse-rcnn quantize` of the export)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ref_dir = osp.join(ORACLE_DIR, "ref", args.config)
@@ -111,7 +119,9 @@ def main() -> int:
         model = load_model(args.config, osp.join(ref_dir, "ckpt.pth"))
         if mode in RUNTIME_MODES:
             try:
-                detector = runtime_detector(model, mode, osp.join(args.out_dir, f"{args.config}.onnx"), args.threads)
+                detector = runtime_detector(
+                    model, mode, osp.join(args.out_dir, f"{args.config}.onnx"), args.threads, args.int8_onnx
+                )
             except ValueError as e:
                 print(json.dumps({"config": args.config, "mode": mode, "skipped": str(e)}), flush=True)
                 continue
@@ -141,9 +151,10 @@ def main() -> int:
             "kwargs": MODES.get(mode, RUNTIME_MODES.get(mode)),
             "compare_py_vs_mmdet": summary,
         }
-        agree, max_score, max_box, identical = [], 0.0, 0.0, True
+        agree, agree20, max_score, max_box, identical = [], [], 0.0, 0.0, True
         for ref, det in zip(baseline, dets):
             agree.append(topk_agreement(ref, det))
+            agree20.append(topk_agreement({k: v[:20] for k, v in ref.items()}, det))  # fp32's 20 best
             max_score = max(max_score, float((ref["scores"] - det["scores"]).abs().max()))
             same = ref["labels"] == det["labels"]
             if same.any():
@@ -154,6 +165,7 @@ def main() -> int:
             max_score_diff_vs_fp32=max_score,
             max_box_px_vs_fp32_same_rank_label=max_box,
             topk_matched_iou09=[round(a, 4) for a in agree],
+            top20_matched_iou09=[round(a, 4) for a in agree20],
             topk_pass=min(agree) >= 0.95,
         )
         ok &= line["topk_pass"]

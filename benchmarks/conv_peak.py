@@ -1,9 +1,10 @@
-"""What one convolution reaches on this CPU: the practical fp32 and bf16 ceilings, and Winograd.
+"""What one convolution reaches on this CPU: the practical fp32, bf16 and int8 ceilings, and Winograd.
 
 Times single convolutions with the shapes that dominate an R-50 + FPN forward at 800x1333 (the
 FPN's 3x3 on P2 and P3, a 1x1 lateral, ResNet 3x3s of layer1, layer3 and layer4), batch 1 by
 default: oneDNN (PyTorch's CPU convolution) in fp32 and bf16, NCHW and channels_last, and NNPACK
-in fp32 NCHW (its Winograd kernel for a 3x3 at batch 1, as ``sparse_rcnn.ops.winograd`` uses it).
+in fp32 NCHW (its Winograd kernel for a 3x3 at batch 1, as ``sparse_rcnn.ops.winograd`` uses it),
+and PyTorch's int8 convolution (``int8-cl``: uint8 x int8, the arithmetic of ``sparse-rcnn quantize``).
 Prints the median time, GFLOP/s of the direct method (2 * MACs / time) and the relative L2 error
 of the output against a float64 convolution. A whole forward of direct convolutions cannot beat
 these rates; dividing the forward's FLOP count (``profile_breakdown.py``) by them gives its floor.
@@ -64,6 +65,7 @@ def measure(cin: int, cout: int, k: int, h: int, w: int, iters: int, batch: int 
             name = f"onednn-{str(dtype).split('.')[1]}{'-cl' if cl else ''}"
             bi = bias.to(dtype)
             runs[name] = lambda xi=xi, wi=wi, bi=bi: F.conv2d(xi, wi, bi, padding=k // 2)
+    runs["int8-cl"] = _int8_conv(x, weight, bias, k)
     if nnpack_available():
         runs["nnpack-float32"] = (  # Winograd only for a 3x3 at batch 1
             lambda: torch._nnpack_spatial_convolution(x, weight, bias, [k // 2] * 2)
@@ -80,6 +82,22 @@ def measure(cin: int, cout: int, k: int, h: int, w: int, iters: int, batch: int 
             "gflop_per_s": round(2 * macs / ms / 1e6, 1),
             "rel_err": float(f"{err:.2e}"),
         }
+
+
+def _int8_conv(x, weight, bias, k: int):
+    """PyTorch's quantized convolution (the ``x86`` engine: oneDNN/FBGEMM int8 kernels, VNNI where the
+    CPU has it) in channels_last: uint8 activations (per tensor), int8 weights (per output channel), as
+    an int8 graph of ``sparse-rcnn quantize`` computes; returns a function giving the fp32 output."""
+    torch.backends.quantized.engine = "x86"
+    w_scale = weight.abs().amax(dim=(1, 2, 3)) / 127
+    qw = torch.quantize_per_channel(weight, w_scale, torch.zeros_like(w_scale, dtype=torch.long), 0, torch.qint8)
+    qx = torch.quantize_per_tensor(x, float(x.abs().max()) / 127, 128, torch.quint8)
+    qx = qx.contiguous(memory_format=torch.channels_last)
+    conv = torch.ao.nn.quantized.Conv2d(weight.shape[1], weight.shape[0], k, padding=k // 2)
+    conv.set_weight_bias(qw, bias)
+    out = F.conv2d(x, weight, bias, padding=k // 2)
+    conv.scale, conv.zero_point = float(out.abs().max()) / 127, 128
+    return lambda: conv(qx).dequantize()
 
 
 def main() -> int:

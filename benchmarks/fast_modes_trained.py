@@ -10,6 +10,7 @@ matched one to one with the same label and IoU >= 0.9 (``check_fast_modes.topk_a
     python benchmarks/fast_modes_trained.py --demo-dir DIR [--modes fp32 fp32-winograd bf16 ...]
     python benchmarks/fast_modes_trained.py --weights W --ann A.json --images DIR
     python benchmarks/fast_modes_trained.py --demo-dir DIR --modes onnxruntime-fp32 openvino-fp32 openvino-bf16
+    python benchmarks/fast_modes_trained.py --demo-dir DIR --modes openvino-int8 onnxruntime-int8 --int8-onnx q.onnx
 
 The exported-graph modes (``check_fast_modes.RUNTIME_MODES``) export the checkpoint to ONNX once,
 into a temporary folder (or --onnx-dir), never beside the checkpoint.
@@ -66,6 +67,7 @@ def main() -> int:
     ap.add_argument(
         "--onnx-dir", help="where the exported-graph modes write their ONNX file (default: a temporary folder)"
     )
+    ap.add_argument("--int8-onnx", help="the int8 graph of the *-int8 modes (`sparse-rcnn quantize` of the export)")
     args = ap.parse_args()
     if args.demo_dir:
         args.weights = args.weights or osp.join(args.demo_dir, "model_final.pth")
@@ -88,7 +90,9 @@ def compare_modes(args: argparse.Namespace, dataset: CocoDetection, onnx_path: s
         model = load_model(None, args.weights)
         if mode in RUNTIME_MODES:
             try:
-                model = runtime_detector(model, mode, onnx_path, args.threads)  # a Detector, evaluated the same way
+                model = runtime_detector(
+                    model, mode, onnx_path, args.threads, args.int8_onnx
+                )  # a Detector, evaluated the same way
             except ValueError as e:
                 print(json.dumps({"mode": mode, "weights": args.weights, "skipped": str(e)}), flush=True)
                 continue

@@ -6,6 +6,7 @@ requested mode, every run in a fresh process on the
 reference R-50 checkpoint and the same synthetic 800x1333 input (batch 1 for inference, batch 2 for
 training). Ratios are taken within a round (neighbouring runs see the same machine load); the
 summary reports the median ratio over rounds. One JSON line per run and a summary are written.
+The ``*-int8`` modes time the int8 graph given as ``--int8-onnx`` (``sparse-rcnn quantize`` of the export).
 The ``onnxruntime-*`` / ``openvino-*`` modes time the exported graph (``sparse-rcnn benchmark --onnx
 ... --runtime ...``): the reference checkpoint is exported once per run (``--dynamic``, so one file
 serves every ``--batch``) into a temporary folder, or read from ``--onnx`` when given.
@@ -53,6 +54,9 @@ MODES = {
     "onnxruntime-fp32": (["--onnx", "{onnx}", "--runtime", "onnxruntime"], "inference"),
     "openvino-fp32": (["--onnx", "{onnx}", "--runtime", "openvino"], "inference"),
     "openvino-bf16": (["--onnx", "{onnx}", "--runtime", "openvino", "--dtype", "bf16"], "inference"),
+    # the int8 graph of `sparse-rcnn quantize` ({int8}: --int8-onnx)
+    "onnxruntime-int8": (["--onnx", "{int8}", "--runtime", "onnxruntime"], "inference"),
+    "openvino-int8": (["--onnx", "{int8}", "--runtime", "openvino"], "inference"),
 }
 
 
@@ -90,6 +94,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[1], help="inference batch sizes (training: batch 2)")
     ap.add_argument("--size", default="800x1333", help="HxW of the synthetic images (smaller only to try the script)")
     ap.add_argument("--onnx", help="the exported reference model to time (default: exported once at the start)")
+    ap.add_argument("--int8-onnx", help="the int8 graph the *-int8 modes time (`sparse-rcnn quantize` of the export)")
     ap.add_argument("--out", default=osp.join(HERE, "results", "side_by_side.jsonl"))
     args = ap.parse_args()
     os.makedirs(osp.dirname(args.out), exist_ok=True)
@@ -113,6 +118,8 @@ def main() -> int:
                 ],
                 check=True,
             )
+        if any("{int8}" in MODES[m][0] for m in args.modes) and not args.int8_onnx:
+            ap.error("the *-int8 modes time --int8-onnx FILE (made by `sparse-rcnn quantize --onnx ...`)")
         summary = run_rounds(args, onnx)
     print(json.dumps({"summary": summary}))
     return 0
@@ -127,7 +134,7 @@ def run_rounds(args: argparse.Namespace, onnx: str | None) -> dict:
             mmdet: dict[tuple[str, str, int], dict] = {}
             for mode in args.modes:
                 extra, kind = MODES[mode]
-                extra = [onnx if a == "{onnx}" else a for a in extra]
+                extra = [{"{onnx}": onnx, "{int8}": args.int8_onnx}.get(a, a) for a in extra]
                 iters = args.train_iters if kind == "train" else args.iters
                 for batch in [2] if kind == "train" else args.batch:
                     for malloc in args.mmdet_malloc:  # MMDetection first, then ours

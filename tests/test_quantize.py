@@ -4,6 +4,7 @@ guard refuses a drop it cannot hold, and each bad input is one line."""
 
 import json
 import re
+import sys
 
 import numpy as np
 import onnx
@@ -139,10 +140,11 @@ def test_the_guard_passes_and_records_the_measured_drop(files, run_cli, tmp_path
         ("quantized", "is already quantized (it holds QuantizeLinear nodes)"),
         ("classes", "its classes are not the model's"),
         ("no-images", "name the calibration images"),
+        ("no-nncf", 'nncf is not installed: pip install -e ".[int8]"'),
         ("scope", None),
     ],
 )
-def test_bad_inputs_are_one_line(files, run_cli, tmp_path, case, message):
+def test_bad_inputs_are_one_line(files, run_cli, tmp_path, monkeypatch, case, message):
     fp32, int8, calib, val_ann, _ = files
     out = tmp_path / "out.onnx"
     base = ["quantize", "--output", str(out)]
@@ -156,6 +158,9 @@ def test_bad_inputs_are_one_line(files, run_cli, tmp_path, case, message):
         argv += ["--val-images", str(other_images)]
     elif case == "no-images":
         argv = base + ["--onnx", str(fp32)]
+    elif case == "no-nncf":
+        monkeypatch.setitem(sys.modules, "nncf", None)  # `import nncf` raises ImportError
+        argv = base + ["--onnx", str(fp32), "--images", str(calib)]
     else:
         with pytest.raises(QuantizeError, match="unknown quantization `scope` 'head'"):
             quantize_onnx(fp32, out, [], scope="head")

@@ -140,7 +140,7 @@ def quantize_onnx(
         ``QuantizeError`` if that cannot be reached. ``runtime`` runs the graphs for ``metric``.
     """
     onnx = import_runtime("onnx")
-    nncf = import_runtime("nncf")
+    nncf = import_runtime("nncf", extra="int8")
     source, output = check_model_file(source), Path(output)
     if scope not in SCOPES:
         raise QuantizeError(f"unknown quantization `scope` {scope!r}: one of {', '.join(SCOPES)}")
