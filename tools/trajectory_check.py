@@ -219,11 +219,16 @@ def short_key(key: str) -> str:
     return key.replace("stages.", "h").replace("backbone.", "bb.")[-30:]
 
 
-def check_trajectory(name: str, ref_root: Path, oracle_dir: Path, inject_kind: Optional[str] = None) -> list:
-    """Run both sides for one config (the fixed-gradient check first); returns the table rows."""
+def check_trajectory(
+    name: str, ref_root: Path, oracle_dir: Path, inject_kind: Optional[str] = None, save: Optional[Path] = None
+) -> list:
+    """Run both sides for one config (the fixed-gradient check first); returns the table rows. ``save``:
+    keep our trajectory there (and the fixed-gradient run as ``*.fixed.pt``), for ``--against``."""
     ref = reference_trajectory(ref_root, name, oracle_dir)
-    rows = fixed_rows(name, ref_root / name, inject_kind)
+    rows = fixed_rows(name, ref_root / name, inject_kind, save and save.with_suffix(".fixed.pt"))
     ours = our_trajectory(name, ref_root / name, inject_kind)
+    if save:
+        torch.save(ours, save)
     return rows + judge(compare(ours, ref, *initial_weights(name, ref_root / name)))
 
 
