@@ -51,11 +51,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixed_update import fixed_rows, make_fixed  # noqa: E402
 from recipe_mistakes import INJECTIONS, STEPS, inject, short_recipe  # noqa: E402, F401 (tests import them here)
 
-# limits (docs/parity-trajectory.md): our own float noise, 1 vs 2 threads, R-50 1x, was 8.2e-6 (losses) and
-# 1.3e-3 (grad norm) over steps 0-1: ~10x that. From step 2 Adam turns float noise into percent-level
-# differences (noise 0.12 / 0.085 by step 5), so the later limits are order-of-magnitude bounds only.
+# limits (docs/parity-trajectory.md): our own float noise, 1 vs 2 threads over steps 0-1, was 8.2e-6 (losses)
+# and 1.3e-3 (grad norm) for R-50 1x, 4.2e-4 and 2.4e-3 for R-101 300-proposal crop on small images (ref_small):
+# ~10x the larger. From step 2 Adam turns float noise into percent-level differences (R-101: 0.56 / 0.17 over
+# 20 steps), so the later limits are order-of-magnitude bounds only.
 EARLY_STEPS = 2
-LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (1e-4, 1.0), (1e-2, 1.0), 2.0
+LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (5e-3, 1.0), (3e-2, 1.0), 2.0
 ADAMW_KEYS = ("weight_decay", "betas", "eps", "amsgrad", "maximize")
 MAKE_TRAJECTORY = Path(__file__).with_name("make_trajectory.py")
 
