@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from make_trajectory import short_schedule  # noqa: E402
+from fixed_update import FIXED_UPDATE_TOL, compare_fixed, fixed_steps, judge_fixed  # noqa: E402
+from make_trajectory import FIXED_SCALES, short_schedule  # noqa: E402
 from sparse_rcnn.common import Processes  # noqa: E402
 from sparse_rcnn.config import load_config  # noqa: E402
 from sparse_rcnn.engine.faults import TrainingHooks  # noqa: E402
 from sparse_rcnn.engine.recipe import build_step  # noqa: E402
-from trajectory_check import inject, param_settings, same_settings, short_recipe  # noqa: E402
+from trajectory_check import INJECTIONS, inject, param_settings, same_settings, short_recipe  # noqa: E402
 
 
 def mmdet_schedule(milestones: list[int], max_epochs: int) -> list[dict]:
@@ -109,3 +110,58 @@ def test_decay_is_below_float32_at_the_zoo_lr(fused):
         opt.step()
         changed[lr] = (p.detach() != w0).sum().item()
     assert changed == {2.5e-5: 0, 1e-3: 1000}
+
+
+class Toyish(nn.Module):
+    """Parameters of every kind part d's fixed-gradient check meets: matrix, bias, norm weight, frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin, self.norm, self.frozen = nn.Linear(8, 4), nn.LayerNorm(4), nn.Linear(2, 2)
+        with torch.no_grad():
+            self.norm.weight.add_(0.1 * torch.randn(4))  # ~1, as the reference's perturbed LayerNorms
+        self.frozen.requires_grad_(False)
+
+
+def mmengine_like(model: nn.Module, grads: dict, scales: list[float]) -> dict:
+    """An independent stand-in for MMDetection's path (make_trajectory.fixed_update): torch's for-loop AdamW,
+    OptimWrapper's order (backward, clip to max_norm 1, step), mmengine's LinearLR(0.001, end=8) lr."""
+    model.double()
+    named = dict(model.named_parameters())
+    w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=2.5e-5, weight_decay=1e-4, foreach=False)
+    steps = []
+    for it, scale in enumerate(scales):
+        lr = 2.5e-5 * (0.001 + 0.999 * min(it, 7) / 7)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        sum((named[k] * (g.double() * scale)).sum() for k, g in grads.items()).backward()
+        norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 1.0)
+        opt.step()
+        opt.zero_grad()
+        steps.append({"lr": lr, "grad_norm": norm.item()})
+    update = {k: v.detach() - w0[k] for k, v in model.state_dict().items()}
+    return {"steps": steps, "update": update, "grads": grads, "scales": scales}
+
+
+@pytest.mark.parametrize("kind", [None, *INJECTIONS])
+def test_fixed_gradient_check_catches_each_mistake(kind):
+    """Part d's noise-free half (tools/fixed_update.py) on a toy model: our shipped TrainStep against an
+    independent MMDetection-like optimiser passes to ~1e-15; every injected mistake fails its update row."""
+    gen = torch.Generator().manual_seed(3)
+    model = Toyish()
+    grads = {k: 100 * torch.randn(p.shape, generator=gen) for k, p in model.named_parameters() if p.requires_grad}
+    ref = mmengine_like(Toyish(), grads, list(FIXED_SCALES))
+    recipe = short_recipe(load_config("sparse_rcnn_r50_fpn_1x_coco").train)
+    ours = fixed_steps(model, grads, list(FIXED_SCALES), recipe, kind)
+    res = compare_fixed(ours, ref)
+    rows = {r[0].split(":")[1].split()[0]: r for r in judge_fixed(res)}  # lr, norm, w3-w0, no-grad
+    assert res["min_norm"] > 1 and res["moved"] == 4 and res["tensors"] == 6
+    if kind is None:
+        assert all(r[3] for r in rows.values()), rows
+        assert res["update"][0] < 1e-12 and res["lr"] < 1e-15 and res["norm"] < 1e-14
+    else:
+        assert not rows["w3-w0"][3], rows  # the update itself shows each mistake, by far
+        assert res["update"][0] > 100 * FIXED_UPDATE_TOL  # decay off: ~1e-4 (wd x |w|); the others > 1e-2
+        assert rows["lr"][3] == (kind != "warmup-off-by-one")

@@ -24,6 +24,15 @@ Writes to ``REF_ROOT/CONFIG``: ``trajectory_optimizer.json`` (per parameter: req
 AdamW settings of its group; ``--optimizer-only`` writes just this), ``trajectory.json`` (per step
 the 18 losses, the gradient norm before clipping as ``OptimWrapper`` logs it, the lr the step used;
 the schedule as run) and ``trajectory_final.pth`` (the state dict after the last step).
+
+The fixed-gradient record (part d's noise-free half, ``tools/fixed_update.py``; ``--fixed-only``
+writes just this): MMDetection's own gradient at the checkpoint on the same batch (its train_step's
+loss and backward, no step) -> ``fixed_grads.pth``; then, with the model in float64, the config's
+optimiser wrapper and schedulers run ``len(FIXED_SCALES)`` steps through ``update_params`` on the
+loss ``sum(w * g * s)`` whose gradient is exactly that gradient times the step's scale s, and the
+update ``w_K - w0`` (float64) -> ``fixed_update.pth``, with each step's lr and norm before
+clipping -> ``fixed_update.json``. The scales differ so that clipping before the step (every step
+sees norm max_norm) and after it (Adam sees the raw norms) give different updates.
 """
 
 import argparse
@@ -38,6 +47,7 @@ import torch
 
 TOOLKIT = Path(os.environ.get("MMDET_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "mmdet-reference"))
 WARMUP_ITERS = 8
+FIXED_SCALES = (1.0, 3.0, 0.5)  # gradient scale of each fixed-gradient step
 
 
 def short_schedule(param_scheduler: list, steps: int, max_epochs: int, warmup: int) -> list:
@@ -71,6 +81,35 @@ def param_groups(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> di
     return out
 
 
+def fixed_update(model: torch.nn.Module, data: dict, optimiser, hub, out_dir: Path, cfg) -> None:
+    """The fixed-gradient record of the module docstring."""
+    batch = model.data_preprocessor(copy.deepcopy(data), True)  # train_step's own forward and loss
+    total, _ = model.parse_losses(model(**batch, mode="loss"))
+    total.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    torch.save(grads, out_dir / "fixed_grads.pth")
+    model.zero_grad(set_to_none=True)
+    model.double()  # no float32 rounding in w1 - w0: only the optimiser's arithmetic differs
+    named = dict(model.named_parameters())
+    w0 = {n: p.detach().clone() for n, p in named.items()}
+    optim_wrapper, step_schedulers = optimiser(model)
+    steps = []
+    for scale in FIXED_SCALES:
+        lr = optim_wrapper.get_lr()["lr"][0]
+        loss = sum((named[n] * (g.double() * scale)).sum() for n, g in grads.items())
+        optim_wrapper.update_params(loss)  # backward (grad = g * scale exactly), clip, AdamW step, zero_grad
+        steps.append(dict(scale=scale, lr=lr, grad_norm=hub.get_scalar("train/grad_norm").current()))
+        step_schedulers()
+        print(f"fixed-gradient step: {steps[-1]}", flush=True)
+    update = {n: p.detach() - w0[n] for n, p in named.items()}
+    torch.save(update, out_dir / "fixed_update.pth")
+    clip = cfg.optim_wrapper.get("clip_grad") or {}
+    record = dict(
+        scales=list(FIXED_SCALES), steps=steps, dtype="float64", clip_grad=dict(clip), total_norm=total.item()
+    )
+    (out_dir / "fixed_update.json").write_text(json.dumps(record, indent=1, default=str))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ref_root", type=Path, help="a folder make_reference.py wrote (holds inputs/ and CONFIG/)")
@@ -79,6 +118,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=WARMUP_ITERS, help="LinearLR end, in iterations")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--optimizer-only", action="store_true", help="write trajectory_optimizer.json only")
+    ap.add_argument("--fixed-only", action="store_true", help="write the fixed-gradient record only")
     args = ap.parse_args()
     sys.path.insert(0, str(TOOLKIT))
     import make_reference as mr  # the toolkit's own model builder and training batch
@@ -98,18 +138,40 @@ def main() -> int:
     shapes = [tuple(s) for s in gt_file["shapes_hw"]]
     data = mr.train_data(cfg, img_paths, shapes, gt_file["gt_original_coords"])
 
-    mr.seed_all(json.loads((args.ref_root / "run_args.json").read_text())["seed"] + 7)
-    model = mr.build_model(cfg)
-    load_checkpoint(model, str(out_dir / "ckpt.pth"), map_location="cpu", strict=True, revise_keys=[])
-    model.train()
+    def fresh_model() -> torch.nn.Module:
+        mr.seed_all(json.loads((args.ref_root / "run_args.json").read_text())["seed"] + 7)
+        model = mr.build_model(cfg)
+        load_checkpoint(model, str(out_dir / "ckpt.pth"), map_location="cpu", strict=True, revise_keys=[])
+        return model.train()
+
+    max_epochs = cfg.train_cfg.max_epochs
+    sched_cfg = short_schedule(cfg.param_scheduler, args.steps, max_epochs, args.warmup)
     hub = MessageHub.get_current_instance()
-    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+
+    def optimiser(model: torch.nn.Module) -> tuple:
+        """The config's optim_wrapper and schedulers, and a function stepping the schedulers."""
+        optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+        schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper)) for s in sched_cfg]
+
+        def step_schedulers() -> None:
+            for s in schedulers:  # ParamSchedulerHook.after_train_iter
+                if not s.by_epoch:
+                    s.step()
+            for s in schedulers:  # after_train_epoch: every step ends an epoch here
+                if s.by_epoch:
+                    s.step()
+
+        return optim_wrapper, step_schedulers
+
+    if not args.optimizer_only:
+        fixed_update(fresh_model(), data, optimiser, hub, out_dir, cfg)
+    if args.fixed_only:
+        return 0
+    model = fresh_model()
+    optim_wrapper, step_schedulers = optimiser(model)
     (out_dir / "trajectory_optimizer.json").write_text(json.dumps(param_groups(model, optim_wrapper.optimizer)))
     if args.optimizer_only:
         return 0
-    max_epochs = cfg.train_cfg.max_epochs
-    sched_cfg = short_schedule(cfg.param_scheduler, args.steps, max_epochs, args.warmup)
-    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim_wrapper)) for s in sched_cfg]
 
     steps = []
     for t in range(args.steps):
@@ -117,12 +179,7 @@ def main() -> int:
         lr = optim_wrapper.get_lr()["lr"]
         log_vars = model.train_step(copy.deepcopy(data), optim_wrapper)
         grad_norm = hub.get_scalar("train/grad_norm").current()
-        for s in schedulers:  # ParamSchedulerHook.after_train_iter
-            if not s.by_epoch:
-                s.step()
-        for s in schedulers:  # after_train_epoch: every step ends an epoch here
-            if s.by_epoch:
-                s.step()
+        step_schedulers()
         losses = {k: float(v.detach()) for k, v in log_vars.items() if k != "loss" and "loss" in k}
         steps.append(
             dict(lr=lr[0], lr_groups=lr, grad_norm=grad_norm, losses=losses, total=float(log_vars["loss"].detach()))

@@ -263,6 +263,7 @@ def main() -> int:
     parser.add_argument("--ref", type=Path, help="reference folder (default ORACLE_DIR/ref; e.g. another --seed)")
     parser.add_argument("--inject", choices=INJECTIONS, help="part d: a deliberate mistake in OUR optimiser")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-runs", type=Path, help="part d: keep our runs as DIR/CONFIG.pt (for --against)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ref_root = args.ref or Path(args.oracle_dir) / "ref"
@@ -284,7 +285,8 @@ def main() -> int:
             if "c" in args.parts:
                 check_training(name, ref, model, table)
             if "d" in args.parts:
-                for row in check_trajectory(name, ref_root, Path(args.oracle_dir), args.inject):
+                save = args.save_runs / f"{name}.pt" if args.save_runs else None
+                for row in check_trajectory(name, ref_root, Path(args.oracle_dir), args.inject, save):
                     table.add(short(name), *row)
             del model
             print(f"# {name}: {time.perf_counter() - t0:.0f}s", flush=True)

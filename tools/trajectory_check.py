@@ -14,9 +14,10 @@ norm before clipping of every step (relative); per parameter tensor the total up
 ``d = w20 - w0``: ``|d_ours - d_ref| / |d_ref|`` (L2 norms over the tensor); tensors MMDetection
 leaves unchanged (frozen stem and layer1, BatchNorm statistics) must stay bit-identical; and per
 parameter whether it is trained and its AdamW settings (weight decay, betas, eps, ...) must equal
-MMDetection's (``trajectory_optimizer.json``). That last check is the only way to see weight decay:
-AdamW multiplies w by ``1 - lr * wd`` >= 1 - 2.5e-9, which rounds to 1 in float32, so at the zoo's
-lr (<= 2.5e-4 with wd 1e-4) the decay changes no bit of any weight, in MMDetection or here.
+MMDetection's (``trajectory_optimizer.json``). In float32 that is the only place weight decay shows:
+AdamW multiplies w by ``1 - lr * wd`` >= 1 - 2.5e-9, which rounds to 1, so at the zoo's lr
+(<= 2.5e-4 with wd 1e-4) the decay changes no bit of any weight, in MMDetection or here. Part d
+first runs the noise-free fixed-gradient check (``tools/fixed_update.py``; ``--fixed-only``: just it).
 
     python tools/trajectory_check.py CONFIG [--inject KIND] [--threads N] [--save F] [--against F]
 
@@ -27,7 +28,6 @@ run, ``--against`` compares with a saved run of ours instead of MMDetection (flo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -42,27 +42,23 @@ from torch import nn
 
 from sparse_rcnn.checkpoints import convert_mmdet_state_dict
 from sparse_rcnn.common import Processes
-from sparse_rcnn.config import TrainConfig, load_config
+from sparse_rcnn.config import load_config
 from sparse_rcnn.engine.faults import TrainingHooks
 from sparse_rcnn.engine.recipe import build_step
 from sparse_rcnn.models import load_model
 
-STEPS, WARMUP_ITERS = 20, 8
-# limits (docs/parity-trajectory.md): our own float noise, 1 vs 2 threads, R-50 1x, was 8.2e-6 (losses) and
-# 1.3e-3 (grad norm) over steps 0-1: ~10x that. From step 2 Adam turns float noise into percent-level
-# differences (noise 0.12 / 0.085 by step 5), so the later limits are order-of-magnitude bounds only.
+sys.path.insert(0, str(Path(__file__).parent))
+from fixed_update import fixed_rows, make_fixed  # noqa: E402
+from recipe_mistakes import INJECTIONS, STEPS, inject, short_recipe  # noqa: E402, F401 (tests import them here)
+
+# limits (docs/parity-trajectory.md): our own float noise, 1 vs 2 threads over steps 0-1, was 8.2e-6 (losses)
+# and 1.3e-3 (grad norm) for R-50 1x, 4.2e-4 and 2.4e-3 for R-101 300-proposal crop on small images (ref_small):
+# ~10x the larger. From step 2 Adam turns float noise into percent-level differences (R-101: 0.56 / 0.17 over
+# 20 steps), so the later limits are order-of-magnitude bounds only.
 EARLY_STEPS = 2
-LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (1e-4, 1.0), (1e-2, 1.0), 2.0
+LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (5e-3, 1.0), (3e-2, 1.0), 2.0
 ADAMW_KEYS = ("weight_decay", "betas", "eps", "amsgrad", "maximize")
-INJECTIONS = ("no-decay-1d", "clip-after-step", "warmup-off-by-one")
 MAKE_TRAJECTORY = Path(__file__).with_name("make_trajectory.py")
-
-
-def short_recipe(t: TrainConfig, steps: int = STEPS, warmup: int = WARMUP_ITERS) -> TrainConfig:
-    """Our recipe with the 20-step mapping: warm-up ``warmup`` iterations, milestones m -> m*steps//epochs."""
-    return dataclasses.replace(
-        t, warmup_iters=warmup, lr_steps=tuple(m * steps // t.epochs for m in t.lr_steps), epochs=steps
-    )
 
 
 def reference_batch(ref: Path, model: nn.Module) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -91,28 +87,6 @@ class LossRecorder(nn.Module):
         losses = self.model(images, targets)
         self.losses = {k: v.item() for k, v in losses.items()}
         return losses
-
-
-def inject(kind: str, model: nn.Module, optimizer: torch.optim.Optimizer, step: Any) -> None:
-    """A deliberate optimiser mistake on our side (part d must then fail)."""
-    if kind == "no-decay-1d":  # weight decay off for biases and norm weights (a common paramwise mistake)
-        params = optimizer.param_groups[0]["params"]
-        optimizer.param_groups[0]["params"] = [p for p in params if p.ndim > 1]
-        optimizer.add_param_group({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})
-    elif kind == "clip-after-step":  # the optimiser steps on unclipped gradients, clipped afterwards
-        max_norm, step.clip_grad_norm, plain_step = step.clip_grad_norm, 0.0, optimizer.step
-
-        def step_then_clip(*args: Any, **kwargs: Any) -> Any:
-            out = plain_step(*args, **kwargs)
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
-            return out
-
-        optimizer.step = step_then_clip
-    elif kind == "warmup-off-by-one":
-        lr_at = step.lr_at
-        step.lr_at = lambda iteration, epoch: lr_at(iteration + 1, epoch)
-    else:
-        raise ValueError(f"unknown injection {kind!r}; choose from {INJECTIONS}")
 
 
 def our_trajectory(name: str, ref: Path, inject_kind: Optional[str] = None, steps: int = STEPS, run: int = 0) -> dict:
@@ -159,6 +133,7 @@ def reference_trajectory(ref_root: Path, name: str, oracle_dir: Path) -> dict:
         subprocess.run([*cmd, "--steps", str(STEPS)], check=True)
     elif not (ref / "trajectory_optimizer.json").exists():
         subprocess.run([*cmd, "--optimizer-only"], check=True)
+    make_fixed(ref_root, name, oracle_dir)
     rec = json.loads((ref / "trajectory.json").read_text())
     sd = torch.load(ref / "trajectory_final.pth", map_location="cpu", weights_only=True)
     rec["final"] = convert_mmdet_state_dict(sd)
@@ -245,11 +220,17 @@ def short_key(key: str) -> str:
     return key.replace("stages.", "h").replace("backbone.", "bb.")[-30:]
 
 
-def check_trajectory(name: str, ref_root: Path, oracle_dir: Path, inject_kind: Optional[str] = None) -> list:
-    """Run both sides for one config; returns judge()'s rows."""
+def check_trajectory(
+    name: str, ref_root: Path, oracle_dir: Path, inject_kind: Optional[str] = None, save: Optional[Path] = None
+) -> list:
+    """Run both sides for one config (the fixed-gradient check first); returns the table rows. ``save``:
+    keep our trajectory there (and the fixed-gradient run as ``*.fixed.pt``), for ``--against``."""
     ref = reference_trajectory(ref_root, name, oracle_dir)
+    rows = fixed_rows(name, ref_root / name, inject_kind, save and save.with_suffix(".fixed.pt"))
     ours = our_trajectory(name, ref_root / name, inject_kind)
-    return judge(compare(ours, ref, *initial_weights(name, ref_root / name)))
+    if save:
+        torch.save(ours, save)
+    return rows + judge(compare(ours, ref, *initial_weights(name, ref_root / name)))
 
 
 def initial_weights(name: str, ref: Path) -> tuple[dict[str, torch.Tensor], set[str]]:
@@ -271,10 +252,14 @@ def main() -> int:
     ap.add_argument("--against", type=Path, help="compare with this saved run of ours, not MMDetection")
     ap.add_argument("--saved", type=Path, help="judge this saved run of ours instead of running")
     ap.add_argument("--run", type=int, default=0, help="run only the first N steps (no update check)")
+    ap.add_argument("--fixed-only", action="store_true", help="only the fixed-gradient check (fixed_update.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     oracle_dir = args.oracle_dir.expanduser()
     ref_root = (args.ref_root or oracle_dir / "ref").expanduser()
+    if args.fixed_only:
+        make_fixed(ref_root, args.config, oracle_dir)
+        return show(args.config, fixed_rows(args.config, ref_root / args.config, args.inject, args.save, args.against))
     ref = reference_trajectory(ref_root, args.config, oracle_dir) if not args.against else torch.load(args.against)
     if args.saved:
         ours = torch.load(args.saved)
@@ -285,9 +270,12 @@ def main() -> int:
     res = compare(ours, ref, *initial_weights(args.config, ref_root / args.config))
     print("per-step worst loss rel err:", " ".join(f"{v:.1e}" for v in res["loss_per_step"]))
     print("per-step grad-norm rel err: ", " ".join(f"{v:.1e}" for v in res["grad_norm_per_step"]))
-    rows = judge(res)
+    return show(args.config, judge(res))
+
+
+def show(config: str, rows: list) -> int:
     for check, value, limit, ok in rows:
-        print(f"{args.config[12:34]:<22} {check:<48} {value:>12} {limit:>6}  {'OK' if ok else 'FAIL'}")
+        print(f"{config[12:34]:<22} {check:<48} {value:>12} {limit:>6}  {'OK' if ok else 'FAIL'}")
     return 0 if all(r[3] for r in rows) else 1
 
 
