@@ -61,6 +61,52 @@ def test_tracking_ground_truth_boxes_gives_one_id_per_object():
     assert tracked_boxes >= 0.9 * boxes
 
 
+def _duplicated_object(frames=12):
+    """One square moving right, reported three times a frame (as Sparse R-CNN does): its best box
+    under a class that alternates between 0 and 1, a shifted copy under the other class, and a
+    lower-scored copy under the best box's class."""
+    for f in range(frames):
+        x = 10.0 + 2 * f
+        box = [x, 20.0, x + 20, 40.0]
+        best = f % 2
+        det = {
+            "boxes": np.array([box, [x + 1, 21, x + 21, 41], [x - 1, 19, x + 19, 39]], float),
+            "scores": np.array([0.6, 0.5, 0.45]),
+            "labels": np.array([best, 1 - best, best], dtype=np.int64),
+        }
+        yield f / 25, det
+
+
+def _ids(settings, frames=12):
+    tracker = Tracker(settings, 2, 25.0)
+    seen = [tracker.update(det, t)["track_ids"].tolist() for t, det in _duplicated_object(frames)]
+    return seen
+
+
+def test_duplicates_of_one_object_give_one_track():
+    ids = _ids(TrackSettings(high=(0.4,), new=(0.4,), low=(0.1,)))
+    assert all(len(frame) == 1 for frame in ids[2:])  # confirmed after min_frames; one box a frame
+    assert len({i for frame in ids for i in frame}) == 1  # the class flicker does not break the track
+    no_nms = _ids(TrackSettings(high=(0.4,), new=(0.4,), low=(0.1,), nms=0.0))
+    assert max(len(frame) for frame in no_nms) == 3  # without NMS every copy is a track
+    per_class = _ids(TrackSettings(high=(0.4,), new=(0.4,), low=(0.1,), per_class=True))
+    assert max(len(frame) for frame in per_class) == 2  # class-wise NMS: one box per class remains
+
+
+def test_each_class_keeps_its_own_thresholds_with_one_tracker():
+    # class 0's high threshold is 0.5, class 1's 0.3: a score of 0.4 starts a track in class 1 only
+    settings = TrackSettings(high=(0.5, 0.3), new=(0.5, 0.3), low=(0.2, 0.1))
+    for label, expected in ((0, 0), (1, 1)):
+        tracker = Tracker(settings, 2, 25.0)
+        det = {"boxes": np.array([[10.0, 10, 30, 30]]), "scores": np.array([0.4]), "labels": np.array([label])}
+        tracked = [len(tracker.update(det, f / 25)["track_ids"]) for f in range(5)]
+        assert tracked[-1] == expected
+    with pytest.raises(ValueError, match="`nms`"):
+        TrackSettings(nms=1.5)
+    with pytest.raises(ValueError, match="ratio"):
+        TrackSettings(high=(0.5, 0.3), new=(0.5, 0.6))
+
+
 def test_track_flag_gives_ids_and_mot_rows_match_the_json(tmp_path, tiny_weights, run_cli):
     make_clip(tmp_path / "c.mkv", SPEC, lossless=True)
     flags = ["--weights", tiny_weights, "--track", "--track-high-thr", "0.05", "--track-thr", "0.02"]

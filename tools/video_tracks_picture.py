@@ -25,7 +25,7 @@ from sparse_rcnn.video.draw import as_tensor
 
 def ground_truth_frames(spec: ClipSpec):
     """(frame, detections with track ids) from the tracker given the ground-truth boxes."""
-    tracker = Tracker(TrackSettings(high=(0.5,), new=(0.5,), low=(0.1,)), len(CLASSES), spec.fps)
+    tracker = Tracker(TrackSettings(high=(0.5,), new=(0.5,), low=(0.1,), nms=0.0), len(CLASSES), spec.fps)
     for index, (frame, objects) in enumerate(render_clip(spec)):
         det = {
             "boxes": np.array([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in objects)], float).reshape(-1, 4),

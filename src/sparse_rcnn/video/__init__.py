@@ -21,7 +21,7 @@ from .reader import (
     probe,
 )
 from .track_eval import FIELDS, TrackEvalError, TrackScores, evaluate_tracks, format_score
-from .tracking import TRACKERS, Tracker, TrackSettings
+from .tracking import DEFAULT_NMS, TRACKERS, Tracker, TrackSettings
 from .writer import VideoWriter
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "Tracker",
     "TrackSettings",
     "TRACKERS",
+    "DEFAULT_NMS",
     "VideoWriter",
     "FrameDrawer",
     "frame_strip",
