@@ -4,13 +4,23 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("av")
 pytest.importorskip("trackers")
 pytest.importorskip("trackeval")
 
 from sparse_rcnn.data import ClipSpec, render_clip  # noqa: E402
-from sparse_rcnn.video import Tracker, TrackSettings, evaluate_tracks, make_clip, read_mot  # noqa: E402
+from sparse_rcnn.models import load_model  # noqa: E402
+from sparse_rcnn.video import (  # noqa: E402
+    Tracker,
+    TrackSettings,
+    evaluate_tracks,
+    make_clip,
+    probe,
+    read_mot,
+    track_clip,
+)
 
 SPEC = ClipSpec(num_frames=50, width=96, height=72, num_objects=4, min_size=12, max_size=20, seed=4)
 
@@ -126,6 +136,22 @@ def test_track_flag_gives_ids_and_mot_rows_match_the_json(tmp_path, tiny_weights
         assert (rows.frames[k], rows.ids[k]) == (frame + 1, d["track_id"])
         assert rows.boxes[k] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=1e-3)
         assert rows.scores[k] == pytest.approx(d["score"], abs=1e-5)
+
+
+def test_track_clip_writes_scored_tracks_an_annotated_clip_and_a_strip(tmp_path, tiny_weights):
+    model = load_model(weights=tiny_weights)
+    spec = ClipSpec(num_frames=12, width=80, height=60, num_objects=3, min_size=10, max_size=18, seed=9)
+    settings = TrackSettings(high=(0.02,), new=(0.02,), low=(0.01,))  # a random model's scores are low
+    result = track_clip(model, tmp_path / "v", spec, track=settings, shown=[2, 9])
+    assert result.strip_frames == (2, 9) and result.video == tmp_path / "v" / "clip.mp4"
+    rows = read_mot(result.tracks)
+    assert len(rows.frames) and (rows.ids > 0).all()  # thresholds this low: the random boxes are tracked
+    again = evaluate_tracks(result.gt, result.tracks).combined
+    assert json.loads(result.scores_file.read_text())["combined"] == again == result.scores.combined
+    assert result.summary().startswith(f"HOTA {again['HOTA']:.1f}  MOTA {again['MOTA']:.1f}")
+    info = probe(result.annotated)
+    assert (info.width, info.height, info.frames) == (160, 120, 12)  # twice the clip's size
+    assert Image.open(result.strip).size == (2 * 160 + 4, 120)
 
 
 def _write(path, rows):
