@@ -9,17 +9,19 @@ import importlib.util
 import io
 import json
 import re
+import shutil
 
 import pytest
 from PIL import Image
 
 from sparse_rcnn.cli import main
+from sparse_rcnn.cli import train as train_cli
 from sparse_rcnn.config import load_config
 from sparse_rcnn.data import CocoDetection
 from sparse_rcnn.data.synthetic import SyntheticSpec, generate
 from sparse_rcnn.engine import Trainer
 from sparse_rcnn.evaluation import evaluate
-from sparse_rcnn.video import clip_tracking, probe, read_mot
+from sparse_rcnn.video import MissingVideoPackageError, clip_tracking, probe, read_mot
 
 TINY = [
     "model.fpn_channels=32",
@@ -113,3 +115,15 @@ def test_training_learns_the_shapes(tmp_path):
     # Measured after 200 steps, over training seeds and thread counts: AP50 0.03-0.14, AR_100
     # 0.18-0.21 (a start; the full demo reaches AP50 0.7). The floors are half the lowest.
     assert trained["bbox_mAP_50"] >= 0.015 and trained["bbox_AR_100"] >= 0.09
+
+
+def test_demo_without_the_video_extra_skips_the_tracking_step(tmp_path, tiny_weights, monkeypatch, caplog, capsys):
+    shutil.copy(tiny_weights, tmp_path / "model_final.pth")
+
+    def missing(*args, **kwargs):
+        raise MissingVideoPackageError("av is not installed: pip install av (or sparse-rcnn[video])")
+
+    monkeypatch.setattr(train_cli, "track_clip", missing)
+    train_cli._track_demo_clip(tmp_path, "cpu")
+    assert "no tracking step: av is not installed" in caplog.text
+    assert "tracking:" not in capsys.readouterr().out

@@ -42,6 +42,11 @@ def test_thresholds_come_from_the_models_stored_ones_and_flags_replace_them():
     assert TrackSettings.for_detector(_Model()).high == (0.3,) * 4
     with pytest.raises(ValueError, match="`track_thr`"):
         TrackSettings.for_detector(_Model(), high=0.2, low=0.4)
+    assert TrackSettings.for_detector(_Model()).nms == 0.5 and not TrackSettings.for_detector(_Model()).per_class
+    s = TrackSettings.for_detector(_Model(), nms=0, per_class=True)
+    assert (s.nms, s.per_class) == (0.0, True)
+    with pytest.raises(ValueError, match="`track_nms`"):
+        TrackSettings.for_detector(_Model(), nms=1.5)
 
 
 def _ground_truth_detections(spec):

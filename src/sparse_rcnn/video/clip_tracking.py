@@ -6,7 +6,7 @@ detector's boxes over it exactly as ``sparse-rcnn predict CLIP --track --format 
 TrackEval (``evaluate_tracks``) and draws a strip of a few tracked frames. All of it goes into one
 folder:
 
-    clip.mp4 / clip_gt.txt             the clip and its ground-truth tracks (MOTChallenge text)
+    clip.mp4 / clip_gt.txt             the clip (lossless H.264) and its ground-truth tracks (MOTChallenge text)
     clip_tracks.txt                    the tracks (MOTChallenge rows)
     clip_tracks.mp4                    the annotated clip, twice the size: ids, classes, scores, trails
     clip_tracks.png                    a few of its frames side by side, with ids and trails
@@ -89,7 +89,9 @@ def track_clip(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     spec = spec or ClipSpec(num_frames=CLIP_FRAMES, seed=CLIP_SEED)
-    clip = make_clip(folder / "clip.mp4", spec, gt=folder / "clip_gt.txt")
+    # lossless: the same pixels, detections and scores on every run (lossy H.264 encodes of one clip
+    # were seen to differ from run to run, moving the scores a little)
+    clip = make_clip(folder / "clip.mp4", spec, gt=folder / "clip_gt.txt", lossless=True)
     assert clip.gt is not None  # asked for
     settings = track or TrackSettings.for_detector(detector)
     shown = tuple(sorted(shown if shown is not None else strip_frames(spec.num_frames)))

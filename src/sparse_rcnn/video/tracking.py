@@ -70,6 +70,10 @@ class TrackSettings:
         for ``low`` / ``high`` replaces the per-class values for every class. Logs what is used."""
         if tracker not in TRACKERS:
             raise ValueError(f"`tracker` must be one of {TRACKERS}, got {tracker!r}")
+        if nms is not None and not 0.0 <= nms <= 1.0:
+            raise ValueError(f"`track_nms` must be an IoU within [0, 1] (0: no NMS), got {nms}")
+        if high is not None and not high > 0:
+            raise ValueError(f"`track_high_thr` must be above 0, got {high}")
         names = list(detector.class_names)
         stored = getattr(detector, "score_thresholds", None)
         if stored:
