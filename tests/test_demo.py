@@ -5,18 +5,23 @@ Both use a narrow model on 64 px shapes so that they take seconds, not the demo'
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
+import re
+import shutil
 
 import pytest
 from PIL import Image
 
 from sparse_rcnn.cli import main
+from sparse_rcnn.cli import train as train_cli
 from sparse_rcnn.config import load_config
 from sparse_rcnn.data import CocoDetection
 from sparse_rcnn.data.synthetic import SyntheticSpec, generate
 from sparse_rcnn.engine import Trainer
 from sparse_rcnn.evaluation import evaluate
+from sparse_rcnn.video import MissingVideoPackageError, clip_tracking, probe, read_mot
 
 TINY = [
     "model.fpn_channels=32",
@@ -32,7 +37,8 @@ TINY = [
 ]
 
 
-def test_demo_command_writes_metrics_curves_and_predictions(tmp_path, capsys):
+def test_demo_command_writes_metrics_curves_and_predictions(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(clip_tracking, "CLIP_FRAMES", 20)  # the tracking step's clip: 20 frames, not 150
     out = tmp_path / "demo"
     argv = ["demo", "--output-dir", str(out), "--num-images", "24", "--max-iters", "6"]
     assert main(argv + [a for s in TINY for a in ("--set", s)]) == 0
@@ -45,8 +51,34 @@ def test_demo_command_writes_metrics_curves_and_predictions(tmp_path, capsys):
     assert Image.open(out / "curves.png").size[0] > 0
     assert Image.open(out / "predictions.png").size[0] >= 4 * 64 * 3  # 4 enlarged tiles per row
     assert len(list((out / "data" / "val").glob("*.png"))) == 20
+    _check_tracking_step(out, printed)
     # Run again: the data is reused, and an existing run is not overwritten without --resume.
     assert main(argv + [a for s in TINY for a in ("--set", s)]) == 2
+    # --resume on the finished demo: no more training, and the tracking step again.
+    trained = (out / "log.jsonl").read_text().count('"type": "train"')
+    for f in (out / "video").iterdir():
+        f.unlink()
+    assert main(argv + ["--resume"] + [a for s in TINY for a in ("--set", s)]) == 0
+    assert (out / "log.jsonl").read_text().count('"type": "train"') == trained
+    _check_tracking_step(out, capsys.readouterr().out)
+
+
+def _check_tracking_step(out, printed):
+    """The demo's last step: a generated clip tracked with the model, scored, drawn."""
+    if importlib.util.find_spec("av") is None or importlib.util.find_spec("trackers") is None:
+        return  # without the video extra the step is skipped with a warning
+    line = next(line for line in printed.splitlines() if line.startswith("tracking:"))
+    assert re.search(r"HOTA -?[\d.]+  MOTA -?[\d.]+  IDF1 -?[\d.]+  ID switches \d+", line), line
+    assert str(out / "video" / "clip.mp4") in line
+    scores = json.loads((out / "video" / "clip_scores.json").read_text())["combined"]
+    assert {"HOTA", "MOTA", "IDF1", "IDSW"} <= set(scores) and scores["GT_IDs"] == 5
+    info = probe(out / "video" / "clip_tracks.mp4")
+    assert (info.width, info.height, info.frames) == (320, 240, 20)  # twice the clip's 160x120
+    strip = Image.open(out / "video" / "clip_tracks.png")
+    assert strip.size == (4 * 320 + 3 * 4, 240)  # four frames side by side
+    gt = read_mot(out / "video" / "clip_gt.txt")
+    assert gt.frames.max() == 20 and len(set(gt.ids.tolist())) == 5
+    read_mot(out / "video" / "clip_tracks.txt")  # valid MOTChallenge rows (maybe none for a tiny model)
 
 
 @pytest.mark.slow
@@ -83,3 +115,15 @@ def test_training_learns_the_shapes(tmp_path):
     # Measured after 200 steps, over training seeds and thread counts: AP50 0.03-0.14, AR_100
     # 0.18-0.21 (a start; the full demo reaches AP50 0.7). The floors are half the lowest.
     assert trained["bbox_mAP_50"] >= 0.015 and trained["bbox_AR_100"] >= 0.09
+
+
+def test_demo_without_the_video_extra_skips_the_tracking_step(tmp_path, tiny_weights, monkeypatch, caplog, capsys):
+    shutil.copy(tiny_weights, tmp_path / "model_final.pth")
+
+    def missing(*args, **kwargs):
+        raise MissingVideoPackageError("av is not installed: pip install av (or sparse-rcnn[video])")
+
+    monkeypatch.setattr(train_cli, "track_clip", missing)
+    train_cli._track_demo_clip(tmp_path, "cpu")
+    assert "no tracking step: av is not installed" in caplog.text
+    assert "tracking:" not in capsys.readouterr().out

@@ -92,6 +92,12 @@ def test_video_flags_without_a_video_and_mot_without_track_are_refused(videos, t
     assert rc == 2 and "--track applies to videos" in errors[0]
     rc, errors = run_cli(["predict", str(videos / "good.mp4"), "--weights", tiny_weights, "--format", "mot"])
     assert rc == 2 and "--track" in errors[0]
+    for flag, value, message in (
+        ("--track-nms", "1.5", "--track-nms must be an IoU"),
+        ("--track-high-thr", "0", "--track-high-thr must be above 0"),
+    ):
+        rc, errors = run_cli(["predict", str(videos / "good.mp4"), "--weights", tiny_weights, "--track", flag, value])
+        assert rc == 2 and len(errors) == 1 and errors[0].startswith(message), errors
 
 
 def test_a_variable_frame_rate_keeps_the_frames_own_times(tmp_path, tiny_weights, run_cli, caplog):

@@ -24,8 +24,10 @@ from sparse_rcnn.video.draw import as_tensor
 
 
 def ground_truth_frames(spec: ClipSpec):
-    """(frame, detections with track ids) from the tracker given the ground-truth boxes."""
-    tracker = Tracker(TrackSettings(high=(0.5,), new=(0.5,), low=(0.1,)), len(CLASSES), spec.fps)
+    """(frame, detections with track ids) from the tracker given the ground-truth boxes (no duplicates:
+    no NMS; one tracker per class numbers the ids as in the picture in docs/)."""
+    settings = TrackSettings(high=(0.5,), new=(0.5,), low=(0.1,), nms=0.0, per_class=True)
+    tracker = Tracker(settings, len(CLASSES), spec.fps)
     for index, (frame, objects) in enumerate(render_clip(spec)):
         det = {
             "boxes": np.array([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in objects)], float).reshape(-1, 4),
@@ -55,14 +57,11 @@ def main() -> None:
     args = p.parse_args()
     spec = ClipSpec(num_frames=60, seed=args.seed)
     shown = {int(f) for f in args.frames.split(",")}
-    drawer = FrameDrawer(CLASSES, trail=20, short=True)
-    zoom = 2
+    drawer = FrameDrawer(CLASSES, trail=20, short=True, zoom=2)
     frames = ground_truth_frames(spec) if not args.weights else model_frames(spec, args.weights)
     picked = []
     for index, (frame, det) in enumerate(frames):
-        det = {k: torch.as_tensor(v) for k, v in det.items()}
-        det["boxes"] = det["boxes"] * zoom
-        drawn = drawer.draw(as_tensor(np.kron(frame, np.ones((zoom, zoom, 1), np.uint8))), det)
+        drawn = drawer.draw(as_tensor(frame), {k: torch.as_tensor(v) for k, v in det.items()})
         if index in shown:
             picked.append(drawn)
     strip = Image.fromarray(frame_strip(picked, height=2 * spec.height))

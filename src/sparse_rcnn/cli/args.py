@@ -237,6 +237,8 @@ FLAGS = {
     "track": "--track",
     "tracker": "--tracker",
     "track_thr": "--track-thr",
+    "track_nms": "--track-nms",
+    "track_high_thr": "--track-high-thr",
     "format": "--format",
     "vis": "--save-vis",
     "gt": "--gt",

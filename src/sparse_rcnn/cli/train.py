@@ -13,6 +13,8 @@ from ..common import claim_folder
 from ..config import load_config
 from ..data import FORMATS, SyntheticSpec, default_coco_images, detect_format, generate_shapes
 from ..engine import Trainer, TrainingError, TrainingInterrupted, analyse_results
+from ..models import load_model
+from ..video import MissingVideoPackageError, track_clip
 from ..visualize import draw_predictions
 from .args import UsageError, device_arg, non_negative_int, positive_int, print_metrics
 
@@ -76,7 +78,9 @@ def add_parsers(sub) -> None:
         help="generate a shapes dataset, train a small model on it from scratch, evaluate, draw",
         description="The built-in demo, trained from scratch (no download). "
         "Writes the data, checkpoints, metrics.json, "
-        "curves.png, predictions.png and the evaluation report (report/index.html) to --output-dir.",
+        "curves.png, predictions.png and the evaluation report (report/index.html) to --output-dir, then tracks "
+        "a generated clip of moving shapes with the model and scores the tracks (video/; needs the video extra). "
+        "--resume on a finished demo trains no further and redoes the evaluation and the tracking.",
     )
     p.add_argument(
         "--output-dir", default="sparse-rcnn-demo", help="where everything goes (default: ./sparse-rcnn-demo)"
@@ -244,4 +248,21 @@ def run_demo(args: argparse.Namespace) -> int:
         f"model:       {out / 'model_final.pth'} (sparse-rcnn predict --weights {out / 'model_final.pth'} "
         "--score-thr auto IMAGES)"
     )
+    _track_demo_clip(out, trainer.device)
     return 0
+
+
+def _track_demo_clip(out: Path, device) -> None:
+    """The trained model (with its stored thresholds) tracks a generated clip; print its scores."""
+    model = load_model(weights=str(out / "model_final.pth"), device=device)
+    try:
+        result = track_clip(model, out / "video")
+    except MissingVideoPackageError as e:
+        log.warning("no tracking step: %s", e)
+        return
+    frames = ", ".join(str(f) for f in result.strip_frames)
+    print(
+        f"tracking:    {result.summary()} on {result.video} (seed {result.spec.seed}, {result.spec.num_frames} frames)"
+    )
+    print(f"tracks:      {result.annotated} (annotated clip), {result.strip} (frames {frames})")
+    print(f"             sparse-rcnn eval-track --gt {result.gt} --pred {result.tracks}")

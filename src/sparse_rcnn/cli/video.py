@@ -20,6 +20,7 @@ from ..common import check_output_dir, check_outputs, unique_names
 from ..data import IMAGE_EXTENSIONS
 from ..engine import StopSignals
 from ..video import (
+    DEFAULT_NMS,
     TRACKERS,
     VIDEO_EXTENSIONS,
     TrackSettings,
@@ -72,6 +73,18 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--track-match-thr", type=float, help="IoU a detection needs with a track (default: 0.1)")
     g.add_argument(
         "--track-buffer", type=positive_int, help="frames (at 30 fps) a lost track is kept (default: 30, one second)"
+    )
+    g.add_argument(
+        "--track-nms",
+        type=float,
+        metavar="IOU",
+        help=f"before tracking, drop a box overlapping a better one above this IoU (default: {DEFAULT_NMS}; 0: off; "
+        "Sparse R-CNN has no NMS of its own, and its duplicate boxes would become extra tracks)",
+    )
+    g.add_argument(
+        "--track-per-class",
+        action="store_true",
+        help="one tracker per class (a track keeps one class; NMS class-wise) instead of one for all classes",
     )
 
 
@@ -145,6 +158,8 @@ def track_settings(args: argparse.Namespace, detector) -> Optional[TrackSettings
             high=args.track_high_thr,
             match_thr=args.track_match_thr,
             buffer=args.track_buffer,
+            nms=args.track_nms,
+            per_class=args.track_per_class,
         )
     except ValueError as e:
         raise UsageError(str(e)) from None

@@ -1,10 +1,12 @@
 """Video: frames read with PyAV (``reader``), detected through the one inference loop
 (``predict``: ``predict_video`` yields one record per frame), tracked across frames with
 Roboflow's ``trackers`` (``tracking``), written as JSON Lines / MOTChallenge rows and annotated
-videos (``files``, ``mot``, ``writer``, ``draw``). PyAV and ``trackers`` are the optional
+videos (``files``, ``mot``, ``writer``, ``draw``); tracks scored with TrackEval (``track_eval``),
+on a generated clip for the demo (``clips``, ``clip_tracking``). PyAV and ``trackers`` are the optional
 ``video`` extra, imported when first used.
 """
 
+from .clip_tracking import CLIP_SEED, ClipTracking, track_clip
 from .clips import ClipFiles, make_clip
 from .draw import FrameDrawer, frame_strip
 from .files import OUTPUT_FORMATS, VideoSummary, predict_video_file
@@ -21,7 +23,7 @@ from .reader import (
     probe,
 )
 from .track_eval import FIELDS, TrackEvalError, TrackScores, evaluate_tracks, format_score
-from .tracking import TRACKERS, Tracker, TrackSettings
+from .tracking import DEFAULT_NMS, TRACKERS, Tracker, TrackSettings
 from .writer import VideoWriter
 
 __all__ = [
@@ -31,6 +33,9 @@ __all__ = [
     "FIELDS",
     "format_score",
     "make_clip",
+    "track_clip",
+    "ClipTracking",
+    "CLIP_SEED",
     "ClipFiles",
     "predict_video",
     "predict_video_file",
@@ -51,6 +56,7 @@ __all__ = [
     "Tracker",
     "TrackSettings",
     "TRACKERS",
+    "DEFAULT_NMS",
     "VideoWriter",
     "FrameDrawer",
     "frame_strip",

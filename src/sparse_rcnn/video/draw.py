@@ -16,14 +16,18 @@ from ..visualize import class_color, draw_detections
 
 class FrameDrawer:
     """Draws consecutive frames; remembers each track's last ``trail`` centres. ``short``: captions
-    of tracked boxes are the id alone (small frames)."""
+    of tracked boxes are the id alone (small frames). ``zoom``: each frame drawn this many times
+    larger (pixels repeated), so that captions and trails fit on small frames."""
 
-    def __init__(self, class_names: Sequence[str], trail: int = 15, short: bool = False) -> None:
-        self.class_names, self.trail, self.short = list(class_names), trail, short
+    def __init__(self, class_names: Sequence[str], trail: int = 15, short: bool = False, zoom: int = 1) -> None:
+        self.class_names, self.trail, self.short, self.zoom = list(class_names), trail, short, zoom
         self._centres: dict[int, deque] = {}
 
     def draw(self, image: Tensor, det: dict[str, Tensor]) -> np.ndarray:
-        """(3, H, W) uint8 frame + its detections -> (H, W, 3) uint8 RGB drawing."""
+        """(3, H, W) uint8 frame + its detections -> (zoom * H, zoom * W, 3) uint8 RGB drawing."""
+        if self.zoom != 1:
+            image = image.repeat_interleave(self.zoom, 1).repeat_interleave(self.zoom, 2)
+            det = {**det, "boxes": torch.as_tensor(det["boxes"]) * self.zoom}
         labels = det["labels"].tolist()
         if "track_ids" not in det:
             drawn = draw_detections(image, det["boxes"], labels, self.class_names, det["scores"])
@@ -60,5 +64,6 @@ def frame_strip(frames: Sequence[np.ndarray], height: int = 160, gap: int = 4) -
 
 
 def as_tensor(image: np.ndarray) -> Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) uint8 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    """(H, W, 3) uint8 -> (3, H, W) uint8 tensor (a copy when ``image`` is read-only, as PIL's arrays are)."""
+    image = np.ascontiguousarray(image)
+    return torch.from_numpy(image if image.flags.writeable else image.copy()).permute(2, 0, 1)

@@ -20,7 +20,7 @@ from typing import IO, Callable, Optional, Union
 from ..models.detector import Detector, ScoreThr
 from .draw import FrameDrawer
 from .mot import record_rows
-from .predict import VideoStopped, iter_video
+from .predict import FramePrediction, VideoStopped, iter_video
 from .reader import FrameReader, VideoError
 from .tracking import TrackSettings
 from .writer import VideoWriter
@@ -57,6 +57,7 @@ def predict_video_file(
     track: Optional[TrackSettings] = None,
     stop: Optional[Callable[[], None]] = None,
     progress: bool = False,
+    on_frame: Optional[Callable[[FramePrediction], None]] = None,
 ) -> VideoSummary:
     """Predict the video ``path`` and write its frames to ``output`` (else ``stream``, else stdout).
 
@@ -64,7 +65,8 @@ def predict_video_file(
     ``track``). vis: write the annotated video here (same size and frame rate; with ``track`` the
     ids and trails). The other options are ``predict_video``'s. A video that cannot be opened
     raises ``VideoError``; one that breaks later returns its summary with ``error`` set.
-    ``stop`` may raise ``VideoStopped``: the summary then has its ``signum``.
+    ``stop`` may raise ``VideoStopped``: the summary then has its ``signum``. ``on_frame`` is
+    called with each written frame's ``FramePrediction`` (with its ``image``).
     """
     if format not in OUTPUT_FORMATS:
         raise ValueError(f"`format` must be one of {OUTPUT_FORMATS}, got {format!r}")
@@ -98,7 +100,7 @@ def predict_video_file(
             batch_size=batch_size,
             score_thr=score_thr,
             track=track,
-            keep_images=writer is not None,
+            keep_images=writer is not None or on_frame is not None,
             stop=stop,
             progress=progress,
         )
@@ -111,6 +113,8 @@ def predict_video_file(
                 if writer is not None:
                     assert drawer is not None and pred.image is not None  # both made with the writer
                     writer.write(drawer.draw(pred.image, pred.detections))
+                if on_frame is not None:
+                    on_frame(pred)
         except VideoError as e:
             summary.error = str(e)
         except VideoStopped as e:
