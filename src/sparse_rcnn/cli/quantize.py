@@ -52,9 +52,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     data_cfg = data_config(args.set, "quantize")
-    import_runtime(
-        "nncf", extra="int8"
-    )  # a missing NNCF is one line before any data is read; and it sets its log level on import
+    # a missing NNCF is one line before any data is read; NNCF sets its own log level on import
+    import_runtime("nncf", extra="int8")
     logging.getLogger("nncf").setLevel(logging.INFO if args.verbose else logging.WARNING)  # NNCF logs every node
     check_outputs([args.output], [args.onnx, args.data, args.val_data])
     check_output_dir(Path(args.output).parent)

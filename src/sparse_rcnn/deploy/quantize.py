@@ -160,7 +160,7 @@ def quantize_onnx(
     ignored = nncf.IgnoredScope(names=kept_in_fp32(model, scope), validate=False)  # NNCF drops some nodes (Cast)
     dataset = nncf.Dataset(list(calibration))
     common = dict(subset_size=len(calibration), ignored_scope=ignored)
-    fp32_value = int8_value = None
+    fp32_value = int8_value = drop = None
     if metric is None:
         quantized = nncf.quantize(model, dataset, **common)
     else:
@@ -203,7 +203,7 @@ def quantize_onnx(
         metric=metric_name if metric is not None else None,
         fp32_metric=_round(fp32_value),
         int8_metric=_round(int8_value),
-        metric_drop=_round(None if fp32_value is None or int8_value is None else fp32_value - int8_value),
+        metric_drop=_round(drop),
         max_drop=max_ap_drop if metric is not None else None,
     )
     del quantized.metadata_props[:]

@@ -76,6 +76,26 @@ def check_same_classes(model_classes: Sequence[str], dataset: Any) -> list[int]:
     return [by_name[n.casefold()] for n in model_classes]
 
 
+def _calibration(
+    onnx_path: Union[str, Path],
+    calibration: Optional[Any],
+    images: Optional[Sequence[Union[str, Path]]],
+    num_images: int,
+) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """The calibration inputs and the graph's class names. The fp32 graph is opened here only for its
+    pre-processing and metadata, and closed on return, before NNCF loads its own copy (an R-50 session
+    is a few hundred MB more at NNCF's peak)."""
+    detector = load_detector(onnx_path, runtime="onnxruntime")
+    if images is not None:
+        source: torch.utils.data.Dataset = ImageFiles([str(p) for p in images], detector.test_scale)
+    else:
+        source = DatasetImages(calibration, detector.test_scale)
+    available = len(source)  # type: ignore[arg-type]
+    if available < num_images:
+        log.warning("calibration: %d images available, fewer than the %d asked for", available, num_images)
+    return calibration_inputs(detector, source, num_images), detector.class_names
+
+
 def quantize_model_file(
     onnx_path: Union[str, Path],
     output: Union[str, Path],
@@ -97,17 +117,10 @@ def quantize_model_file(
     """
     if (calibration is None) == (images is None):
         raise ValueError("pass `calibration` (a dataset) or `images`, one of them")
-    detector = load_detector(onnx_path, runtime="onnxruntime")
-    if images is not None:
-        source: torch.utils.data.Dataset = ImageFiles([str(p) for p in images], detector.test_scale)
-    else:
-        source = DatasetImages(calibration, detector.test_scale)
-    if len(source) < num_images:  # type: ignore[arg-type]
-        log.warning("calibration: %d images available, fewer than the %d asked for", len(source), num_images)  # type: ignore[arg-type]
-    inputs = calibration_inputs(detector, source, num_images)
+    inputs, class_names = _calibration(onnx_path, calibration, images, num_images)
     if validation is None:
         return quantize_onnx(onnx_path, output, inputs, scope=scope)
-    cat_ids = check_same_classes(detector.class_names, validation)
+    cat_ids = check_same_classes(class_names, validation)
     if len(validation) == 0:
         raise QuantizeError(f"{validation.ann_file}: no validation images")
     return quantize_onnx(
