@@ -1,3 +1,26 @@
+"""Tracking by detection: a small adapter over Roboflow's ``trackers`` package (ByteTrack by
+default) that takes the detections of any source, frame by frame, and gives each a track id.
+
+Before the tracker, boxes below their class's low threshold are dropped, and NMS (``nms``, IoU 0.5
+by default; class-agnostic, or class-wise with ``per_class``) drops the duplicates Sparse R-CNN
+leaves (it has no NMS of its own), which would otherwise become extra tracks. By default one
+tracker follows all classes, since the model's class for one object can flicker between frames;
+it sees each score divided by its class's high threshold (capped), so each class keeps its own
+thresholds. ``per_class`` runs one tracker per class instead, and a track keeps one class. Ids
+are numbered 1, 2, ... in the order tracks are confirmed.
+
+Thresholds. ByteTrack's stock ones (``high_conf_det_threshold`` 0.6, ``track_activation_threshold``
+0.7, detections below 0.1 dropped) assume scores near 1; Sparse R-CNN's focal-loss scores are lower
+(the demo model's best are ~0.6). ``TrackSettings.for_detector`` derives them from the model: the
+high threshold of a class is its F1-optimal score threshold stored by ``eval --save-thresholds``
+(``detector.score_thresholds``), a new track needs that score too, and the low threshold is a
+third of it (ByteTrack's low/high ratio, 0.1 / 0.3 rounded). A model without stored thresholds
+gets 0.3 / 0.1 for every class, with a warning. The IoU a match needs (``match_thr``, 0.1) and the
+lost-track buffer (30 frames at 30 fps, i.e. one second; ``trackers`` scales it by the frame
+rate) are ``trackers``' defaults. Frame times are passed on, so skipped frames and a variable
+frame rate count as the time they are.
+"""
+
 from __future__ import annotations
 
 import logging
