@@ -115,6 +115,8 @@ def track_clip(
             raise VideoError(summary.error)
     if picked:
         save_png(as_tensor(frame_strip(picked, height=picked[0].shape[0])), picture)
+    else:
+        log.warning("no frame of %s is in the clip of %d frames: no %s", list(shown), spec.num_frames, picture)
     scores = evaluate_tracks(clip.gt, tracks)
     with atomic_write(folder / "clip_scores.json") as target:
         json.dump({"combined": scores.combined, "clip": {"seed": spec.seed, "frames": spec.num_frames}}, target.file)
