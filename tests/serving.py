@@ -92,20 +92,22 @@ class GatedDetector:
         self.fail_next = False
         self.held = 0
         self.batches: list[int] = []
+        self.independent: list[bool] = []
 
     def close(self) -> None:
         self.entered.clear()
         self.gate.clear()
 
-    def detect_resized(self, images, scale_factors):
+    def detect_resized(self, images, scale_factors, *, independent=False):
         self.held = len(images)
         self.entered.set()
         assert self.gate.wait(120), "the test never opened the gate"
         self.batches.append(len(images))
+        self.independent.append(independent)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("boom\nsecond line")
-        return self.detector.detect_resized(images, scale_factors)
+        return self.detector.detect_resized(images, scale_factors, independent=independent)
 
 
 @contextlib.contextmanager

@@ -112,7 +112,7 @@ class GroundTruthModel(nn.Module):
         self.index = {(img["height"], img["width"]): i for i, img in enumerate(dataset._images)}
         self.calls = []
 
-    def detect_resized(self, images, factors):
+    def detect_resized(self, images, factors, *, independent=False):
         out = []
         for img, (sx, sy) in zip(images, factors):
             self.calls.append(self.training)

@@ -1,6 +1,6 @@
-"""The service answers what ``predict`` writes: at batch 1 exactly, in batches up to float rounding
-(same padded shape only), also under 8 concurrent clients; it batches, shows it on /metrics, and
-waits for warm-up before it says it is ready."""
+"""The service answers what ``predict`` writes, bit for bit, also in batches and under 8 concurrent
+clients (with ``shared_forward`` up to float rounding); it batches, shows it on /metrics, and waits
+for warm-up before it says it is ready."""
 
 import concurrent.futures
 
@@ -64,9 +64,10 @@ def test_eight_concurrent_clients_are_batched_and_answered_like_predict(tiny_wei
             answers = [f.result() for f in futures]
         assert [r.status_code for r in answers] == [200] * 8
         for path, r in zip(paths, answers):
-            assert same_record(r.json(), want[path], exact=False), path
+            assert same_record(r.json(), want[path], exact=True), path
         # 8 images in 3 padded shapes: some shape has 2 or more among those queued behind the first forward
         assert max(detector.batches) > 1 and sum(detector.batches) == 1 + 8  # warm-up + 8
+        assert all(detector.independent)  # each image alone in its batch: bit-identical
         text = client.get("/metrics").text
         one = float(
             next(s for s in text.splitlines() if s.startswith('sparse_rcnn_batch_size_bucket{le="1.0"}')).split()[1]
@@ -78,8 +79,26 @@ def test_eight_concurrent_clients_are_batched_and_answered_like_predict(tiny_wei
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda p: post_image(client, p), jobs))
         assert [r.status_code for r in answers] == [200] * len(jobs)
-        assert all(same_record(r.json(), want[p], exact=False) for p, r in zip(jobs, answers))
+        assert all(same_record(r.json(), want[p], exact=True) for p, r in zip(jobs, answers))
         assert 'sparse_rcnn_requests_total{route="/v1/detect",status="200"} 40.0' in client.get("/metrics").text
+
+
+def test_a_shared_forward_answers_up_to_float_rounding(tiny_weights, images):
+    paths, want = images
+    detector = GatedDetector(load_model(weights=tiny_weights))
+    app = create_app(detector, ServeSettings(max_batch=8, max_wait_ms=50, shared_forward=True))
+    with running(app) as client:
+        detector.close()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(post_image, client, path) for path in paths]
+            wait_for(
+                lambda: detector.entered.is_set() and detector.held + metric(client, "sparse_rcnn_queue_depth") == 8,
+                "all 8 requests at the model or queued",
+            )
+            detector.gate.set()
+            answers = [f.result() for f in futures]
+        assert max(detector.batches) > 1 and not any(detector.independent)  # batches, each one forward
+        assert all(same_record(r.json(), want[p], exact=False) for p, r in zip(paths, answers))
 
 
 def test_not_ready_until_warmed_up_and_alive_meanwhile(tiny_weights):

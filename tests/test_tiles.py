@@ -40,7 +40,7 @@ class BrightBox:
     test_scale = (120, 100)
     size_divisor = 1
 
-    def detect_resized(self, images, scale_factors):
+    def detect_resized(self, images, scale_factors, *, independent=False):
         out = []
         for image, (sx, sy) in zip(images, scale_factors):
             ys, xs = torch.nonzero(image[0] > 128, as_tuple=True)

@@ -28,9 +28,10 @@ class Clipped:
         self.detector, self.class_names = detector, detector.class_names
         self.test_scale, self.size_divisor = detector.test_scale, detector.size_divisor
 
-    def detect_resized(self, images, scale_factors):
+    def detect_resized(self, images, scale_factors, *, independent=False):
         out = []
-        for image, (sx, sy), det in zip(images, scale_factors, self.detector.detect_resized(images, scale_factors)):
+        dets = self.detector.detect_resized(images, scale_factors, independent=independent)
+        for image, (sx, sy), det in zip(images, scale_factors, dets):
             w, h = image.shape[-1] / sx, image.shape[-2] / sy
             boxes = det["boxes"].clone()
             boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)

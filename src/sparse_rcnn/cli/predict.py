@@ -69,8 +69,9 @@ def add_parser(sub) -> None:
         "--pad",
         choices=PAD_MODES,
         default="bucket",
-        help="bucket (default): batch only images of one padded shape, so each answer equals batch 1's; "
-        "largest: pad every batch to its largest image, as MMDetection (parity checks)",
+        help="bucket (default): batch only images of one padded shape, each through the model alone, so every "
+        "answer is bit-identical to batch 1's; largest: pad every batch to its largest image and run it as one "
+        "forward, as MMDetection (parity checks; faster for small models, equal up to float rounding)",
     )
     add_runtime_args(p)
     add_fast_mode_args(p)

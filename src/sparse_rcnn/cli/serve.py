@@ -38,7 +38,13 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-batch", type=positive_int, default=8, help="images per forward (same padded shape only)")
+    p.add_argument("--max-batch", type=positive_int, default=8, help="requests per batch (same padded shape only)")
+    p.add_argument(
+        "--shared-forward",
+        action="store_true",
+        help="one forward per batch: faster for small models and on GPUs, answers equal to batch 1 only up to float "
+        "rounding (default: each image alone, bit-identical)",
+    )
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
     p.add_argument("--max-queue", type=positive_int, default=64, help="requests waiting beyond which 503 answers")
     p.add_argument("--timeout", type=positive_float, default=30.0, help="seconds a request may take (else 504)")
@@ -59,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         return ServeSettings(
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
+            shared_forward=args.shared_forward,
             max_queue=args.max_queue,
             timeout_s=args.timeout,
             max_upload_mb=args.max_upload_mb,

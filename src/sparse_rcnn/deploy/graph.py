@@ -121,13 +121,15 @@ class GraphDetector:
         return out, sizes
 
     def detect_resized(
-        self, images: Sequence[Any], scale_factors: Sequence[tuple[float, float]]
+        self, images: Sequence[Any], scale_factors: Sequence[tuple[float, float]], *, independent: bool = False
     ) -> list[dict[str, np.ndarray]]:
         """(3, H, W) uint8 images already resized to the test scale, each with its (sx, sy) -> per
         image ``boxes`` (k, 4) xyxy in original pixels, ``scores`` (k,) sorted high to low,
-        ``labels`` (k,). The ``models.detector.Detector`` interface."""
+        ``labels`` (k,). The ``models.detector.Detector`` interface. ``independent``: one graph call
+        per image (the graph is one piece; its kernels may round a batch differently from batch 1),
+        so each answer is bit-identical to the image's alone."""
         results: list[dict[str, np.ndarray]] = []
-        step = self.fixed_batch or len(images)
+        step = self.fixed_batch or (1 if independent else len(images))
         for start in range(0, len(images), step):
             chunk = list(images[start : start + step])
             n = len(chunk)

@@ -227,8 +227,10 @@ class _OnDevice:
         self.class_names, self.test_scale, self.size_divisor = net.class_names, net.test_scale, net.size_divisor
         self.score_thresholds = None
 
-    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict]:
-        return self.net.detect_resized([img.to(self.device) for img in images], scale_factors)
+    def detect_resized(
+        self, images: list[Tensor], scale_factors: list[tuple[float, float]], *, independent: bool = False
+    ) -> list[dict]:
+        return self.net.detect_resized([img.to(self.device) for img in images], scale_factors, independent=independent)
 
 
 @torch.no_grad()

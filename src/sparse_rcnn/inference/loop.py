@@ -5,10 +5,11 @@ Images come from a source (``sources``: files, a dataset, a stream), are decoded
 nothing is kept once yielded, so memory stays flat over any number of images.
 
 Batching (``pad``): ``"bucket"`` (the default) puts into one forward only consecutive images whose
-resized, padded input has the same shape, so every answer is the image's answer at batch 1, as
-zero padding up to a bigger neighbour would change its features near the border (equal up to float
-rounding: batched matrix products may round the last bit differently). ``"largest"``
-pads every batch to its largest image, as MMDetection does (kept for the parity checks).
+resized, padded input has the same shape (zero padding up to a bigger neighbour would change an
+image's features near the border) and asks the detector for ``independent`` answers, so every
+answer is bit-identical to the image's at batch 1. ``"largest"`` pads every batch to its largest
+image and shares the whole forward, as MMDetection does: the parity checks, and the fastest batches
+for a small model on images of one size (equal to batch 1 up to float rounding).
 Under torchrun a map-style source is sharded (``Processes.shard``); ``stop`` is called between
 batches and may raise to end the run; ``progress`` shows a bar on a terminal.
 """
@@ -87,7 +88,7 @@ def iter_predictions(
         for batch in group_batches(loader, batch_size, pad=pad, size_divisor=detector.size_divisor):
             if stop is not None:
                 stop()
-            yield from _predict_batch(detector, batch, thr, keep_images)
+            yield from _predict_batch(detector, batch, thr, keep_images, pad)
             bar.update(len(batch))
     bar.close()
     if stop is not None:
@@ -115,11 +116,13 @@ def group_batches(items: Iterable[Item], batch_size: int, *, pad: str, size_divi
         yield batch
 
 
-def _predict_batch(detector: Detector, batch: list[Item], thr: Any, keep_images: bool) -> Iterator[Prediction]:
+def _predict_batch(
+    detector: Detector, batch: list[Item], thr: Any, keep_images: bool, pad: str
+) -> Iterator[Prediction]:
     ok = [item for item in batch if item.error is None]
     resized = [cast(Tensor, item.resized) for item in ok]  # read without error: resized, with its factor
     factors = [cast("tuple[float, float]", item.factor) for item in ok]
-    dets = detector.detect_resized(resized, factors) if ok else []
+    dets = detector.detect_resized(resized, factors, independent=pad == "bucket") if ok else []
     found = {item.index: det for item, det in zip(ok, dets)}
     for item in batch:
         if item.error is not None:

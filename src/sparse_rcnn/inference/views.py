@@ -1,7 +1,8 @@
 """Running a detector on views of an image (tiles, augmented copies) made in memory: each view is
 resized to the detector's test scale as any image is (``data.resize_for_test``), views of one
-resized shape go through ``detect_resized`` together, ``batch_size`` at a time (so each answer is
-the view's answer at batch 1, as the ``"bucket"`` batching of ``iter_predictions``), and the
+resized shape go through ``detect_resized`` together, ``batch_size`` at a time and ``independent``
+(so each answer is bit-identical to the view's alone, as the ``"bucket"`` batching of
+``iter_predictions``), and the
 answers come back in the views' order, in the view's pixels.
 
 A detector whose ``test_scale`` is None (``TiledDetector``, ``TTADetector``) takes views as they
@@ -32,7 +33,7 @@ def detect_views(
         out: list[dict[str, Any]] = []
         for start in range(0, len(views), batch_size):
             chunk = views[start : start + batch_size]
-            out += detector.detect_resized(chunk, [(1.0, 1.0)] * len(chunk))
+            out += detector.detect_resized(chunk, [(1.0, 1.0)] * len(chunk), independent=True)
         return out
     resized = [resize_for_test(view, scale) for view in views]
     groups: dict[tuple[int, int], list[int]] = {}
@@ -42,7 +43,9 @@ def detect_views(
     for indices in groups.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            dets = detector.detect_resized([resized[i][0] for i in chunk], [resized[i][1] for i in chunk])
+            dets = detector.detect_resized(
+                [resized[i][0] for i in chunk], [resized[i][1] for i in chunk], independent=True
+            )
             for i, det in zip(chunk, dets):
                 found[i] = det
     return found  # type: ignore[return-value]
@@ -80,9 +83,12 @@ class OriginalsDetector:
         self.class_names = detector.class_names
         self.score_thresholds = getattr(detector, "score_thresholds", None)
 
-    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
+    def detect_resized(
+        self, images: list[Tensor], scale_factors: list[tuple[float, float]], *, independent: bool = False
+    ) -> list[dict[str, Tensor]]:
         """Original (3, H, W) uint8 images (``scale_factors`` all (1, 1)) -> per image the merged
-        detections, ``boxes`` (k, 4) xyxy in its pixels, ``scores`` (k,), ``labels`` (k,)."""
+        detections, ``boxes`` (k, 4) xyxy in its pixels, ``scores`` (k,), ``labels`` (k,). Each
+        image is detected on its own, so the answers are always ``independent``."""
         if any(tuple(f) != (1.0, 1.0) for f in scale_factors):
             raise ValueError(
                 f"`scale_factors` must be (1, 1): {type(self).__name__} takes original images (its test_scale is None)"

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..checkpoints import CheckpointError
 from ..data.images import to_image_tensor
+from ..data.resize import resize_for_test
 
 log = logging.getLogger(__name__)
 ScoreThr = Union[float, str, Sequence[float]]  # a number, "auto", or one per class
@@ -35,10 +36,13 @@ class Detector(Protocol):
         """Padded inputs are a multiple of it (images of one padded shape batch exactly)."""
         ...
 
-    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    def detect_resized(
+        self, images: list[Tensor], scale_factors: list[tuple[float, float]], *, independent: bool = False
+    ) -> list[dict[str, Any]]:
         """(3, H_i, W_i) uint8 images already resized to ``test_scale``, each with its (sx, sy) ->
         per image ``boxes`` (k, 4) xyxy in original pixels, ``scores`` (k,), ``labels`` (k,)
-        (tensors or arrays)."""
+        (tensors or arrays). ``independent``: each answer bit-identical to the image's alone, as
+        the runtime can make it; otherwise the batch may share work (MMDetection's padded batch)."""
         ...
 
 
@@ -127,7 +131,7 @@ def predict(
 ) -> Union[dict[str, Any], list[dict[str, Any]]]:
     """Run ``model`` (eval mode) on one input or a list of them (paths, PIL images, arrays, tensors).
     Returns per input a dict with ``boxes`` (k, 4) float tensor in its pixels, ``scores``,
-    ``labels``, ``categories``."""
+    ``labels``, ``categories``; each bit-identical to the input's alone, whatever ``batch_size``."""
     score_thr = resolve_score_thr(model, score_thr)
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
@@ -136,8 +140,10 @@ def predict(
     results: list[dict[str, Any]] = []
     try:
         for start in range(0, len(items), batch_size):
-            images = [to_image_tensor(x) for x in items[start : start + batch_size]]
-            for out in model(images):
+            resized, factors = zip(
+                *(resize_for_test(to_image_tensor(x), model.test_scale) for x in items[start : start + batch_size])
+            )
+            for out in model.detect_resized(list(resized), list(factors), independent=True):
                 kept: dict[str, Any] = keep_scores(out, score_thr)
                 kept["categories"] = [model.class_names[i] for i in kept["labels"].tolist()]
                 results.append(kept)

@@ -130,9 +130,20 @@ class SparseRCNN(nn.Module):
         """Padded inputs are a multiple of this many pixels (``ImageBatcher``)."""
         return self.batcher.size_divisor
 
-    def detect_resized(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
+    def detect_resized(
+        self, images: list[Tensor], scale_factors: list[tuple[float, float]], *, independent: bool = False
+    ) -> list[dict[str, Tensor]]:
         """Images already resized to the test scale, each with its (sx, sy) -> detections in the
-        original pixels (boxes divided by the per-axis scale factor)."""
+        original pixels (boxes divided by the per-axis scale factor).
+
+        ``independent``: each image goes through ``detect`` alone, so its detections are
+        bit-identical to the image's at batch 1. A shared forward is not: oneDNN picks convolution
+        kernels by batch size (small feature maps round differently at batch 1 and N) and
+        vectorised element-wise loops compute a tensor's tail in scalar code, so the last bit moves
+        with the batch (scores ~1e-7 relative, more after six stages). Otherwise one forward for
+        the batch, padded to its largest image, as MMDetection."""
+        if independent and len(images) > 1:
+            return [det for img, f in zip(images, scale_factors) for det in self.detect_resized([img], [f])]
         batch, sizes = self.batcher(images)
         # made before detect: on a GPU, copying it in afterwards would wait for detect to finish
         factors = torch.tensor(

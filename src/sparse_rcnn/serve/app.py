@@ -60,7 +60,11 @@ def create_app(detector: Detector, settings: Optional[ServeSettings] = None) -> 
     follows in the background and ``/readyz`` answers 200 once it is done."""
     settings = settings or ServeSettings()
     batcher = DynamicBatcher(
-        detector, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue
+        detector,
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        shared_forward=settings.shared_forward,
     )
     metrics = ServeMetrics(settings.max_batch, lambda: batcher.depth)
     batcher.on_batch = metrics.batch_size.observe

@@ -2,10 +2,11 @@
 
 A request waits in a bounded queue (``max_queue``; beyond it ``QueueFull``). The collector takes the
 oldest request and gathers up to ``max_batch`` requests whose resized, padded input has the same
-shape as its own, waiting at most ``max_wait_ms`` for them: images of one padded shape are the
-only ones that batch exactly, so every answer equals the image's answer at batch 1 (as
-``inference.group_batches`` does for files). Others stay queued, in order, for the next forward.
-The forward runs in a single worker thread, so the event loop stays free to accept and answer.
+shape as its own, waiting at most ``max_wait_ms`` for them. The detector answers each image
+``independent``ly, bit-identical to the image's answer at batch 1 (as ``inference.iter_predictions``
+does for files with ``pad="bucket"``), unless ``shared_forward``: then the batch is one forward,
+equal to batch 1 up to float rounding (see ``SparseRCNN.detect_resized``). Others stay queued, in order,
+for the next forward. The forward runs in a single worker thread, so the event loop stays free to accept and answer.
 A request cancelled while queued (its deadline passed) is dropped before it reaches the model.
 """
 
@@ -48,11 +49,12 @@ class DynamicBatcher:
         max_batch: int,
         max_wait_ms: float,
         max_queue: int,
+        shared_forward: bool = False,
         on_batch: Optional[Callable[[int], None]] = None,
     ) -> None:
         self.detector = detector
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
-        self.on_batch = on_batch
+        self.on_batch, self.shared_forward = on_batch, shared_forward
         self._queue: deque[_Waiting] = deque()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sparse-rcnn-model")
         self._wakeup: Optional[asyncio.Event] = None
@@ -145,7 +147,7 @@ class DynamicBatcher:
         if self.on_batch is not None:
             self.on_batch(len(batch))
         try:
-            dets = await self.run_in_worker(_detect, self.detector, [w.item for w in batch])
+            dets = await self.run_in_worker(_detect, self.detector, [w.item for w in batch], self.shared_forward)
         except Exception as e:  # the model's failure is the batch's answer; the service goes on
             log.exception("the model failed on a batch of %d", len(batch))
             reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -159,7 +161,7 @@ class DynamicBatcher:
                 w.future.set_result(det)
 
 
-def _detect(detector: Detector, items: list[Item]) -> list[dict[str, torch.Tensor]]:
+def _detect(detector: Detector, items: list[Item], shared: bool) -> list[dict[str, torch.Tensor]]:
     """One forward (worker thread): raw detections as CPU tensors, in the order of ``items``."""
     images, factors = [], []
     for i in items:
@@ -167,5 +169,5 @@ def _detect(detector: Detector, items: list[Item]) -> list[dict[str, torch.Tenso
         images.append(i.resized)
         factors.append(i.factor)
     with torch.no_grad():
-        dets = detector.detect_resized(images, factors)
+        dets = detector.detect_resized(images, factors, independent=not shared)
     return [{k: torch.as_tensor(v).cpu() for k, v in det.items()} for det in dets]

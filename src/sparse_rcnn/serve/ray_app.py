@@ -10,7 +10,8 @@ From Python: ``run_on_ray(load, settings, replicas=2)``; from the command line
     serve run sparse_rcnn.serve.ray_app:build weights=model.pth replicas=2
 
 (``build``'s arguments: ``model``, ``weights``, ``device``, or ``onnx`` with ``runtime``, ``dtype``,
-``threads``; ``replicas``, ``fronts``, ``max_batch``, ``max_wait_ms``, ``max_queue``, ``timeout_s``.)
+``threads``; ``replicas``, ``fronts``, ``max_batch``, ``max_wait_ms``, ``max_queue``, ``timeout_s``,
+``shared_forward`` (true or false).)
 Ray is imported only here, when asked for; without it a ``MissingPackageError`` says what to install.
 """
 
@@ -164,10 +165,22 @@ def loader(
     return functools.partial(load_model, model, weights, device=device)
 
 
+def _flag(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value.lower() in ("true", "1")
+
+
 def build(args: dict[str, str]) -> Any:
     """Ray Serve's application builder (``serve run sparse_rcnn.serve.ray_app:build key=value ...``)."""
     known = {"model", "weights", "device", "onnx", "runtime", "dtype", "threads", "replicas", "fronts"}
-    limits = {"max_batch": int, "max_wait_ms": float, "max_queue": int, "timeout_s": float}
+    limits: dict[str, Callable[[str], Any]] = {
+        "max_batch": int,
+        "max_wait_ms": float,
+        "max_queue": int,
+        "timeout_s": float,
+        "shared_forward": _flag,
+    }
     unknown = set(args) - known - set(limits)
     if unknown:
         raise ValueError(f"unknown arguments {sorted(unknown)}; known: {sorted(known | set(limits))}")

@@ -15,7 +15,9 @@ from ..data import MAX_PIXELS
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """max_batch: images per forward; max_wait_ms: how long a batch waits to fill; max_queue: requests
+    """max_batch: requests gathered into one batch; max_wait_ms: how long a batch waits to fill;
+    shared_forward: run a batch as one forward (faster for small models and on GPUs, answers equal to
+    batch 1 only up to float rounding; default: each image alone, bit-identical); max_queue: requests
     waiting for the model beyond which new ones get 503; timeout_s: a request's deadline (504);
     max_upload_mb: the largest body accepted (413); max_pixels: the largest image (413, at most
     ``data.MAX_PIXELS``); api_key: when set, every route but the probes and the page
@@ -24,6 +26,7 @@ class ServeSettings:
 
     max_batch: int = 8
     max_wait_ms: float = 5.0
+    shared_forward: bool = False
     max_queue: int = 64
     timeout_s: float = 30.0
     max_upload_mb: float = 20.0
