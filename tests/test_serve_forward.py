@@ -10,7 +10,8 @@ import pytest
 from serving import predict_records, write_images
 from sparse_rcnn.models import load_model
 from sparse_rcnn.serve import ServeSettings, build, create_app
-from sparse_rcnn.serve.forward import Answer, Forwarded, call_app, forward, forwarded, json_answer
+from sparse_rcnn.serve.forward import Answer, Forwarded, appended, call_app, forward, forwarded, json_answer
+from sparse_rcnn.serve.metrics import FrontMetrics
 
 
 class Lost(Exception):
@@ -148,3 +149,22 @@ def test_the_ray_builder_makes_a_front_before_the_model_replicas():
     assert model.name == "model" and model.num_replicas == 2 and model.max_ongoing_requests == 68
     with pytest.raises(ValueError, match="unknown arguments"):
         build({"weights": "model.pth", "replica": "2"})
+    shared = build({"weights": "model.pth", "shared_forward": "true"})._bound_deployment.init_args[1]
+    assert shared.shared_forward and not front.init_args[1].shared_forward
+    with pytest.raises(ValueError, match="expected true or false"):
+        build({"weights": "model.pth", "shared_forward": "yes please"})
+
+
+def test_the_fronts_own_refusals_are_counted_and_shown_after_the_replicas_metrics():
+    async def call(request: Forwarded) -> Answer:
+        raise Busy("queue full")
+
+    refusal = _front(call)
+    assert refusal.own and not Answer(200, (), b"").own
+    metrics = FrontMetrics()
+    metrics.count("/v1/detect", refusal.status)
+    replica = Answer(200, ((b"content-type", b"text/plain"), (b"content-length", b"9")), b"replica\n\n")
+    shown = appended(replica, metrics.render())
+    assert shown.body.startswith(b"replica\n\n")
+    assert b'sparse_rcnn_front_refusals_total{route="/v1/detect",status="503"} 1.0' in shown.body
+    assert dict(shown.headers)[b"content-length"] == str(len(shown.body)).encode()

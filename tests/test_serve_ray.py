@@ -94,5 +94,13 @@ def test_a_killed_replica_loses_no_request(ray_service, tiny_weights, tmp_path):
             assert r.headers["Retry-After"] == "1" and "retry shortly" in r.json()["error"]
     wait_for(lambda: _replicas() == 2, "the killed replica to be replaced", 180)
     assert all(post_image(ray_service, p).status_code == 200 for p in paths)
+    shown = ray_service.get("/metrics").text  # a replica's metrics, then the front's own refusals
+    assert "sparse_rcnn_requests_total" in shown and "# TYPE sparse_rcnn_front_refusals_total counter" in shown
+    refused = sum(
+        float(line.split()[-1])
+        for line in shown.splitlines()
+        if line.startswith('sparse_rcnn_front_refusals_total{route="/v1/detect",status="503"}')
+    )
+    assert refused == codes.count(503)
     errors = {r.text[:120] for r in answers if r.status_code != 200}
     print("answers while a replica was killed:", {c: codes.count(c) for c in set(codes)}, errors)

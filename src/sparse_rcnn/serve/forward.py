@@ -38,11 +38,19 @@ class Forwarded:
 
 @dataclass(frozen=True)
 class Answer:
-    """An HTTP answer as data."""
+    """An HTTP answer as data; ``own``: the front's own refusal, made without the app."""
 
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
+    own: bool = False
+
+
+def appended(answer: Answer, extra: bytes) -> Answer:
+    """``answer`` with ``extra`` after its body and its ``Content-Length`` set to match."""
+    body = answer.body + extra
+    headers = tuple((k, v) for k, v in answer.headers if k.lower() != b"content-length")
+    return Answer(answer.status, headers + ((b"content-length", str(len(body)).encode()),), body, answer.own)
 
 
 def forwarded(
@@ -104,7 +112,7 @@ def json_answer(status: int, message: str, headers: Optional[dict[str, str]] = N
     body = json.dumps({"error": message}, separators=(",", ":")).encode()  # as the app writes it
     pairs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     pairs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    return Answer(status, tuple(pairs), body)
+    return Answer(status, tuple(pairs), body, own=True)
 
 
 async def forward(

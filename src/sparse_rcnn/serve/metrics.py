@@ -1,6 +1,7 @@
 """The service's Prometheus metrics, in a registry of its own (no global state: two apps in one
 process count apart): requests by route and status, request latency, batch sizes, queue depth, and
-the process's own collector (``process_resident_memory_bytes``, CPU seconds, open files)."""
+the process's own collector (``process_resident_memory_bytes``, CPU seconds, open files). Under Ray
+Serve, ``FrontMetrics`` counts what the front answers by itself (no replica saw those requests)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,26 @@ class ServeMetrics:
         self.requests.labels(route=route, status=str(status)).inc()
         if route == "/v1/detect":
             self.latency.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class FrontMetrics:
+    """The refusals a Ray Serve front makes without a model replica (413, 503, 504, 500), by route
+    and status; the front appends ``render()`` to the replica's ``/metrics`` answer."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.refusals = Counter(
+            "sparse_rcnn_front_refusals",
+            "Answers the Ray Serve front gave itself, without a model replica, by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+
+    def count(self, path: str, status: int) -> None:
+        self.refusals.labels(route=path if path in ROUTES else "other", status=str(status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

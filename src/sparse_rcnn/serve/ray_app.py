@@ -27,7 +27,8 @@ from ..deploy import MissingPackageError, load_detector
 from ..models import Detector, load_model
 from ..ops import keep_freed_memory
 from .app import create_app
-from .forward import Answer, Forwarded, call_app, forward
+from .forward import Answer, Forwarded, appended, call_app, forward
+from .metrics import FrontMetrics
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class ModelReplica:
 
 class Front:
     """The HTTP ingress: hands each request to a model replica through a ``DeploymentHandle`` and
-    turns a replica that died holding it into one retry elsewhere, then a clean 503 (``forward``)."""
+    turns a replica that died holding it into one retry elsewhere, then a clean 503 (``forward``).
+    Its own refusals are counted (``FrontMetrics``) and shown after the replica's ``/metrics``."""
 
     def __init__(self, model: Any, settings: ServeSettings) -> None:
         from ray.exceptions import RayActorError
@@ -74,6 +76,7 @@ class Front:
         self.model, self.settings = model, settings
         self.lost = (RayActorError, ReplicaUnavailableError)  # ActorDiedError, ActorUnavailableError among them
         self.busy = (BackPressureError, DeploymentUnavailableError)
+        self.metrics = FrontMetrics()
 
     async def __call__(self, request: Any) -> Any:
         answer = await forward(
@@ -87,6 +90,10 @@ class Front:
             lost=self.lost,
             busy=self.busy,
         )
+        if answer.own:
+            self.metrics.count(request.url.path, answer.status)
+        if request.url.path == "/metrics" and answer.status == 200:
+            answer = appended(answer, self.metrics.render())
         response = Response(answer.body, status_code=answer.status)
         response.raw_headers = list(answer.headers)
         return response
