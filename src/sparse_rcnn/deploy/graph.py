@@ -152,8 +152,9 @@ class GraphDetector:
         """Detect objects in file paths or (H, W, 3) RGB uint8 arrays; one input or a list.
 
         Returns per input a dict of numpy arrays ``boxes`` (k, 4) in its pixels, ``scores``,
-        ``labels``, plus ``categories`` (class names). ``score_thr="auto"``: the per-class
-        thresholds in the file's metadata (``score_thresholds``).
+        ``labels``, plus ``categories`` (class names), each the input's answer alone whatever
+        ``batch_size`` (a graph exported with a fixed batch runs as exported). ``score_thr="auto"``:
+        the per-class thresholds in the file's metadata (``score_thresholds``).
         """
         thr = np.asarray(resolve_score_thr(self, score_thr), dtype=np.float64)
         single = isinstance(inputs, (str, Path, np.ndarray))
@@ -165,7 +166,7 @@ class GraphDetector:
                 for x in items[start : start + batch_size]
             ]
             resized, factors = zip(*(resize_for_test(a, self.test_scale) for a in arrays))
-            for det in self.detect_resized([img.transpose(2, 0, 1) for img in resized], factors):
+            for det in self.detect_resized([img.transpose(2, 0, 1) for img in resized], factors, independent=True):
                 keep = det["scores"] >= (thr if thr.ndim == 0 else thr[det["labels"]])
                 kept: dict[str, Any] = {k: v[keep] for k, v in det.items()}
                 kept["categories"] = [self.class_names[i] for i in kept["labels"].tolist()]

@@ -143,7 +143,11 @@ class SparseRCNN(nn.Module):
         with the batch (scores ~1e-7 relative, more after six stages). Otherwise one forward for
         the batch, padded to its largest image, as MMDetection."""
         if independent and len(images) > 1:
-            return [det for img, f in zip(images, scale_factors) for det in self.detect_resized([img], [f])]
+            return [det for img, f in zip(images, scale_factors) for det in self._detect_batch([img], [f])]
+        return self._detect_batch(images, scale_factors)
+
+    def _detect_batch(self, images: list[Tensor], scale_factors: list[tuple[float, float]]) -> list[dict[str, Tensor]]:
+        """``images`` as one padded batch through ``detect``."""
         batch, sizes = self.batcher(images)
         # made before detect: on a GPU, copying it in afterwards would wait for detect to finish
         factors = torch.tensor(
