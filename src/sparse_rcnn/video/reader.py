@@ -218,6 +218,9 @@ class FrameReader:
         """Every decoded frame in order: a ``Frame`` when kept, else None."""
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
+        # One converter for the whole video, on this thread: ``to_ndarray`` would build a new
+        # swscale context (and its slice threads) for every frame. Same pixels either way.
+        to_rgb = require("av", "av").video.reformatter.VideoReformatter()
         first: Optional[float] = None
         prev_t: Optional[float] = None
         prev_step: Optional[float] = None
@@ -252,4 +255,4 @@ class FrameReader:
                     yield None
                     continue
                 last_slot = slot
-            yield Frame(index, round(t, 6), av_frame.to_ndarray(format="rgb24"))
+            yield Frame(index, round(t, 6), to_rgb.reformat(av_frame, format="rgb24", threads=1).to_ndarray())
