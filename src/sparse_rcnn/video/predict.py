@@ -53,8 +53,9 @@ def frame_record(
     detections = to_record("", width, height, det, class_names)["detections"]
     if "track_ids" in det:
         order = torch.argsort(det["scores"], descending=True, stable=True).tolist()
+        track_ids = det["track_ids"].tolist()
         for d, i in zip(detections, order):
-            d["track_id"] = int(det["track_ids"][i])
+            d["track_id"] = int(track_ids[i])
     return {
         "frame": int(index),
         "time": float(time),
