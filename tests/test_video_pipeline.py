@@ -136,3 +136,26 @@ def test_abort_drops_the_file_and_ends_the_thread(tmp_path):
     idle = AnnotatedVideo(VideoWriter(tmp_path / "b.mp4", 64, 48, 25), FrameDrawer(NAMES))
     idle.abort()  # a thread waiting for its first frame ends too
     assert not idle._thread.is_alive() and not list(tmp_path.iterdir())
+
+
+def test_frames_are_resized_in_the_decoding_thread_and_the_stream_takes_them_as_they_are(tmp_path):
+    import threading
+
+    from sparse_rcnn.inference import ImageStream, prepare
+
+    spec = ClipSpec(num_frames=5, width=64, height=48, num_objects=2, min_size=10, max_size=16, seed=6)
+    make_clip(tmp_path / "c.mkv", spec, lossless=True)
+    threads = set()
+
+    def transform(image):
+        threads.add(threading.current_thread())
+        return prepare(0, None, image, (40, 24))
+
+    frames = list(FrameReader(tmp_path / "c.mkv", transform=transform))
+    assert threads and threading.main_thread() not in threads
+    ready = list(ImageStream(((f.index, f.data) for f in frames), (40, 24)))
+    here = list(ImageStream(((f.index, f.image) for f in frames), (40, 24)))
+    assert [(i.index, i.key) for i in ready] == [(i.index, i.key) for i in here] == [(k, k) for k in range(5)]
+    for a, b in zip(ready, here):
+        assert a.resized.shape == (3, 24, 32) and torch.equal(a.resized, b.resized) and a.factor == b.factor
+        assert torch.equal(a.original, b.original)
