@@ -8,6 +8,7 @@ parallel and a torchrun process can take its share; a stream is read in order, i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Optional, Sequence, cast
@@ -84,11 +85,16 @@ class DatasetImages(torch.utils.data.Dataset):
 
 
 class ImageStream(torch.utils.data.IterableDataset):
-    """Any iterable of ``(key, image)`` pairs, prepared in order as they come (video frames)."""
+    """Any iterable of ``(key, image)`` pairs, prepared in order as they come (video frames). An
+    image that is an ``Item`` already (``prepare``d elsewhere, e.g. in a video's decoding thread)
+    is taken as it is, with the stream's index and key."""
 
     def __init__(self, pairs: Iterable[tuple[Any, Any]], test_scale: Optional[tuple[int, int]]) -> None:
         self.pairs, self.test_scale = pairs, tuple(test_scale) if test_scale is not None else None
 
     def __iter__(self) -> Iterator[Item]:
         for index, (key, image) in enumerate(self.pairs):
-            yield prepare(index, key, image, cast("tuple[int, int]", self.test_scale))
+            if isinstance(image, Item):
+                yield dataclasses.replace(image, index=index, key=key)
+            else:
+                yield prepare(index, key, image, cast("tuple[int, int]", self.test_scale))

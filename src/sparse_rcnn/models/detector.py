@@ -108,19 +108,22 @@ def resolve_score_thr(detector: Detector, score_thr: ScoreThr) -> Union[float, l
 
 def to_record(image: str, width: int, height: int, det: dict[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
     """One entry of predict's output: boxes in image pixels, sorted by score."""
-    order = torch.argsort(det["scores"], descending=True, stable=True)
+    order = torch.argsort(torch.as_tensor(det["scores"]), descending=True, stable=True).tolist()
+    # Whole tensors to Python lists once (the same numbers): indexing a tensor per detection cost
+    # more than the detections' JSON for a video's small frames.
+    boxes, scores, labels = (torch.as_tensor(det[k]).tolist() for k in ("boxes", "scores", "labels"))
     return {
         "image": image,
         "width": int(width),
         "height": int(height),
         "detections": [
             {
-                "box": [float(v) for v in det["boxes"][i].tolist()],
-                "score": float(det["scores"][i]),
-                "label": int(det["labels"][i]),
-                "category": class_names[int(det["labels"][i])],
+                "box": [float(v) for v in boxes[i]],
+                "score": float(scores[i]),
+                "label": int(labels[i]),
+                "category": class_names[int(labels[i])],
             }
-            for i in order.tolist()
+            for i in order
         ],
     }
 

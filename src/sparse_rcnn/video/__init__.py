@@ -1,11 +1,12 @@
 """Video: frames read with PyAV (``reader``), detected through the one inference loop
 (``predict``: ``predict_video`` yields one record per frame), tracked across frames with
 Roboflow's ``trackers`` (``tracking``), written as JSON Lines / MOTChallenge rows and annotated
-videos (``files``, ``mot``, ``writer``, ``draw``); tracks scored with TrackEval (``track_eval``),
-on a generated clip for the demo (``clips``, ``clip_tracking``). PyAV and ``trackers`` are the optional
-``video`` extra, imported when first used.
+videos (``files``, ``mot``, ``writer``, ``draw``; ``annotate`` draws and encodes in a thread);
+tracks scored with TrackEval (``track_eval``), on a generated clip for the demo (``clips``,
+``clip_tracking``). PyAV and ``trackers`` are the optional ``video`` extra, imported when first used.
 """
 
+from .annotate import AnnotatedVideo
 from .clip_tracking import CLIP_SEED, ClipTracking, track_clip
 from .clips import ClipFiles, make_clip
 from .draw import FrameDrawer, frame_strip
@@ -24,7 +25,7 @@ from .reader import (
 )
 from .track_eval import FIELDS, TrackEvalError, TrackScores, evaluate_tracks, format_score
 from .tracking import DEFAULT_NMS, TRACKERS, Tracker, TrackSettings
-from .writer import VideoWriter
+from .writer import FAST_PRESET, VideoWriter
 
 __all__ = [
     "evaluate_tracks",
@@ -58,6 +59,8 @@ __all__ = [
     "TRACKERS",
     "DEFAULT_NMS",
     "VideoWriter",
+    "FAST_PRESET",
+    "AnnotatedVideo",
     "FrameDrawer",
     "frame_strip",
     "MotRows",

@@ -3,8 +3,9 @@
 Records are written as JSON Lines (one frame per line) or, with tracking, as MOTChallenge rows,
 each line flushed as soon as its frame is done: a run killed at any moment leaves every finished
 frame as complete lines (at most the line being written is cut, and a reader of JSON Lines drops
-a last line without its newline). The annotated video (``vis``) is closed properly when the run
-ends, stops or the stream breaks, with the frames done so far.
+a last line without its newline). The annotated video (``vis``) is drawn and encoded in a
+background thread (``annotate.AnnotatedVideo``) and closed properly when the run ends, stops or the
+stream breaks, with the frames done so far.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import IO, Callable, Optional, Union
 
 from ..models.detector import Detector, ScoreThr
+from .annotate import AnnotatedVideo
 from .draw import FrameDrawer
 from .mot import record_rows
 from .predict import FramePrediction, VideoStopped, iter_video
 from .reader import FrameReader, VideoError
 from .tracking import TrackSettings
-from .writer import VideoWriter
+from .writer import FAST_PRESET, VideoWriter
 
 log = logging.getLogger(__name__)
 OUTPUT_FORMATS = ("records", "mot")
@@ -88,19 +90,19 @@ def predict_video_file(
         out = stream or sys.stdout
         if output is not None:
             out = stack.enter_context(open(output, "w", encoding="utf-8"))
-        writer = drawer = None
+        annotated = None
         if vis is not None:
             fps = reader.info.fps / every if not max_fps else min(max_fps, reader.info.fps / every)
-            writer = VideoWriter(vis, reader.info.width, reader.info.height, fps)
-            stack.callback(writer.close)
-            drawer = FrameDrawer(detector.class_names)
+            writer = VideoWriter(vis, reader.info.width, reader.info.height, fps, preset=FAST_PRESET)
+            annotated = AnnotatedVideo(writer, FrameDrawer(detector.class_names), depth=2 * batch_size + 2)
+            stack.callback(annotated.close)
         frames = iter_video(
             detector,
             reader,
             batch_size=batch_size,
             score_thr=score_thr,
             track=track,
-            keep_images=writer is not None or on_frame is not None,
+            keep_images=annotated is not None or on_frame is not None,
             stop=stop,
             progress=progress,
         )
@@ -110,9 +112,9 @@ def predict_video_file(
                 out.write("".join(line + "\n" for line in lines))
                 out.flush()
                 summary.frames += 1
-                if writer is not None:
-                    assert drawer is not None and pred.image is not None  # both made with the writer
-                    writer.write(drawer.draw(pred.image, pred.detections))
+                if annotated is not None:
+                    assert pred.image is not None  # kept for the drawing
+                    annotated.put(pred.image, pred.detections)
                 if on_frame is not None:
                     on_frame(pred)
         except VideoError as e:

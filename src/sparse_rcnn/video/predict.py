@@ -2,9 +2,10 @@
 
 ``predict_video(detector, path, ...)`` is the Python API: a generator of frame records
 ``{"frame": i, "time": seconds, "width", "height", "detections": [...]}`` whose detections carry
-the fields of ``models.to_record`` (and ``"track_id"`` with ``track``). Frames are decoded ahead in
-a background thread (``reader.FrameReader``) and batched into the detector by
-``inference.iter_predictions`` over an ``inference.ImageStream``.
+the fields of ``models.to_record`` (and ``"track_id"`` with ``track``). Frames are decoded ahead and
+resized to the detector's input in a background thread (``reader.FrameReader`` with a
+``transform``) and batched into the detector by ``inference.iter_predictions`` over an
+``inference.ImageStream``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..inference import ImageStream, iter_predictions
+from ..inference import ImageStream, Item, iter_predictions, prepare
 from ..models.detector import Detector, ScoreThr, to_record
 from .reader import FrameReader, VideoInfo
 from .tracking import Tracker, TrackSettings
@@ -53,8 +54,9 @@ def frame_record(
     detections = to_record("", width, height, det, class_names)["detections"]
     if "track_ids" in det:
         order = torch.argsort(det["scores"], descending=True, stable=True).tolist()
+        track_ids = det["track_ids"].tolist()
         for d, i in zip(detections, order):
-            d["track_id"] = int(det["track_ids"][i])
+            d["track_id"] = int(track_ids[i])
     return {
         "frame": int(index),
         "time": float(time),
@@ -94,10 +96,14 @@ def iter_video(
     names = list(detector.class_names)
     tracker = Tracker(track, len(names), reader.info.fps) if track is not None else None
 
+    scale = detector.test_scale
+    if reader.transform is None:  # resized in the decoding thread: this one only runs the model
+        reader.transform = lambda image: prepare(0, None, image, scale)
+
     def pairs() -> Iterator[tuple[int, Any]]:
         for frame in reader:
             times[frame.index] = frame.time
-            yield frame.index, frame.image
+            yield frame.index, frame.data if isinstance(frame.data, Item) else frame.image
 
     total = expected_frames(reader.info, reader.every, reader.max_fps, reader.start, reader.end)
     bar = tqdm(

@@ -20,7 +20,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -69,12 +69,13 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: its number in the video (0-based), its time in seconds and the (H, W, 3)
-    uint8 RGB pixels."""
+    """One decoded frame: its number in the video (0-based), its time in seconds, the (H, W, 3)
+    uint8 RGB pixels and what the reader's ``transform`` made of them (None without one)."""
 
     index: int
     time: float
     image: np.ndarray
+    data: Any = None
 
 
 def _open(path: str, timeout: float):
@@ -122,6 +123,9 @@ class FrameReader:
 
     Iterate it once; ``info`` is known from construction on. ``close`` (or leaving the iteration
     early) stops the thread. ``decoded`` counts the frames decoded so far, kept or not.
+    ``transform`` (may be set until the iteration starts): a function of a kept frame's pixels,
+    called in the decoding thread (e.g. the resize to the detector's input), its result the
+    frame's ``data``.
     """
 
     def __init__(
@@ -134,6 +138,7 @@ class FrameReader:
         end: Optional[float] = None,
         read_ahead: int = 8,
         timeout: float = 10.0,
+        transform: Optional[Callable[[np.ndarray], Any]] = None,
     ) -> None:
         if every < 1:
             raise ValueError(f"`every` must be >= 1, got {every}")
@@ -145,6 +150,7 @@ class FrameReader:
         self._container = _open(self.path, timeout)
         self.info = _info(self.path, self._container)
         self.decoded = 0
+        self.transform = transform
         self.variable_rate = False
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, read_ahead))
         self._closed = threading.Event()
@@ -218,6 +224,9 @@ class FrameReader:
         """Every decoded frame in order: a ``Frame`` when kept, else None."""
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
+        # One converter for the whole video, on this thread: ``to_ndarray`` would build a new
+        # swscale context (and its slice threads) for every frame. Same pixels either way.
+        to_rgb = require("av", "av").video.reformatter.VideoReformatter()
         first: Optional[float] = None
         prev_t: Optional[float] = None
         prev_step: Optional[float] = None
@@ -252,4 +261,5 @@ class FrameReader:
                     yield None
                     continue
                 last_slot = slot
-            yield Frame(index, round(t, 6), av_frame.to_ndarray(format="rgb24"))
+            image = to_rgb.reformat(av_frame, format="rgb24", threads=1).to_ndarray()
+            yield Frame(index, round(t, 6), image, self.transform(image) if self.transform is not None else None)

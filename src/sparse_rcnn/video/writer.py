@@ -13,7 +13,7 @@ import logging
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -21,9 +21,10 @@ from .reader import VideoError, require
 
 log = logging.getLogger(__name__)
 VIDEO_OUT_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov")
+FAST_PRESET = "superfast"  # the annotated videos of ``predict``: a third of "medium"'s time, same PSNR
 
 
-def _codec(path: Path, lossless: bool, width: int, height: int) -> tuple[str, str, dict]:
+def _codec(path: Path, lossless: bool, width: int, height: int, preset: Optional[str]) -> tuple[str, str, dict]:
     ext = path.suffix.lower()
     if ext not in VIDEO_OUT_EXTENSIONS:
         raise VideoError(f"{path}: write a video as one of {', '.join(VIDEO_OUT_EXTENSIONS)}")
@@ -34,18 +35,29 @@ def _codec(path: Path, lossless: bool, width: int, height: int) -> tuple[str, st
     if ext == ".avi":
         return "mpeg4", "yuv420p", {"qscale": "2"}
     even = width % 2 == 0 and height % 2 == 0
-    return "libx264", "yuv420p" if even else "yuv444p", {"crf": "18"}
+    return "libx264", "yuv420p" if even else "yuv444p", {"crf": "18", **({"preset": preset} if preset else {})}
 
 
 class VideoWriter:
     """(H, W, 3) uint8 RGB frames -> ``path`` at ``fps`` frames per second.
 
-    ``width`` x ``height`` is the size of every frame. Use as a context manager or call ``close``."""
+    ``width`` x ``height`` is the size of every frame. ``preset``: x264's speed preset for the lossy
+    H.264 files (default x264's own, "medium"); ``FAST_PRESET`` encodes about 3x faster at the same
+    quality (crf 18) and a file about a third larger. Use as a context manager or call ``close``."""
 
-    def __init__(self, path: Union[str, Path], width: int, height: int, fps: float, *, lossless: bool = False) -> None:
+    def __init__(
+        self,
+        path: Union[str, Path],
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        lossless: bool = False,
+        preset: Optional[str] = None,
+    ) -> None:
         av = require("av", "av")
         self.path = Path(path)
-        codec, pix_fmt, options = _codec(self.path, lossless, width, height)
+        codec, pix_fmt, options = _codec(self.path, lossless, width, height, preset)
         if not self.path.parent.is_dir():
             raise VideoError(f"{self.path}: its folder does not exist")
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")

@@ -48,7 +48,9 @@ def text_color(color: str) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"
 
 
-def _font() -> Optional[str]:
+def caption_font() -> Optional[str]:
+    """The TrueType file of the captions (DejaVu Sans, through matplotlib), None for torchvision's
+    bitmap default."""
     try:
         from matplotlib import font_manager
 
@@ -78,7 +80,7 @@ def draw_detections(
             for lab, s in zip(labels, scores if scores is not None else [None] * len(labels))
         ]
     colors = [color or class_color(lab) for lab in labels]
-    font = _font()
+    font = caption_font()
     size = font_size or max(10, min(image.shape[1:]) // 40)
     return draw_bounding_boxes(
         image,
