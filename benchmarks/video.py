@@ -12,7 +12,9 @@ file's size is watched every 5 ms): model loading, the first forward and the pro
 counted ("first_record_s", "tail_s"). With --save-vis the last frames are still being encoded after
 the last record (at most 2 * batch + 2 of them, in the background thread): "tail_s" holds that.
 The benchmark command runs at the input size the detector sees: the frame resized to the model's
-test scale, with the same --batch-size.
+test scale. predict runs with --pad (default bucket: each frame alone through the model, so the
+benchmark runs at batch 1; --pad largest: a batch of frames as one forward, so the benchmark runs at
+the same --batch-size).
 
     # the trained demo model (R-18, 96x72 input)
     python benchmarks/video.py --weights model_final.pth --frames 150 --size 640x480 --batch-size 4 \
@@ -121,6 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--objects", type=int, default=6, help="moving shapes in the generated clip")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--pad", choices=("bucket", "largest"), default="bucket", help="predict --pad (see above)")
     p.add_argument("--threads", type=int, help="OMP/torch threads of every child")
     p.add_argument("--iters", type=int, default=20, help="sparse-rcnn benchmark --iters")
     p.add_argument("--rounds", type=int, default=3, help="times each command runs, interleaved")
@@ -148,9 +151,11 @@ def main(argv=None) -> int:
     rounds = []
     for r in range(args.rounds):
         row: dict = {"load": os.getloadavg()[0]}
-        row["benchmark"] = run_benchmark(model_args, h, w, args.device, args.batch_size, args.iters, work)
+        bench_batch = args.batch_size if args.pad == "largest" else 1  # what one forward holds
+        row["benchmark"] = run_benchmark(model_args, h, w, args.device, bench_batch, args.iters, work)
         print(f"round {r + 1}: benchmark {row['benchmark']['images_per_s']:.2f} images/s", flush=True)
         for name, extra in modes.items():
+            extra = [*extra, "--pad", args.pad]
             row[name] = run_predict(video, work / "out.jsonl", model_args, args.device, args.batch_size, extra)
             row[name]["x_model"] = row[name]["frames_per_s"] / row["benchmark"]["images_per_s"]
             print(f"round {r + 1}: {name} {row[name]['frames_per_s']:.2f} frames/s", flush=True)
@@ -172,6 +177,7 @@ def main(argv=None) -> int:
         "weights": args.weights,
         "device": args.device,
         "batch_size": args.batch_size,
+        "pad": args.pad,
         "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),

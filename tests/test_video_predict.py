@@ -38,18 +38,18 @@ def test_frames_of_a_lossless_clip_decode_to_the_pixels_written(clip):
     assert [f.time for f in frames] == pytest.approx([i / SPEC.fps for i in range(SPEC.num_frames)])
 
 
-def test_records_equal_predict_on_the_frames_as_png(clip, tiny_weights, tmp_path, run_cli):
+@pytest.mark.parametrize("pad", ["bucket", "largest"])  # each frame alone; batches of 3 as one forward
+def test_records_equal_predict_on_the_frames_as_png(clip, tiny_weights, tmp_path, run_cli, pad):
     pngs = []
     for i, (frame, _) in enumerate(render_clip(SPEC)):
         pngs.append(str(tmp_path / f"f{i:03d}.png"))
         Image.fromarray(frame).save(pngs[-1])
-    rc, _ = run_cli(
-        ["predict", *pngs, "--weights", tiny_weights, "--output", str(tmp_path / "images.json"), "--batch-size", "3"]
-    )
+    flags = ["--weights", tiny_weights, "--batch-size", "3", "--pad", pad]
+    rc, _ = run_cli(["predict", *pngs, *flags, "--output", str(tmp_path / "images.json")])
     assert rc == 0
     images = json.loads((tmp_path / "images.json").read_text())
     out = tmp_path / "video.jsonl"
-    rc, _ = run_cli(["predict", str(clip), "--weights", tiny_weights, "--output", str(out), "--batch-size", "3"])
+    rc, _ = run_cli(["predict", str(clip), *flags, "--output", str(out)])
     assert rc == 0
     frames = [json.loads(line) for line in out.read_text().splitlines()]
     assert [f["frame"] for f in frames] == list(range(SPEC.num_frames))

@@ -185,6 +185,7 @@ def run_videos(args: argparse.Namespace, detector, videos: list[str]) -> int:
                     vis=vis,
                     batch_size=args.batch_size,
                     score_thr=args.score_thr,
+                    pad=args.pad,
                     every=args.every,
                     max_fps=args.max_fps,
                     start=args.start,

@@ -52,6 +52,7 @@ def predict_video_file(
     stream: Optional[IO[str]] = None,
     batch_size: int = 1,
     score_thr: ScoreThr = 0.0,
+    pad: str = "bucket",
     every: int = 1,
     max_fps: Optional[float] = None,
     start: float = 0.0,
@@ -65,7 +66,7 @@ def predict_video_file(
 
     format: ``"records"`` (JSON Lines of frame records) or ``"mot"`` (MOTChallenge rows; needs
     ``track``). vis: write the annotated video here (same size and frame rate; with ``track`` the
-    ids and trails). The other options are ``predict_video``'s. A video that cannot be opened
+    ids and trails). The other options (``pad`` among them) are ``predict_video``'s. A video that cannot be opened
     raises ``VideoError``; one that breaks later returns its summary with ``error`` set.
     ``stop`` may raise ``VideoStopped``: the summary then has its ``signum``. ``on_frame`` is
     called with each written frame's ``FramePrediction`` (with its ``image``).
@@ -101,6 +102,7 @@ def predict_video_file(
             reader,
             batch_size=batch_size,
             score_thr=score_thr,
+            pad=pad,
             track=track,
             keep_images=annotated is not None or on_frame is not None,
             stop=stop,

@@ -84,6 +84,7 @@ def iter_video(
     *,
     batch_size: int = 1,
     score_thr: ScoreThr = 0.0,
+    pad: str = "bucket",
     track: Optional[TrackSettings] = None,
     keep_images: bool = False,
     stop: Optional[Callable[[], None]] = None,
@@ -91,6 +92,8 @@ def iter_video(
 ) -> Iterator[FramePrediction]:
     """``FramePrediction``s of the frames ``reader`` keeps, in order. ``stop`` is called before each
     frame and may raise (e.g. ``VideoStopped``) to end the run; ``track``: track with these settings.
+    ``pad``: as ``inference.iter_predictions`` ("bucket": each frame alone through the model, its
+    answer bit-identical to the frame's at batch 1; "largest": a batch of frames as one forward).
     A stream that breaks raises ``VideoError`` after the frames before it."""
     times: dict[int, float] = {}
     names = list(detector.class_names)
@@ -117,7 +120,13 @@ def iter_video(
     stream = ImageStream(pairs(), detector.test_scale)
     try:
         for pred in iter_predictions(
-            detector, stream, batch_size=batch_size, score_thr=score_thr, keep_images=keep_images, stop=stop
+            detector,
+            stream,
+            batch_size=batch_size,
+            score_thr=score_thr,
+            pad=pad,
+            keep_images=keep_images,
+            stop=stop,
         ):
             time = times.pop(pred.key)
             if pred.error is not None:  # a decoded frame is always an image; kept for completeness
@@ -143,6 +152,7 @@ def predict_video(
     *,
     batch_size: int = 1,
     score_thr: ScoreThr = 0.0,
+    pad: str = "bucket",
     every: int = 1,
     max_fps: Optional[float] = None,
     start: float = 0.0,
@@ -153,7 +163,8 @@ def predict_video(
 ) -> Iterator[dict]:
     """Detect objects in every kept frame of the video or stream ``path``; yields frame records.
 
-    every: keep one frame in N; max_fps: at most F frames per second of video; start / end: seconds.
+    every: keep one frame in N; max_fps: at most F frames per second of video; start / end: seconds;
+    pad: ``"largest"`` runs a batch of frames as one forward (see ``iter_video``).
     track: ``True`` tracks with ByteTrack and thresholds derived from the model
     (``TrackSettings.for_detector``), or give ``TrackSettings``; each detection then has a
     ``track_id`` (> 0) and only tracked detections are listed.
@@ -163,6 +174,13 @@ def predict_video(
     reader = FrameReader(path, every=every, max_fps=max_fps, start=start, end=end, read_ahead=2 * batch_size + 2)
     settings = TrackSettings.for_detector(detector) if track is True else (track or None)
     for pred in iter_video(
-        detector, reader, batch_size=batch_size, score_thr=score_thr, track=settings, stop=stop, progress=progress
+        detector,
+        reader,
+        batch_size=batch_size,
+        score_thr=score_thr,
+        pad=pad,
+        track=settings,
+        stop=stop,
+        progress=progress,
     ):
         yield pred.record
