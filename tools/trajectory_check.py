@@ -54,9 +54,11 @@ from recipe_mistakes import INJECTIONS, STEPS, inject, short_recipe  # noqa: E40
 # limits (docs/parity-trajectory.md): our own float noise, 1 vs 2 threads over steps 0-1, was 8.2e-6 (losses)
 # and 1.3e-3 (grad norm) for R-50 1x, 4.2e-4 and 2.4e-3 for R-101 300-proposal crop on small images (ref_small):
 # ~10x the larger. From step 2 Adam turns float noise into percent-level differences (R-101: 0.56 / 0.17 over
-# 20 steps), so the later limits are order-of-magnitude bounds only.
+# 20 steps), so the later limits are order-of-magnitude bounds only. There a single stage's loss can
+# double between 1 and 2 threads (R-50 crop, s5.loss_cls at step 14: 1.04), so steps 2-19 are judged on
+# the total loss, whose noise stayed <= 7.4e-2 in all five configs: limit 0.5, about 7x that.
 EARLY_STEPS = 2
-LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (5e-3, 1.0), (3e-2, 1.0), 2.0
+LR_TOL, LOSS_TOL, GRAD_NORM_TOL, UPDATE_TOL = 1e-12, (5e-3, 0.5), (3e-2, 1.0), 2.0
 ADAMW_KEYS = ("weight_decay", "betas", "eps", "amsgrad", "maximize")
 MAKE_TRAJECTORY = Path(__file__).with_name("make_trajectory.py")
 
@@ -159,6 +161,7 @@ def compare(ours: dict, ref: dict, w0: dict[str, torch.Tensor], trainable: set[s
         (rel(a["losses"][n], v), k, n) for k, (a, b) in enumerate(zip(o, r)) for n, v in b["losses"].items()
     )
     res["loss_per_step"] = [max(rel(a["losses"][n], v) for n, v in b["losses"].items()) for a, b in zip(o, r)]
+    res["total_loss_per_step"] = [rel(sum(a["losses"].values()), sum(b["losses"].values())) for a, b in zip(o, r)]
     res["grad_norm"] = max((rel(a["grad_norm"], b["grad_norm"]), k) for k, (a, b) in enumerate(zip(o, r)))
     res["grad_norm_per_step"] = [rel(a["grad_norm"], b["grad_norm"]) for a, b in zip(o, r)]
     worst_upd, frozen_bad, moved = (0.0, ""), [], 0
@@ -193,7 +196,8 @@ def judge(res: dict) -> list[tuple[str, str, str, bool]]:
     n = len(res["loss_per_step"])
     return [
         (f"d. lr x{n} ({res['lr_equal']} bit-equal)", f"{res['lr'][0]:.1e}", f"{LR_TOL:.0e}", res["lr"][0] <= LR_TOL),
-        *phase_rows("18 losses", res["loss_per_step"], LOSS_TOL),
+        *phase_rows("18 losses", res["loss_per_step"], LOSS_TOL)[:1],  # steps 0-1: every loss
+        *phase_rows("total loss", res["total_loss_per_step"], LOSS_TOL)[1:],  # then the sum (see the limits)
         *phase_rows("grad norm before clip", res["grad_norm_per_step"], GRAD_NORM_TOL),
         (f"d. AdamW settings of {res['settings_n']} params ({','.join(map(short_key, res['settings_bad'][:2]))})",
          f"{len(res['settings_bad'])} differ", "0", not res["settings_bad"]),
