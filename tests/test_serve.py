@@ -34,6 +34,20 @@ def test_answers_at_batch_one_are_bit_identical_to_predict(tiny_weights, images)
         assert r.json() == {**want[paths[0]], "image": ""}
 
 
+def _queued_together(client, detector, paths):
+    """POST the 8 ``paths`` at once while the model is held, so all are queued together (the batches
+    are then certain); the answers once it is let go."""
+    detector.close()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(post_image, client, path) for path in paths]
+        wait_for(
+            lambda: detector.entered.is_set() and detector.held + metric(client, "sparse_rcnn_queue_depth") == 8,
+            "all 8 requests at the model or queued",
+        )
+        detector.gate.set()
+        return [f.result() for f in futures]
+
+
 def test_score_thr_filters_like_predict(tiny_weights, images, tmp_path):
     paths, _ = images
     want = predict_records(paths[:2], tiny_weights, tmp_path / "p.json")  # reference at 0
@@ -52,16 +66,7 @@ def test_eight_concurrent_clients_are_batched_and_answered_like_predict(tiny_wei
     detector = GatedDetector(load_model(weights=tiny_weights))
     app = create_app(detector, ServeSettings(max_batch=8, max_wait_ms=50))
     with running(app) as client:
-        # Hold the model so that all 8 requests are queued together: the batches are then certain.
-        detector.close()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(post_image, client, path) for path in paths]
-            wait_for(
-                lambda: detector.entered.is_set() and detector.held + metric(client, "sparse_rcnn_queue_depth") == 8,
-                "all 8 requests at the model or queued",
-            )
-            detector.gate.set()
-            answers = [f.result() for f in futures]
+        answers = _queued_together(client, detector, paths)
         assert [r.status_code for r in answers] == [200] * 8
         for path, r in zip(paths, answers):
             assert same_record(r.json(), want[path], exact=True), path
@@ -88,15 +93,7 @@ def test_a_shared_forward_answers_up_to_float_rounding(tiny_weights, images):
     detector = GatedDetector(load_model(weights=tiny_weights))
     app = create_app(detector, ServeSettings(max_batch=8, max_wait_ms=50, shared_forward=True))
     with running(app) as client:
-        detector.close()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(post_image, client, path) for path in paths]
-            wait_for(
-                lambda: detector.entered.is_set() and detector.held + metric(client, "sparse_rcnn_queue_depth") == 8,
-                "all 8 requests at the model or queued",
-            )
-            detector.gate.set()
-            answers = [f.result() for f in futures]
+        answers = _queued_together(client, detector, paths)
         assert max(detector.batches) > 1 and not any(detector.independent)  # batches, each one forward
         assert all(same_record(r.json(), want[p], exact=False) for p, r in zip(paths, answers))
 
